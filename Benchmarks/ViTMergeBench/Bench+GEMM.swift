@@ -1,0 +1,113 @@
+import Foundation
+import ViTMergeCore
+import ViTMergeKernels
+
+extension Bench {
+    /// GEMM shapes: squares, and the linear layers of ViT-Ti/S/B at batch 32 (M = 32·197 tokens)
+    /// in the three forms training uses (forward NT: y = x·Wᵀ, backward NN: dx = dy·W,
+    /// backward TN: dW = dyᵀ·x), plus the batched attention GEMMs.
+    func gemmSuite() {
+        var shapes: [(String, Bool, Bool, Int, Int, Int)] = []
+        for s in (options.quick ? [256, 1024] : [256, 512, 1024, 2048]) { shapes.append(("square \(s) NN", false, false, s, s, s)) }
+        let tokens = 32 * 197
+        let models: [(String, Int)] = options.quick ? [("vit-ti", 192)] : [("vit-ti", 192), ("vit-s", 384), ("vit-b", 768)]
+        for (name, d) in models {
+            for (layer, k, n) in [("qkv", d, 3 * d), ("proj", d, d), ("fc1", d, 4 * d), ("fc2", 4 * d, d)] {
+                shapes.append(("\(name) \(layer) fwd NT", false, true, tokens, n, k))
+                if layer == "fc1" || layer == "qkv" {
+                    shapes.append(("\(name) \(layer) dx NN", false, false, tokens, k, n))
+                    shapes.append(("\(name) \(layer) dW TN", true, false, n, k, tokens))
+                }
+            }
+        }
+        for t in options.threads {
+            ThreadPool.shared.threads = t
+            openblas?.setThreads(t)
+            for (name, ta, tb, m, n, k) in shapes { measureGEMM(name: name, ta, tb, m, n, k, threads: t) }
+            for (name, d, h) in options.quick ? [("vit-ti", 192, 3)] : [("vit-ti", 192, 3), ("vit-b", 768, 12)] {
+                measureAttention(name: name, d: d, heads: h, threads: t)
+            }
+        }
+        ThreadPool.shared.threads = ThreadPool.shared.capacity
+    }
+
+    func measureGEMM(name: String, _ ta: Bool, _ tb: Bool, _ m: Int, _ n: Int, _ k: Int, threads: Int) {
+        let a = Tensor(zeros: [m * k]), b = Tensor(zeros: [k * n]), c = Tensor(zeros: [m * n])
+        var rng = RNG(seed: 1)
+        for i in 0..<a.count { a.pointer[i] = rng.uniformFloat() - 0.5 }
+        for i in 0..<b.count { b.pointer[i] = rng.uniformFloat() - 0.5 }
+        let lda = ta ? m : k, ldb = tb ? k : n
+        let flops = 2.0 * Double(m) * Double(n) * Double(k)
+        let ours = bestTime(minSeconds: options.minSeconds) {
+            sgemm(transA: ta, transB: tb, m: m, n: n, k: k, a: a.pointer, lda: lda, b: b.pointer, ldb: ldb,
+                  c: c.pointer, ldc: n)
+        }
+        var rec = Record(suite: "gemm", name: name, shape: [m, n, k], threads: threads,
+                         value: flops / ours * 1e-9, unit: "GFLOP/s")
+        if let peak = peaks[threads] { rec.percent_of_peak = 100 * rec.value / peak }
+        if let blas = openblas {
+            let theirs = bestTime(minSeconds: options.minSeconds) {
+                blas.sgemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1, a: a.pointer, lda: lda,
+                           b: b.pointer, ldb: ldb, beta: 0, c: c.pointer, ldc: n)
+            }
+            rec.peer = "openblas"; rec.peer_value = flops / theirs * 1e-9; rec.ratio = theirs / ours
+        }
+        records.append(rec)
+    }
+
+    /// Attention's two batched GEMMs for batch 32: S = Q·Kᵀ (NT) and O = P·V (NN) per (image, head),
+    /// Q, K, V read in place from the fused qkv activation [B, T, 3D].
+    func measureAttention(name: String, d: Int, heads: Int, threads: Int) {
+        let batch = 32, t = 197, hd = d / heads
+        let qkv = Tensor(zeros: [batch * t * 3 * d]), s = Tensor(zeros: [batch * heads * t * t])
+        let o = Tensor(zeros: [batch * t * d])
+        var rng = RNG(seed: 2)
+        for i in 0..<qkv.count { qkv.pointer[i] = rng.uniformFloat() - 0.5 }
+        for i in 0..<s.count { s.pointer[i] = rng.uniformFloat() }
+        let flops = 2.0 * Double(batch * heads) * Double(t * t * hd)
+        let qk = bestTime(minSeconds: options.minSeconds) {
+            sgemmBatched(transA: false, transB: true, m: t, n: t, k: hd,
+                         a: qkv.pointer, lda: 3 * d, strideA: (t * 3 * d, hd),
+                         b: qkv.pointer + d, ldb: 3 * d, strideB: (t * 3 * d, hd),
+                         c: s.pointer, ldc: t, strideC: (heads * t * t, t * t), batch: (batch, heads))
+        }
+        let pv = bestTime(minSeconds: options.minSeconds) {
+            sgemmBatched(transA: false, transB: false, m: t, n: hd, k: t,
+                         a: s.pointer, lda: t, strideA: (heads * t * t, t * t),
+                         b: qkv.pointer + 2 * d, ldb: 3 * d, strideB: (t * 3 * d, hd),
+                         c: o.pointer, ldc: d, strideC: (t * d, hd), batch: (batch, heads))
+        }
+        for (label, time, shape) in [("\(name) attn QKt NT", qk, [t, t, hd]), ("\(name) attn PV NN", pv, [t, hd, t])] {
+            var rec = Record(suite: "gemm", name: label, shape: [batch * heads] + shape, threads: threads,
+                             value: flops / time * 1e-9, unit: "GFLOP/s")
+            if let peak = peaks[threads] { rec.percent_of_peak = 100 * rec.value / peak }
+            records.append(rec)
+        }
+    }
+
+    /// Cost of one parallel region: the pool against DispatchQueue.concurrentPerform.
+    func runtimeSuite() {
+        for t in options.threads where t > 1 {
+            ThreadPool.shared.threads = t
+            let reps = 2000
+            var sink = [Int](repeating: 0, count: 64)
+            let pool = bestTime(minSeconds: options.minSeconds) {
+                sink.withUnsafeMutableBufferPointer { s in
+                    let p = s.baseAddress!
+                    for _ in 0..<reps { ThreadPool.shared.run(threads: t) { ith, _ in p[ith * 8] &+= 1 } }
+                }
+            }
+            let dispatch = bestTime(minSeconds: options.minSeconds) {
+                sink.withUnsafeMutableBufferPointer { s in
+                    nonisolated(unsafe) let p = s.baseAddress!
+                    for _ in 0..<reps { DispatchQueue.concurrentPerform(iterations: t) { ith in p[ith * 8] &+= 1 } }
+                }
+            }
+            var rec = Record(suite: "runtime", name: "parallel region (pool)", shape: [t], threads: t,
+                             value: pool / Double(reps) * 1e6, unit: "us/call")
+            rec.peer = "concurrentPerform"; rec.peer_value = dispatch / Double(reps) * 1e6; rec.ratio = dispatch / pool
+            records.append(rec)
+        }
+        ThreadPool.shared.threads = ThreadPool.shared.capacity
+    }
+}

@@ -1,0 +1,161 @@
+import Foundation
+import ViTMergeCore
+import ViTMergeKernels
+
+struct BenchOptions {
+    var suites: Set<String> = ["gemm"]
+    var threads: [Int] = [1, ThreadPool.shared.capacity].uniqued()
+    var jsonPath: String?
+    var quick = false
+    var minSeconds = 0.4
+
+    static let allSuites: Set<String> = ["gemm", "runtime"]
+
+    struct UsageError: Error, CustomStringConvertible { let description: String }
+
+    static func parse(_ args: [String]) throws -> BenchOptions {
+        var o = BenchOptions()
+        var i = 0
+        func value() throws -> String {
+            i += 1
+            guard i < args.count else { throw UsageError(description: "\(args[i - 1]) needs a value") }
+            return args[i]
+        }
+        while i < args.count {
+            switch args[i] {
+            case "--suite", "--suites":
+                let s = Set(try value().split(separator: ",").map(String.init))
+                let unknown = s.subtracting(allSuites)
+                guard unknown.isEmpty else {
+                    throw UsageError(description: "unknown suite(s) \(unknown.sorted()); choose from \(allSuites.sorted())")
+                }
+                o.suites = s
+            case "--threads":
+                let t = try value().split(separator: ",").compactMap { Int($0) }
+                guard !t.isEmpty, t.allSatisfy({ $0 >= 1 && $0 <= ThreadPool.shared.capacity }) else {
+                    throw UsageError(description: "--threads takes a list like 1,2 of values in 1...\(ThreadPool.shared.capacity) (set VITMERGE_THREADS for more)")
+                }
+                o.threads = t
+            case "--json": o.jsonPath = try value()
+            case "--quick": o.quick = true; o.minSeconds = 0.1
+            case "--help", "-h":
+                print("usage: vitmerge-bench [--suite gemm,runtime] [--threads 1,2] [--json FILE] [--quick]")
+                exit(0)
+            default: throw UsageError(description: "unknown argument \(args[i]); see --help")
+            }
+            i += 1
+        }
+        return o
+    }
+}
+
+struct Record: Encodable {
+    let suite: String
+    let name: String
+    let shape: [Int]
+    let threads: Int
+    let value: Double
+    let unit: String
+    var percent_of_peak: Double?
+    var peer: String?
+    var peer_value: Double?
+    var ratio: Double?
+}
+
+extension Array where Element: Hashable {
+    func uniqued() -> [Element] { var seen = Set<Element>(); return filter { seen.insert($0).inserted } }
+}
+
+/// Best time in seconds of `body` over repeated runs lasting at least `minSeconds` in total.
+func bestTime(minSeconds: Double, _ body: () -> Void) -> Double {
+    body()  // warm-up
+    var best = Double.infinity, total = 0.0, runs = 0
+    while total < minSeconds || runs < 3 {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        body()
+        let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+        best = min(best, dt); total += dt; runs += 1
+    }
+    return best
+}
+
+final class Bench {
+    let options: BenchOptions
+    var records: [Record] = []
+    var peaks: [Int: Double] = [:]
+    let openblas = OpenBLAS.load()
+
+    init(options: BenchOptions) { self.options = options }
+
+    func run() {
+        let machine: [String: String] = [
+            "cpu": Machine.cpuModel, "isa": Machine.buildISA,
+            "cpu_features": Machine.cpuFeatures.joined(separator: " "),
+            "threads_available": String(ThreadPool.shared.capacity),
+            "swift": swiftVersion(), "date": ISO8601DateFormatter().string(from: Date()),
+            "git_commit": gitCommit(), "openblas": openblas?.path ?? "not found",
+        ]
+        print("vitmerge-bench")
+        for (k, v) in machine.sorted(by: { $0.key < $1.key }) { print("  \(k): \(v)") }
+        for t in options.threads {
+            peaks[t] = Machine.measureFMAPeak(threads: t, seconds: options.quick ? 0.1 : 0.3)
+            print(String(format: "  FMA peak, %d thread(s): %.1f GFLOP/s", t, peaks[t]!))
+        }
+        if openblas == nil { print("  note: libopenblas not found (apt-get install libopenblas0); peer columns skipped") }
+        if options.suites.contains("runtime") { runtimeSuite() }
+        if options.suites.contains("gemm") { gemmSuite() }
+        printTable()
+        if let path = options.jsonPath {
+            struct Output: Encodable { let machine: [String: String]; let peaks: [String: Double]; let results: [Record] }
+            let out = Output(machine: machine, peaks: Dictionary(uniqueKeysWithValues: peaks.map { (String($0.key), $0.value) }),
+                             results: records)
+            let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            do {
+                try enc.encode(out).write(to: URL(fileURLWithPath: path), options: .atomic)
+                print("wrote \(path)")
+            } catch {
+                FileHandle.standardError.write("vitmerge-bench: cannot write \(path): \(error)\n".data(using: .utf8)!)
+                exit(1)
+            }
+        }
+    }
+
+    func printTable() {
+        print("")
+        print("suite    name                              shape                thr      value unit      %peak   peer      ratio")
+        for r in records {
+            let shape = r.shape.map(String.init).joined(separator: "x")
+            var line = r.suite.padding(toLength: 9, withPad: " ", startingAt: 0)
+            line += r.name.padding(toLength: 34, withPad: " ", startingAt: 0)
+            line += shape.padding(toLength: 21, withPad: " ", startingAt: 0)
+            line += String(format: "%3d %10.2f ", r.threads, r.value)
+            line += r.unit.padding(toLength: 9, withPad: " ", startingAt: 0)
+            line += r.percent_of_peak.map { String(format: "%6.1f", $0) } ?? "     -"
+            if let pv = r.peer_value, let ratio = r.ratio {
+                line += String(format: " %9.2f  %5.2fx", pv, ratio)
+            }
+            print(line)
+        }
+    }
+
+    func swiftVersion() -> String {
+        #if compiler(>=6.3)
+        return "6.3+"
+        #elseif compiler(>=6.2)
+        return "6.2"
+        #else
+        return "<6.2"
+        #endif
+    }
+
+    func gitCommit() -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["git", "rev-parse", "--short", "HEAD"]
+        let pipe = Pipe(); p.standardOutput = pipe; p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return "unknown" }
+        p.waitUntilExit()
+        let s = String(data: pipe.fileHandleForReading.readDataToEndOfFile(), encoding: .utf8) ?? ""
+        return s.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? "unknown" : s.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}

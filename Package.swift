@@ -1,0 +1,39 @@
+// swift-tools-version: 6.1
+import PackageDescription
+import Foundation
+
+// Code generation for the host CPU unless VITMERGE_TARGET_CPU names another (e.g. haswell, skylake-avx512).
+let targetCPU = ProcessInfo.processInfo.environment["VITMERGE_TARGET_CPU"] ?? "native"
+let simdSettings: [SwiftSetting] = [
+    .unsafeFlags(["-target-cpu", targetCPU, "-Xcc", "-fno-math-errno"]),
+    .unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release)),
+]
+
+let package = Package(
+    name: "ViTMerge",
+    products: [
+        .library(name: "ViTMerge", targets: ["ViTMergeCore", "ViTMergeKernels"]),
+        .executable(name: "vitmerge", targets: ["vitmerge"]),
+        .executable(name: "vitmerge-bench", targets: ["ViTMergeBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CSleef", path: "Sources/CSleef", pkgConfig: "sleef",
+                       providers: [.apt(["libsleef-dev"])]),
+        .target(name: "ViTMergeCore", dependencies: ["CSleef"], swiftSettings: simdSettings),
+        .target(name: "ViTMergeKernels", dependencies: ["ViTMergeCore", "CSleef"], swiftSettings: simdSettings),
+        .executableTarget(
+            name: "vitmerge",
+            dependencies: ["ViTMergeCore", "ViTMergeKernels",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: simdSettings),
+        .executableTarget(
+            name: "ViTMergeBench", dependencies: ["ViTMergeCore", "ViTMergeKernels"],
+            path: "Benchmarks/ViTMergeBench", swiftSettings: simdSettings),
+        .testTarget(name: "ViTMergeCoreTests", dependencies: ["ViTMergeCore"], swiftSettings: simdSettings),
+        .testTarget(name: "ViTMergeKernelsTests", dependencies: ["ViTMergeKernels", "ViTMergeCore"],
+                    swiftSettings: simdSettings),
+    ]
+)

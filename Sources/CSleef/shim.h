@@ -1,0 +1,77 @@
+// SLEEF vector math behind one 16-lane interface, on whatever vector width this build targets.
+// The importer compiles these inline functions with the package's -target-cpu, so the width
+// chosen here always matches the Swift code that calls them.
+#include <sleef.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+/// Vector width in bits of the instruction set this build targets (512, 256, 128 or 0 = scalar).
+static inline int vm_build_vector_bits(void) {
+#if defined(__AVX512F__)
+    return 512;
+#elif defined(__AVX2__) && defined(__FMA__)
+    return 256;
+#elif defined(__SSE2__)
+    return 128;
+#else
+    return 0;
+#endif
+}
+
+/// 1 when the CPU running this process supports AVX-512F (0 when not, or not x86).
+static inline int vm_cpu_has_avx512f(void) {
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+static inline int vm_cpu_has_avx2_fma(void) {
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+    return (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+#if defined(__AVX512F__)
+#define VM_SLEEF16(NAME, F16)                                                   \
+    static inline void NAME(const float *in, float *out) {                     \
+        _mm512_storeu_ps(out, F16(_mm512_loadu_ps(in)));                        \
+    }
+#define VM_SLEEF16_SEL(F16, F8, F4, F1) F16
+#elif defined(__AVX2__)
+#define VM_SLEEF16(NAME, F8)                                                    \
+    static inline void NAME(const float *in, float *out) {                     \
+        _mm256_storeu_ps(out, F8(_mm256_loadu_ps(in)));                         \
+        _mm256_storeu_ps(out + 8, F8(_mm256_loadu_ps(in + 8)));                 \
+    }
+#define VM_SLEEF16_SEL(F16, F8, F4, F1) F8
+#elif defined(__SSE2__)
+#define VM_SLEEF16(NAME, F4)                                                    \
+    static inline void NAME(const float *in, float *out) {                     \
+        for (int i = 0; i < 16; i += 4) _mm_storeu_ps(out + i, F4(_mm_loadu_ps(in + i))); \
+    }
+#define VM_SLEEF16_SEL(F16, F8, F4, F1) F4
+#else
+// Portable fallback: SLEEF's scalar entry points.
+#define VM_SLEEF16(NAME, F1)                                                    \
+    static inline void NAME(const float *in, float *out) {                     \
+        for (int i = 0; i < 16; i++) out[i] = F1(in[i]);                        \
+    }
+#define VM_SLEEF16_SEL(F16, F8, F4, F1) F1
+#endif
+
+/// out[0..<16] = exp(in[0..<16]), 1.0-ULP.
+VM_SLEEF16(vm_expf16, VM_SLEEF16_SEL(Sleef_expf16_u10, Sleef_expf8_u10, Sleef_expf4_u10, Sleef_expf_u10))
+/// out[0..<16] = erf(in[0..<16]), 1.0-ULP.
+VM_SLEEF16(vm_erff16, VM_SLEEF16_SEL(Sleef_erff16_u10, Sleef_erff8_u10, Sleef_erff4_u10, Sleef_erff_u10))
+/// out[0..<16] = tanh(in[0..<16]), 1.0-ULP.
+VM_SLEEF16(vm_tanhf16, VM_SLEEF16_SEL(Sleef_tanhf16_u10, Sleef_tanhf8_u10, Sleef_tanhf4_u10, Sleef_tanhf_u10))
+
+/// Scalar twins (same accuracy class), for tails and references.
+static inline float vm_expf(float x) { return Sleef_expf_u10(x); }
+static inline float vm_erff(float x) { return Sleef_erff_u10(x); }
+static inline float vm_tanhf(float x) { return Sleef_tanhf_u10(x); }

@@ -1,0 +1,147 @@
+import Foundation
+import Synchronization
+
+/// A persistent pool of worker threads for coarse data-parallel work (ggml-style ith/nth).
+///
+/// `run` costs a few microseconds (workers spin briefly before sleeping), against ~100 µs for
+/// `DispatchQueue.concurrentPerform` on this class of machine (the benchmark measures both), so
+/// even small elementwise kernels can be split. A call made while the pool is busy (a nested call,
+/// or a second thread) runs serially on the calling thread, which keeps every call safe.
+///
+/// Work is always split into contiguous ranges that depend only on the problem size and the
+/// number of threads; kernels whose results must not depend on the thread count (reductions)
+/// split by a fixed chunk size instead of by `nth`.
+public final class ThreadPool: @unchecked Sendable {
+    /// The process-wide pool: `VITMERGE_THREADS` threads if set, else one per active core.
+    public static let shared = ThreadPool(threads: ThreadPool.defaultThreadCount)
+
+    public static var defaultThreadCount: Int {
+        if let s = ProcessInfo.processInfo.environment["VITMERGE_THREADS"], let n = Int(s), n > 0 {
+            return min(n, 256)
+        }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    /// Number of threads (including the caller) that `run` uses; at most `capacity`.
+    public var threads: Int {
+        get { activeThreads.load(ordering: .relaxed) }
+        set { activeThreads.store(max(1, min(newValue, capacity)), ordering: .relaxed) }
+    }
+    /// The calling thread plus the workers.
+    public let capacity: Int
+
+    private let activeThreads: Atomic<Int>
+    private let generation = Atomic<Int>(0)
+    private let remaining = Atomic<Int>(0)
+    private let sleepers = Atomic<Int>(0)
+    private let busy = Atomic<Bool>(false)
+    private let shutdown = Atomic<Bool>(false)
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let cond: UnsafeMutablePointer<pthread_cond_t>
+    private nonisolated(unsafe) var job: ((Int, Int) -> Void)?
+    private nonisolated(unsafe) var jobThreads = 1
+    private static let spinLimit = 20_000
+
+    public init(threads: Int) {
+        precondition(threads >= 1, "ThreadPool needs at least one thread, got \(threads)")
+        capacity = threads
+        activeThreads = Atomic(threads)
+        mutex = .allocate(capacity: 1)
+        cond = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(cond, nil)
+        for w in 1..<max(threads, 1) {
+            let t = Thread { [unowned(unsafe) self] in self.workerLoop(ith: w) }
+            t.name = "vitmerge-worker-\(w)"
+            t.stackSize = 1 << 20
+            t.start()
+        }
+    }
+
+    deinit {
+        // The shared pool lives for the process; pools made in tests are shut down here.
+        remaining.store(capacity - 1, ordering: .relaxed)
+        shutdown.store(true, ordering: .sequentiallyConsistent)
+        generation.add(1, ordering: .sequentiallyConsistent)
+        pthread_mutex_lock(mutex); pthread_cond_broadcast(cond); pthread_mutex_unlock(mutex)
+        // Workers hold an unretained `self`: wait until they have all left their loops.
+        while remaining.load(ordering: .acquiring) > 0 { sched_yield() }
+        pthread_cond_destroy(cond); pthread_mutex_destroy(mutex)
+        cond.deallocate(); mutex.deallocate()
+    }
+
+    /// Runs `body(ith, nth)` for ith in 0..<nth on nth threads (the caller runs ith 0) and returns
+    /// when all are done. nth defaults to `threads`.
+    public func run(threads nth: Int? = nil, _ body: (_ ith: Int, _ nth: Int) -> Void) {
+        let n = max(1, min(nth ?? threads, capacity))
+        if n == 1 || !busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
+            for i in 0..<(n == 1 ? 1 : n) { body(i, n) }
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            job = body
+            jobThreads = n
+            remaining.store(capacity - 1, ordering: .relaxed)
+            generation.add(1, ordering: .sequentiallyConsistent)
+            if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+                pthread_mutex_lock(mutex); pthread_cond_broadcast(cond); pthread_mutex_unlock(mutex)
+            }
+            body(0, n)
+            var spins = 0
+            while remaining.load(ordering: .acquiring) > 0 {
+                spins &+= 1
+                if spins > ThreadPool.spinLimit { sched_yield() }
+            }
+            job = nil
+        }
+        busy.store(false, ordering: .releasing)
+    }
+
+    /// Splits 0..<count into at most `threads` contiguous ranges of at least `minChunk` items
+    /// and runs `body` on each in parallel.
+    public func parallelFor(_ count: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let n = max(1, min(threads, count / max(minChunk, 1)))
+        if n == 1 { body(0..<count); return }
+        run(threads: n) { ith, nth in
+            let r = ThreadPool.split(count, ith, nth)
+            if !r.isEmpty { body(r) }
+        }
+    }
+
+    /// The ith of nth contiguous, near-equal parts of 0..<count.
+    @inlinable
+    public static func split(_ count: Int, _ ith: Int, _ nth: Int) -> Range<Int> {
+        (count * ith / nth)..<(count * (ith + 1) / nth)
+    }
+
+    private func workerLoop(ith: Int) {
+        // Workers are created in init, when the generation is 0. Reading it here instead would
+        // race with a first `run` that starts before this thread does, and that run would wait
+        // for this worker forever.
+        var seen = 0
+        while true {
+            var spins = 0
+            while generation.load(ordering: .acquiring) == seen {
+                spins &+= 1
+                if spins > ThreadPool.spinLimit {
+                    pthread_mutex_lock(mutex)
+                    sleepers.add(1, ordering: .sequentiallyConsistent)
+                    while generation.load(ordering: .sequentiallyConsistent) == seen {
+                        pthread_cond_wait(cond, mutex)
+                    }
+                    sleepers.subtract(1, ordering: .sequentiallyConsistent)
+                    pthread_mutex_unlock(mutex)
+                    break
+                }
+            }
+            seen = generation.load(ordering: .acquiring)
+            if shutdown.load(ordering: .acquiring) {
+                remaining.subtract(1, ordering: .releasing)
+                return
+            }
+            if ith < jobThreads, let job { job(ith, jobThreads) }
+            remaining.subtract(1, ordering: .releasing)
+        }
+    }
+}

@@ -1,0 +1,77 @@
+// Micro-kernels of the packed SGEMM (generated layout: 6 rows × NR columns of accumulators).
+// 6×64 keeps 24 zmm accumulators on AVX-512; 6×16 keeps 12 ymm pairs on AVX2 builds.
+
+/// tile[6,64] = Σ_p a[p,0..<6] ⊗ b[p,0..<64] over kc steps of packed panels
+/// (a: 6 floats per step, b: 64 floats per step). Overwrites tile.
+@inline(__always)
+func microKernel6x64(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ tile: UnsafeMutablePointer<Float>) {
+    var c00 = SIMD16<Float>(), c01 = SIMD16<Float>(), c02 = SIMD16<Float>(), c03 = SIMD16<Float>()
+    var c10 = SIMD16<Float>(), c11 = SIMD16<Float>(), c12 = SIMD16<Float>(), c13 = SIMD16<Float>()
+    var c20 = SIMD16<Float>(), c21 = SIMD16<Float>(), c22 = SIMD16<Float>(), c23 = SIMD16<Float>()
+    var c30 = SIMD16<Float>(), c31 = SIMD16<Float>(), c32 = SIMD16<Float>(), c33 = SIMD16<Float>()
+    var c40 = SIMD16<Float>(), c41 = SIMD16<Float>(), c42 = SIMD16<Float>(), c43 = SIMD16<Float>()
+    var c50 = SIMD16<Float>(), c51 = SIMD16<Float>(), c52 = SIMD16<Float>(), c53 = SIMD16<Float>()
+    var pa = a, pb = UnsafeRawPointer(b)
+    for _ in 0..<kc {
+        let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+        let b1 = pb.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+        let b2 = pb.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self)
+        let b3 = pb.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self)
+        let a0 = SIMD16<Float>(repeating: pa[0])
+        c00.addProduct(a0, b0); c01.addProduct(a0, b1); c02.addProduct(a0, b2); c03.addProduct(a0, b3)
+        let a1 = SIMD16<Float>(repeating: pa[1])
+        c10.addProduct(a1, b0); c11.addProduct(a1, b1); c12.addProduct(a1, b2); c13.addProduct(a1, b3)
+        let a2 = SIMD16<Float>(repeating: pa[2])
+        c20.addProduct(a2, b0); c21.addProduct(a2, b1); c22.addProduct(a2, b2); c23.addProduct(a2, b3)
+        let a3 = SIMD16<Float>(repeating: pa[3])
+        c30.addProduct(a3, b0); c31.addProduct(a3, b1); c32.addProduct(a3, b2); c33.addProduct(a3, b3)
+        let a4 = SIMD16<Float>(repeating: pa[4])
+        c40.addProduct(a4, b0); c41.addProduct(a4, b1); c42.addProduct(a4, b2); c43.addProduct(a4, b3)
+        let a5 = SIMD16<Float>(repeating: pa[5])
+        c50.addProduct(a5, b0); c51.addProduct(a5, b1); c52.addProduct(a5, b2); c53.addProduct(a5, b3)
+        pa += 6; pb += 256
+    }
+    let t = UnsafeMutableRawPointer(tile)
+    t.storeBytes(of: c00, toByteOffset: 0, as: SIMD16<Float>.self); t.storeBytes(of: c01, toByteOffset: 64, as: SIMD16<Float>.self); t.storeBytes(of: c02, toByteOffset: 128, as: SIMD16<Float>.self); t.storeBytes(of: c03, toByteOffset: 192, as: SIMD16<Float>.self)
+    t.storeBytes(of: c10, toByteOffset: 256, as: SIMD16<Float>.self); t.storeBytes(of: c11, toByteOffset: 320, as: SIMD16<Float>.self); t.storeBytes(of: c12, toByteOffset: 384, as: SIMD16<Float>.self); t.storeBytes(of: c13, toByteOffset: 448, as: SIMD16<Float>.self)
+    t.storeBytes(of: c20, toByteOffset: 512, as: SIMD16<Float>.self); t.storeBytes(of: c21, toByteOffset: 576, as: SIMD16<Float>.self); t.storeBytes(of: c22, toByteOffset: 640, as: SIMD16<Float>.self); t.storeBytes(of: c23, toByteOffset: 704, as: SIMD16<Float>.self)
+    t.storeBytes(of: c30, toByteOffset: 768, as: SIMD16<Float>.self); t.storeBytes(of: c31, toByteOffset: 832, as: SIMD16<Float>.self); t.storeBytes(of: c32, toByteOffset: 896, as: SIMD16<Float>.self); t.storeBytes(of: c33, toByteOffset: 960, as: SIMD16<Float>.self)
+    t.storeBytes(of: c40, toByteOffset: 1024, as: SIMD16<Float>.self); t.storeBytes(of: c41, toByteOffset: 1088, as: SIMD16<Float>.self); t.storeBytes(of: c42, toByteOffset: 1152, as: SIMD16<Float>.self); t.storeBytes(of: c43, toByteOffset: 1216, as: SIMD16<Float>.self)
+    t.storeBytes(of: c50, toByteOffset: 1280, as: SIMD16<Float>.self); t.storeBytes(of: c51, toByteOffset: 1344, as: SIMD16<Float>.self); t.storeBytes(of: c52, toByteOffset: 1408, as: SIMD16<Float>.self); t.storeBytes(of: c53, toByteOffset: 1472, as: SIMD16<Float>.self)
+}
+
+/// tile[6,16] = Σ_p a[p,0..<6] ⊗ b[p,0..<16] over kc steps of packed panels
+/// (a: 6 floats per step, b: 16 floats per step). Overwrites tile.
+@inline(__always)
+func microKernel6x16(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ tile: UnsafeMutablePointer<Float>) {
+    var c00 = SIMD16<Float>()
+    var c10 = SIMD16<Float>()
+    var c20 = SIMD16<Float>()
+    var c30 = SIMD16<Float>()
+    var c40 = SIMD16<Float>()
+    var c50 = SIMD16<Float>()
+    var pa = a, pb = UnsafeRawPointer(b)
+    for _ in 0..<kc {
+        let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+        let a0 = SIMD16<Float>(repeating: pa[0])
+        c00.addProduct(a0, b0)
+        let a1 = SIMD16<Float>(repeating: pa[1])
+        c10.addProduct(a1, b0)
+        let a2 = SIMD16<Float>(repeating: pa[2])
+        c20.addProduct(a2, b0)
+        let a3 = SIMD16<Float>(repeating: pa[3])
+        c30.addProduct(a3, b0)
+        let a4 = SIMD16<Float>(repeating: pa[4])
+        c40.addProduct(a4, b0)
+        let a5 = SIMD16<Float>(repeating: pa[5])
+        c50.addProduct(a5, b0)
+        pa += 6; pb += 64
+    }
+    let t = UnsafeMutableRawPointer(tile)
+    t.storeBytes(of: c00, toByteOffset: 0, as: SIMD16<Float>.self)
+    t.storeBytes(of: c10, toByteOffset: 64, as: SIMD16<Float>.self)
+    t.storeBytes(of: c20, toByteOffset: 128, as: SIMD16<Float>.self)
+    t.storeBytes(of: c30, toByteOffset: 192, as: SIMD16<Float>.self)
+    t.storeBytes(of: c40, toByteOffset: 256, as: SIMD16<Float>.self)
+    t.storeBytes(of: c50, toByteOffset: 320, as: SIMD16<Float>.self)
+}

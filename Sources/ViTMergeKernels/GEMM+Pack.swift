@@ -1,0 +1,62 @@
+// Packing of op(A) and op(B) into the panel layouts the micro-kernel streams through.
+
+extension GEMMProblem {
+    /// dst[p·mr + r] = op(A)[i0 + r, p0 + p] for p in 0..<kc, r in 0..<mr; rows ≥ `rows` are zero.
+    @inline(__always)
+    func packA(_ i0: Int, _ rows: Int, _ p0: Int, _ kc: Int, _ dst: UnsafeMutablePointer<Float>) {
+        let mr = GEMM.mr
+        if transA {
+            // op(A)[i, p] = a[p·lda + i]: mr contiguous floats per step.
+            for p in 0..<kc {
+                let src = a + (p0 + p) * lda + i0, d = dst + p * mr
+                for r in 0..<rows { d[r] = src[r] }
+                for r in rows..<mr { d[r] = 0 }
+            }
+        } else if rows == mr {
+            // op(A)[i, p] = a[i·lda + p]: six row streams.
+            let r0 = a + i0 * lda + p0, r1 = r0 + lda, r2 = r1 + lda, r3 = r2 + lda, r4 = r3 + lda, r5 = r4 + lda
+            var d = dst
+            for p in 0..<kc {
+                d[0] = r0[p]; d[1] = r1[p]; d[2] = r2[p]; d[3] = r3[p]; d[4] = r4[p]; d[5] = r5[p]
+                d += 6
+            }
+        } else {
+            for p in 0..<kc {
+                let d = dst + p * mr
+                for r in 0..<rows { d[r] = a[(i0 + r) * lda + p0 + p] }
+                for r in rows..<mr { d[r] = 0 }
+            }
+        }
+    }
+
+    /// dst[p·nr + j] = op(B)[p0 + p, j0 + j] for p in 0..<kc, j in 0..<nr; columns ≥ `cols` are zero.
+    @inline(__always)
+    func packB(_ j0: Int, _ cols: Int, _ p0: Int, _ kc: Int, _ dst: UnsafeMutablePointer<Float>) {
+        let nr = GEMM.nr
+        if !transB {
+            // op(B)[p, j] = b[p·ldb + j]: a contiguous row segment per step.
+            let vecCols = cols & ~15
+            for p in 0..<kc {
+                let src = b + (p0 + p) * ldb + j0, d = dst + p * nr
+                var j = 0
+                while j < vecCols {
+                    UnsafeMutableRawPointer(d + j).storeBytes(
+                        of: UnsafeRawPointer(src + j).loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
+                    j &+= 16
+                }
+                while j < cols { d[j] = src[j]; j &+= 1 }
+                while j < nr { d[j] = 0; j &+= 1 }
+            }
+        } else {
+            // op(B)[p, j] = b[j·ldb + p]: read each source row contiguously, write a column.
+            for j in 0..<cols {
+                let src = b + (j0 + j) * ldb + p0
+                var d = dst + j
+                for p in 0..<kc { d[0] = src[p]; d += nr }
+            }
+            if cols < nr {
+                for p in 0..<kc { (dst + p * nr + cols).update(repeating: 0, count: nr - cols) }
+            }
+        }
+    }
+}

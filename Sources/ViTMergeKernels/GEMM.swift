@@ -1,0 +1,231 @@
+import CSleef
+import Foundation
+import ViTMergeCore
+
+/// Row-major single-precision GEMM in the BLIS style: five loops around one register-blocked
+/// micro-kernel, with A and B packed into aligned, zero-padded panels so edge tiles use the same
+/// kernel. Parallel over rows of C (or columns when C has few rows); every element of C is
+/// computed by the same sequence of operations whatever the thread count, so results are
+/// bit-identical for 1 and N threads.
+public enum GEMM {
+    /// Register block: MR rows × NR columns of C per micro-kernel call.
+    public static let mr = 6
+    /// 64 columns (4 × 512-bit) on AVX-512 builds, 16 columns (2 × 256-bit) otherwise.
+    public static let nr = vm_build_vector_bits() >= 512 ? 64 : 16
+    /// Depth of one packed panel (the k loop inside the micro-kernel).
+    public static let kc = 384
+    /// Rows of A packed at once (fits the L2 cache with kc).
+    public static let mc = 120
+    /// Columns of B packed at once (a multiple of nr).
+    public static let nc = 3072
+
+    /// Work (2·M·N·K flops) below which a GEMM runs on one thread.
+    public static let parallelThreshold = 1 << 21
+}
+
+/// C[M,N] = alpha · op(A)[M,K] · op(B)[K,N] + beta · C[M,N], all row-major.
+/// op(A) is A[M,K] (lda ≥ K) or, with transA, Aᵀ for A stored [K,M] (lda ≥ M); likewise B.
+/// With beta == 0, C is not read (NaNs in C do not propagate). K == 0 scales C by beta.
+public func sgemm(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
+    pool: ThreadPool = .shared
+) {
+    precondition(m >= 0 && n >= 0 && k >= 0, "sgemm: negative size m \(m) n \(n) k \(k)")
+    precondition(lda >= max(1, transA ? m : k) && ldb >= max(1, transB ? k : n) && ldc >= max(1, n),
+                 "sgemm: leading dimensions lda \(lda) ldb \(ldb) ldc \(ldc) too small for m \(m) n \(n) k \(k)")
+    guard m > 0 && n > 0 else { return }
+    if k == 0 { scaleMatrix(c, ldc: ldc, m: m, n: n, beta: beta); return }
+    let p = GEMMProblem(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                        a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    let work = 2.0 * Double(m) * Double(n) * Double(k)
+    let nth = work < Double(GEMM.parallelThreshold) ? 1 : pool.threads
+    GEMMWorkspace.shared.withBuffers(threads: max(nth, 1)) { ws in
+        p.run(pool: pool, threads: nth, ws: ws)
+    }
+}
+
+/// A batch of independent GEMMs with a two-level index (e.g. batch × heads in attention):
+/// for i in 0..<batch.0, j in 0..<batch.1, operands start at `x + i·strideX.0 + j·strideX.1`.
+/// The batch is split across threads; each GEMM runs on one thread.
+public func sgemmBatched(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+    a: UnsafePointer<Float>, lda: Int, strideA: (Int, Int),
+    b: UnsafePointer<Float>, ldb: Int, strideB: (Int, Int),
+    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, strideC: (Int, Int),
+    batch: (Int, Int), pool: ThreadPool = .shared
+) {
+    precondition(batch.0 >= 0 && batch.1 >= 0, "sgemmBatched: negative batch \(batch)")
+    precondition(m >= 0 && n >= 0 && k >= 0, "sgemmBatched: negative size m \(m) n \(n) k \(k)")
+    precondition(lda >= max(1, transA ? m : k) && ldb >= max(1, transB ? k : n) && ldc >= max(1, n),
+                 "sgemmBatched: leading dimensions lda \(lda) ldb \(ldb) ldc \(ldc) too small")
+    let count = batch.0 * batch.1
+    guard count > 0 && m > 0 && n > 0 else { return }
+    let work = 2.0 * Double(m) * Double(n) * Double(k) * Double(count)
+    let nth = work < Double(GEMM.parallelThreshold) ? 1 : min(pool.threads, count)
+    GEMMWorkspace.shared.withBuffers(threads: nth) { ws in
+        pool.run(threads: nth) { ith, nth in
+            for index in ThreadPool.split(count, ith, nth) {
+                let i = index / batch.1, j = index % batch.1
+                let c = c + (i * strideC.0 + j * strideC.1)
+                if k == 0 { scaleMatrix(c, ldc: ldc, m: m, n: n, beta: beta); continue }
+                let p = GEMMProblem(
+                    transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                    a: a + (i * strideA.0 + j * strideA.1), lda: lda,
+                    b: b + (i * strideB.0 + j * strideB.1), ldb: ldb, beta: beta, c: c, ldc: ldc)
+                p.runSerial(ws: ws, ith: ith)
+            }
+        }
+    }
+}
+
+/// C = beta · C (beta == 0 writes zeros without reading C).
+func scaleMatrix(_ c: UnsafeMutablePointer<Float>, ldc: Int, m: Int, n: Int, beta: Float) {
+    for i in 0..<m {
+        let row = c + i * ldc
+        if beta == 0 { row.update(repeating: 0, count: n) } else if beta != 1 { for j in 0..<n { row[j] *= beta } }
+    }
+}
+
+/// Pack buffers, one set per thread, grown on first use and then reused (no allocation per call).
+final class GEMMWorkspace: @unchecked Sendable {
+    static let shared = GEMMWorkspace()
+    private let lock = NSLock()
+    private var aPacks: [UnsafeMutablePointer<Float>] = []
+    private var bPacks: [UnsafeMutablePointer<Float>] = []
+    private var tiles: [UnsafeMutablePointer<Float>] = []
+
+    struct Buffers {
+        let aPack: [UnsafeMutablePointer<Float>]   // per thread: mc × kc
+        let bPack: [UnsafeMutablePointer<Float>]   // per thread: kc × nc (index 0 is shared by a parallel GEMM)
+        let tile: [UnsafeMutablePointer<Float>]    // per thread: mr × nr
+    }
+
+    func withBuffers(threads: Int, _ body: (Buffers) -> Void) {
+        lock.lock()
+        defer { lock.unlock() }
+        while aPacks.count < threads {
+            aPacks.append(Memory.allocateFloats(GEMM.mc * GEMM.kc))
+            bPacks.append(Memory.allocateFloats(GEMM.kc * GEMM.nc))
+            tiles.append(Memory.allocateFloats(GEMM.mr * GEMM.nr))
+        }
+        body(Buffers(aPack: aPacks, bPack: bPacks, tile: tiles))
+    }
+}
+
+/// One GEMM call's operands (see `sgemm`).
+struct GEMMProblem {
+    let transA: Bool, transB: Bool
+    let m: Int, n: Int, k: Int
+    let alpha: Float
+    let a: UnsafePointer<Float>, lda: Int
+    let b: UnsafePointer<Float>, ldb: Int
+    let beta: Float
+    let c: UnsafeMutablePointer<Float>, ldc: Int
+
+    /// Loops 5 and 4 (column blocks jc, depth blocks pc) on the calling thread; the B panel is
+    /// packed and the macro-kernel run in parallel on `threads` threads.
+    func run(pool: ThreadPool, threads: Int, ws: GEMMWorkspace.Buffers) {
+        let mr = GEMM.mr, nr = GEMM.nr
+        let mPanels = (m + mr - 1) / mr
+        for jc in stride(from: 0, to: n, by: GEMM.nc) {
+            let nc = min(GEMM.nc, n - jc)
+            let nPanels = (nc + nr - 1) / nr
+            for pc in stride(from: 0, to: k, by: GEMM.kc) {
+                let kc = min(GEMM.kc, k - pc)
+                let bPack = ws.bPack[0]
+                pool.run(threads: threads) { ith, nth in
+                    for jp in ThreadPool.split(nPanels, ith, nth) {
+                        packB(jc + jp * nr, min(nr, nc - jp * nr), pc, kc, bPack + jp * nr * kc)
+                    }
+                }
+                // Split rows of C when there are enough; otherwise split columns.
+                let splitRows = mPanels >= 4 * threads || mPanels >= nPanels
+                pool.run(threads: threads) { ith, nth in
+                    let rows = splitRows ? ThreadPool.split(mPanels, ith, nth) : 0..<mPanels
+                    let cols = splitRows ? 0..<nPanels : ThreadPool.split(nPanels, ith, nth)
+                    guard !rows.isEmpty && !cols.isEmpty else { return }
+                    macroKernel(rowPanels: rows, colPanels: cols, jc: jc, nc: nc, pc: pc, kc: kc,
+                                aPack: ws.aPack[ith], bPack: bPack, tile: ws.tile[ith])
+                }
+            }
+        }
+    }
+
+    /// The same loops on one thread with that thread's buffers (for batched GEMM).
+    func runSerial(ws: GEMMWorkspace.Buffers, ith: Int) {
+        let mr = GEMM.mr, nr = GEMM.nr
+        let mPanels = (m + mr - 1) / mr
+        let bPack = ws.bPack[ith]
+        for jc in stride(from: 0, to: n, by: GEMM.nc) {
+            let nc = min(GEMM.nc, n - jc)
+            let nPanels = (nc + nr - 1) / nr
+            for pc in stride(from: 0, to: k, by: GEMM.kc) {
+                let kc = min(GEMM.kc, k - pc)
+                for jp in 0..<nPanels { packB(jc + jp * nr, min(nr, nc - jp * nr), pc, kc, bPack + jp * nr * kc) }
+                macroKernel(rowPanels: 0..<mPanels, colPanels: 0..<nPanels, jc: jc, nc: nc, pc: pc, kc: kc,
+                            aPack: ws.aPack[ith], bPack: bPack, tile: ws.tile[ith])
+            }
+        }
+    }
+
+    /// Loops 3, 2, 1: row blocks of mc (packing A), column micro-panels, row micro-panels.
+    @inline(__always)
+    func macroKernel(rowPanels: Range<Int>, colPanels: Range<Int>, jc: Int, nc: Int, pc: Int, kc: Int,
+                     aPack: UnsafeMutablePointer<Float>, bPack: UnsafeMutablePointer<Float>,
+                     tile: UnsafeMutablePointer<Float>) {
+        let mr = GEMM.mr, nr = GEMM.nr, panelsPerBlock = GEMM.mc / mr
+        let first = pc == 0
+        var ip0 = rowPanels.lowerBound
+        while ip0 < rowPanels.upperBound {
+            let ip1 = min(ip0 + panelsPerBlock, rowPanels.upperBound)
+            for ip in ip0..<ip1 {
+                packA(ip * mr, min(mr, m - ip * mr), pc, kc, aPack + (ip - ip0) * mr * kc)
+            }
+            for jp in colPanels {
+                let j0 = jp * nr, ncols = min(nr, nc - j0)
+                let bp = bPack + jp * nr * kc
+                for ip in ip0..<ip1 {
+                    let i0 = ip * mr, nrows = min(mr, m - i0)
+                    if nr == 64 {
+                        microKernel6x64(kc, aPack + (ip - ip0) * mr * kc, bp, tile)
+                    } else {
+                        microKernel6x16(kc, aPack + (ip - ip0) * mr * kc, bp, tile)
+                    }
+                    storeTile(tile, c + i0 * ldc + jc + j0, rows: nrows, cols: ncols, first: first)
+                }
+            }
+            ip0 = ip1
+        }
+    }
+
+    /// C tile = alpha·tile + beta·C on the first depth block, C tile += alpha·tile after.
+    @inline(__always)
+    func storeTile(_ tile: UnsafeMutablePointer<Float>, _ c: UnsafeMutablePointer<Float>, rows: Int, cols: Int, first: Bool) {
+        let nr = GEMM.nr
+        let beta: Float = first ? self.beta : 1
+        let va = SIMD16<Float>(repeating: alpha), vb = SIMD16<Float>(repeating: beta)
+        let vecCols = cols & ~15
+        for r in 0..<rows {
+            let t = tile + r * nr, crow = c + r * ldc
+            var j = 0
+            if beta == 0 {
+                while j < vecCols {
+                    UnsafeMutableRawPointer(crow + j).storeBytes(
+                        of: va * UnsafeRawPointer(t + j).loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
+                    j &+= 16
+                }
+                while j < cols { crow[j] = alpha * t[j]; j &+= 1 }
+            } else {
+                while j < vecCols {
+                    let old = UnsafeRawPointer(crow + j).loadUnaligned(as: SIMD16<Float>.self)
+                    let v = (vb * old).addingProduct(va, UnsafeRawPointer(t + j).loadUnaligned(as: SIMD16<Float>.self))
+                    UnsafeMutableRawPointer(crow + j).storeBytes(of: v, as: SIMD16<Float>.self)
+                    j &+= 16
+                }
+                while j < cols { crow[j] = (beta * crow[j]).addingProduct(alpha, t[j]); j &+= 1 }
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+import ViTMergeCore
+import ViTMergeKernels
+print(Machine.cpuModel, Machine.buildISA)

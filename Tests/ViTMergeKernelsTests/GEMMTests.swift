@@ -1,0 +1,118 @@
+import XCTest
+import ViTMergeCore
+@testable import ViTMergeKernels
+
+final class GEMMTests: XCTestCase {
+    /// Runs sgemm and the reference on the same inputs (with padded leading dimensions) and compares.
+    func check(_ ta: Bool, _ tb: Bool, _ m: Int, _ n: Int, _ k: Int, alpha: Float = 1, beta: Float = 0,
+               pad: Int = 0, seed: UInt64 = 1, file: StaticString = #filePath, line: UInt = #line) {
+        let lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad
+        let a = randomArray((ta ? k : m) * lda, seed: seed)
+        let b = randomArray((tb ? n : k) * ldb, seed: seed + 1)
+        let c0 = randomArray(m * ldc, seed: seed + 2)
+        var fast = c0, ref = c0
+        sgemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+              beta: beta, c: &fast, ldc: ldc)
+        sgemmReference(transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                       beta: beta, c: &ref, ldc: ldc)
+        // Float accumulation over k terms of size ≤ 1: error grows like √k·ulp.
+        let tol = 2e-6 * Float(max(k, 1)).squareRoot() * 4
+        assertClose(fast, ref, atol: tol, rtol: 1e-5, "sgemm ta \(ta) tb \(tb) m \(m) n \(n) k \(k) α \(alpha) β \(beta) pad \(pad)",
+                    file: file, line: line)
+        // Padding columns of C beyond n must be untouched.
+        if pad > 0 {
+            for i in 0..<m { for j in n..<ldc where fast[i * ldc + j] != c0[i * ldc + j] {
+                XCTFail("sgemm wrote outside C at row \(i) col \(j)", file: file, line: line); return
+            } }
+        }
+    }
+
+    func testAllTransposesOddSizes() {
+        let sizes = [1, 2, 3, 5, 7, 17, 31, 63, 64, 65, 97, 127, 193]
+        for ta in [false, true] { for tb in [false, true] {
+            for m in sizes { for n in [1, 17, 64, 65, 193] { for k in [1, 3, 63, 65] {
+                check(ta, tb, m, n, k)
+            } } }
+        } }
+    }
+
+    func testAlphaBetaAndLeadingDimensions() {
+        for ta in [false, true] { for tb in [false, true] { for beta: Float in [0, 1, 0.5] {
+            check(ta, tb, 37, 71, 29, alpha: 0.75, beta: beta, pad: 5)
+            check(ta, tb, 131, 67, 211, alpha: -1.5, beta: beta, pad: 3)
+        } } }
+    }
+
+    /// Larger than one cache block in every dimension (mc 120, kc 384, nc 3072 is covered by n).
+    func testMultipleBlocks() {
+        check(false, true, 251, 300, 401, beta: 0.5)
+        check(true, false, 127, 257, 800, beta: 1)
+        check(false, false, 300, 3100, 9)
+    }
+
+    func testSizesUpTo300IncludingPrimes() {
+        var rng = RNG(seed: 7)
+        let candidates = [1, 2, 3, 5, 11, 13, 29, 53, 101, 149, 199, 211, 257, 263, 293, 300]
+        for trial in 0..<24 {
+            let m = candidates[rng.int(below: candidates.count)], n = candidates[rng.int(below: candidates.count)]
+            let k = candidates[rng.int(below: candidates.count)]
+            check(trial % 2 == 0, trial % 3 == 0, m, n, k, beta: [0, 1, 0.5][trial % 3], seed: UInt64(trial))
+        }
+    }
+
+    func testBetaZeroIgnoresNaNInC() {
+        let a = randomArray(5 * 4, seed: 1), b = randomArray(4 * 3, seed: 2)
+        var c = [Float](repeating: .nan, count: 5 * 3)
+        sgemm(transA: false, transB: false, m: 5, n: 3, k: 4, a: a, lda: 4, b: b, ldb: 3, c: &c, ldc: 3)
+        XCTAssertTrue(c.allSatisfy { $0.isFinite })
+    }
+
+    func testKZeroScalesC() {
+        var c: [Float] = [1, 2, 3, 4]
+        let a: [Float] = [0], b: [Float] = [0]
+        sgemm(transA: false, transB: false, m: 2, n: 2, k: 0, a: a, lda: 1, b: b, ldb: 2, beta: 0.5, c: &c, ldc: 2)
+        XCTAssertEqual(c, [0.5, 1, 1.5, 2])
+    }
+
+    func testBitIdenticalAcrossThreadCounts() {
+        for (ta, tb, m, n, k) in [(false, true, 397, 211, 450), (true, false, 13, 700, 300), (false, false, 1000, 40, 100)] {
+            let lda = ta ? m : k, ldb = tb ? k : n
+            let a = randomArray(m * k, seed: 3), b = randomArray(k * n, seed: 4)
+            var c1 = [Float](repeating: 0, count: m * n), c2 = c1
+            withThreads(1) { sgemm(transA: ta, transB: tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: &c1, ldc: n) }
+            withThreads(2) { sgemm(transA: ta, transB: tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: &c2, ldc: n) }
+            XCTAssertEqual(c1, c2, "sgemm results differ between 1 and 2 threads for \(m)x\(n)x\(k)")
+        }
+    }
+
+    /// Batched GEMM equals one sgemm per (i, j) with the same offsets, including strided views
+    /// into a fused buffer as attention uses them.
+    func testBatchedMatchesLoopOfSingles() {
+        let b0 = 3, h = 2, t = 19, hd = 7, d = h * hd
+        let qkv = randomArray(b0 * t * 3 * d, seed: 9)
+        var s1 = [Float](repeating: 0, count: b0 * h * t * t), s2 = s1
+        sgemmBatched(transA: false, transB: true, m: t, n: t, k: hd, alpha: 0.5,
+                     a: qkv, lda: 3 * d, strideA: (t * 3 * d, hd),
+                     b: qkv.withUnsafeBufferPointer { $0.baseAddress! + d }, ldb: 3 * d, strideB: (t * 3 * d, hd),
+                     c: &s1, ldc: t, strideC: (h * t * t, t * t), batch: (b0, h))
+        qkv.withUnsafeBufferPointer { q in
+            s2.withUnsafeMutableBufferPointer { s in
+                for i in 0..<b0 { for j in 0..<h {
+                    sgemmReference(transA: false, transB: true, m: t, n: t, k: hd, alpha: 0.5,
+                                   a: q.baseAddress! + i * t * 3 * d + j * hd, lda: 3 * d,
+                                   b: q.baseAddress! + i * t * 3 * d + j * hd + d, ldb: 3 * d,
+                                   c: s.baseAddress! + i * h * t * t + j * t * t, ldc: t)
+                } }
+            }
+        }
+        assertClose(s1, s2, atol: 1e-5, rtol: 1e-5, "batched QKᵀ")
+        var s3 = [Float](repeating: 0, count: s1.count)
+        withThreads(1) {
+            sgemmBatched(transA: false, transB: true, m: t, n: t, k: hd, alpha: 0.5,
+                         a: qkv, lda: 3 * d, strideA: (t * 3 * d, hd),
+                         b: qkv.withUnsafeBufferPointer { $0.baseAddress! + d }, ldb: 3 * d, strideB: (t * 3 * d, hd),
+                         c: &s3, ldc: t, strideC: (h * t * t, t * t), batch: (b0, h))
+        }
+        XCTAssertEqual(s1, s3)
+    }
+}
