@@ -12,7 +12,7 @@ let simdSettings: [SwiftSetting] = [
 let package = Package(
     name: "ViTMerge",
     products: [
-        .library(name: "ViTMerge", targets: ["ViTMergeCore", "ViTMergeKernels"]),
+        .library(name: "ViTMerge", targets: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO"]),
         .executable(name: "vitmerge", targets: ["vitmerge"]),
         .executable(name: "vitmerge-bench", targets: ["ViTMergeBench"]),
     ],
@@ -24,9 +24,12 @@ let package = Package(
                        providers: [.apt(["libsleef-dev"])]),
         .target(name: "ViTMergeCore", dependencies: ["CSleef"], swiftSettings: simdSettings),
         .target(name: "ViTMergeKernels", dependencies: ["ViTMergeCore", "CSleef"], swiftSettings: simdSettings),
+        .target(name: "ViTMergeModel", dependencies: ["ViTMergeCore", "ViTMergeKernels"], swiftSettings: simdSettings),
+        .target(name: "ViTMergeIO", dependencies: ["ViTMergeCore", "ViTMergeModel", "CZlib"], swiftSettings: simdSettings),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         .executableTarget(
             name: "vitmerge",
-            dependencies: ["ViTMergeCore", "ViTMergeKernels",
+            dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: simdSettings),
         .executableTarget(
@@ -35,5 +38,8 @@ let package = Package(
         .testTarget(name: "ViTMergeCoreTests", dependencies: ["ViTMergeCore"], swiftSettings: simdSettings),
         .testTarget(name: "ViTMergeKernelsTests", dependencies: ["ViTMergeKernels", "ViTMergeCore"],
                     swiftSettings: simdSettings),
+        .testTarget(name: "ViTMergeModelTests", dependencies: ["ViTMergeModel", "ViTMergeIO", "ViTMergeKernels", "ViTMergeCore"],
+                    swiftSettings: simdSettings),
+        .testTarget(name: "ViTMergeIOTests", dependencies: ["ViTMergeIO", "ViTMergeCore"], swiftSettings: simdSettings),
     ]
 )

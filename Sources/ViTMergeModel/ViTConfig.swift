@@ -1,0 +1,197 @@
+import Foundation
+
+/// Errors from building or configuring a model. Each says what was wrong and what to do.
+public enum ModelError: Error, CustomStringConvertible, Equatable {
+    case invalidConfig(String)
+    case unknownConfigKey(String)
+
+    public var description: String {
+        switch self {
+        case .invalidConfig(let why): "invalid model config: \(why)"
+        case .unknownConfigKey(let key):
+            "unknown model config key '\(key)'; the keys are timm's VisionTransformer arguments: "
+                + ViTConfig.CodingKeys.allCases.map(\.rawValue).joined(separator: ", ")
+        }
+    }
+}
+
+/// The subset of timm's `VisionTransformer` arguments ViTMerge implements, with timm's names
+/// (FORMATS.md). Values are validated by `validate()`; derived sizes are computed properties.
+public struct ViTConfig: Codable, Equatable, Sendable {
+    public enum GlobalPool: String, Codable, Sendable { case token, avg }
+    public enum Activation: String, Codable, Sendable {
+        case gelu
+        case quickGELU = "quick_gelu"
+    }
+
+    public var imageHeight: Int
+    public var imageWidth: Int
+    public var patchSize: Int
+    public var inChannels: Int
+    public var numClasses: Int
+    public var embedDim: Int
+    public var depth: Int
+    public var numHeads: Int
+    public var mlpRatio: Double
+    public var qkvBias: Bool
+    public var classToken: Bool
+    public var globalPool: GlobalPool
+    public var fcNorm: Bool
+    public var preNorm: Bool
+    public var activation: Activation
+    public var normEps: Float
+
+    public init(imageSize: Int, patchSize: Int, inChannels: Int, numClasses: Int, embedDim: Int, depth: Int,
+                numHeads: Int, mlpRatio: Double = 4, qkvBias: Bool = true, classToken: Bool = true,
+                globalPool: GlobalPool = .token, fcNorm: Bool? = nil, preNorm: Bool = false,
+                activation: Activation = .gelu, normEps: Float = 1e-6) {
+        self.imageHeight = imageSize
+        self.imageWidth = imageSize
+        self.patchSize = patchSize
+        self.inChannels = inChannels
+        self.numClasses = numClasses
+        self.embedDim = embedDim
+        self.depth = depth
+        self.numHeads = numHeads
+        self.mlpRatio = mlpRatio
+        self.qkvBias = qkvBias
+        self.classToken = classToken
+        self.globalPool = globalPool
+        self.fcNorm = fcNorm ?? (globalPool == .avg)
+        self.preNorm = preNorm
+        self.activation = activation
+        self.normEps = normEps
+    }
+
+    // MARK: Derived sizes
+
+    public var gridHeight: Int { imageHeight / patchSize }
+    public var gridWidth: Int { imageWidth / patchSize }
+    public var numPatches: Int { gridHeight * gridWidth }
+    /// Tokens per image: patches plus the class token.
+    public var tokens: Int { numPatches + (classToken ? 1 : 0) }
+    public var headDim: Int { embedDim / numHeads }
+    /// MLP hidden width, `int(embed_dim * mlp_ratio)` as in timm.
+    public var hiddenDim: Int { Int(Double(embedDim) * mlpRatio) }
+    /// Flattened patch length C·p·p (the patch-embedding weight's input size).
+    public var patchDim: Int { inChannels * patchSize * patchSize }
+
+    public func validate() throws(ModelError) {
+        func check(_ ok: Bool, _ why: @autoclosure () -> String) throws(ModelError) {
+            if !ok { throw .invalidConfig(why()) }
+        }
+        try check(patchSize >= 1, "patch_size must be ≥ 1, got \(patchSize)")
+        try check(imageHeight >= patchSize && imageWidth >= patchSize,
+                  "img_size \(imageHeight)×\(imageWidth) is smaller than patch_size \(patchSize)")
+        try check(imageHeight % patchSize == 0 && imageWidth % patchSize == 0,
+                  "img_size \(imageHeight)×\(imageWidth) must be a multiple of patch_size \(patchSize)")
+        try check(inChannels >= 1, "in_chans must be ≥ 1, got \(inChannels)")
+        try check(numClasses >= 0, "num_classes must be ≥ 0 (0 = features only), got \(numClasses)")
+        try check(embedDim >= 1 && depth >= 0 && numHeads >= 1, "embed_dim, depth and num_heads must be positive")
+        try check(embedDim % numHeads == 0, "embed_dim \(embedDim) must be divisible by num_heads \(numHeads)")
+        try check(mlpRatio > 0 && hiddenDim >= 1, "mlp_ratio \(mlpRatio) gives an empty MLP")
+        try check(normEps > 0, "norm_eps must be positive, got \(normEps)")
+        try check(classToken || globalPool == .avg, "global_pool 'token' needs class_token true")
+        try check(embedDim <= 1 << 16 && depth <= 1024 && tokens <= 1 << 16, "model is implausibly large")
+    }
+
+    // MARK: Presets
+
+    /// timm vit_tiny_patch16_224 (5.7 M parameters).
+    public static func vitTiny(numClasses: Int = 1000) -> ViTConfig {
+        ViTConfig(imageSize: 224, patchSize: 16, inChannels: 3, numClasses: numClasses, embedDim: 192, depth: 12, numHeads: 3)
+    }
+    /// timm vit_small_patch16_224 (22 M parameters).
+    public static func vitSmall(numClasses: Int = 1000) -> ViTConfig {
+        ViTConfig(imageSize: 224, patchSize: 16, inChannels: 3, numClasses: numClasses, embedDim: 384, depth: 12, numHeads: 6)
+    }
+    /// timm vit_base_patch16_224 (86 M parameters).
+    public static func vitBase(numClasses: Int = 1000) -> ViTConfig {
+        ViTConfig(imageSize: 224, patchSize: 16, inChannels: 3, numClasses: numClasses, embedDim: 768, depth: 12, numHeads: 12)
+    }
+    /// The 28×28 single-channel model ViTMerge pre-trains and fine-tunes on the embedded tasks
+    /// (patch 4 → 49 patches + class token, 6 blocks of width 128).
+    public static func mini28(numClasses: Int = 10) -> ViTConfig {
+        ViTConfig(imageSize: 28, patchSize: 4, inChannels: 1, numClasses: numClasses, embedDim: 128, depth: 6, numHeads: 4)
+    }
+    public static let presets: [String: ViTConfig] = [
+        "vit_tiny_patch16_224": vitTiny(), "vit_small_patch16_224": vitSmall(),
+        "vit_base_patch16_224": vitBase(), "vit_mini_patch4_28": mini28(),
+    ]
+
+    // MARK: JSON with timm names
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case imgSize = "img_size", patchSize = "patch_size", inChans = "in_chans", numClasses = "num_classes"
+        case embedDim = "embed_dim", depth, numHeads = "num_heads", mlpRatio = "mlp_ratio", qkvBias = "qkv_bias"
+        case classToken = "class_token", globalPool = "global_pool", fcNorm = "fc_norm", preNorm = "pre_norm"
+        case actLayer = "act_layer", normEps = "norm_eps"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        if let s = try? c.decode(Int.self, forKey: .imgSize) {
+            imageHeight = s; imageWidth = s
+        } else {
+            let hw = try c.decode([Int].self, forKey: .imgSize)
+            guard hw.count == 2 else { throw ModelError.invalidConfig("img_size must be an integer or [H, W], got \(hw)") }
+            imageHeight = hw[0]; imageWidth = hw[1]
+        }
+        patchSize = try c.decode(Int.self, forKey: .patchSize)
+        inChannels = try c.decodeIfPresent(Int.self, forKey: .inChans) ?? 3
+        numClasses = try c.decodeIfPresent(Int.self, forKey: .numClasses) ?? 1000
+        embedDim = try c.decode(Int.self, forKey: .embedDim)
+        depth = try c.decode(Int.self, forKey: .depth)
+        numHeads = try c.decode(Int.self, forKey: .numHeads)
+        mlpRatio = try c.decodeIfPresent(Double.self, forKey: .mlpRatio) ?? 4
+        qkvBias = try c.decodeIfPresent(Bool.self, forKey: .qkvBias) ?? true
+        classToken = try c.decodeIfPresent(Bool.self, forKey: .classToken) ?? true
+        globalPool = try c.decodeIfPresent(GlobalPool.self, forKey: .globalPool) ?? .token
+        fcNorm = try c.decodeIfPresent(Bool.self, forKey: .fcNorm) ?? (globalPool == .avg)
+        preNorm = try c.decodeIfPresent(Bool.self, forKey: .preNorm) ?? false
+        activation = try c.decodeIfPresent(Activation.self, forKey: .actLayer) ?? .gelu
+        normEps = try c.decodeIfPresent(Float.self, forKey: .normEps) ?? 1e-6
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        if imageHeight == imageWidth { try c.encode(imageHeight, forKey: .imgSize) }
+        else { try c.encode([imageHeight, imageWidth], forKey: .imgSize) }
+        try c.encode(patchSize, forKey: .patchSize)
+        try c.encode(inChannels, forKey: .inChans)
+        try c.encode(numClasses, forKey: .numClasses)
+        try c.encode(embedDim, forKey: .embedDim)
+        try c.encode(depth, forKey: .depth)
+        try c.encode(numHeads, forKey: .numHeads)
+        try c.encode(mlpRatio, forKey: .mlpRatio)
+        try c.encode(qkvBias, forKey: .qkvBias)
+        try c.encode(classToken, forKey: .classToken)
+        try c.encode(globalPool, forKey: .globalPool)
+        try c.encode(fcNorm, forKey: .fcNorm)
+        try c.encode(preNorm, forKey: .preNorm)
+        try c.encode(activation, forKey: .actLayer)
+        try c.encode(normEps, forKey: .normEps)
+    }
+
+    /// Parses a config JSON object (timm argument names), rejecting unknown keys and invalid values.
+    public static func parse(json: Data) throws -> ViTConfig {
+        guard let object = try JSONSerialization.jsonObject(with: json) as? [String: Any] else {
+            throw ModelError.invalidConfig("the config must be a JSON object")
+        }
+        let known = Set(CodingKeys.allCases.map(\.rawValue))
+        if let bad = object.keys.sorted().first(where: { !known.contains($0) }) { throw ModelError.unknownConfigKey(bad) }
+        let config: ViTConfig
+        do { config = try JSONDecoder().decode(ViTConfig.self, from: json) } catch let e as ModelError { throw e } catch {
+            throw ModelError.invalidConfig("\(error)")
+        }
+        try config.validate()
+        return config
+    }
+
+    /// The config as compact JSON with sorted keys (stable across runs, used in checkpoint metadata).
+    public var json: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: try! encoder.encode(self), as: UTF8.self)
+    }
+}
