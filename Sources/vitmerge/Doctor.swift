@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import ViTMergeCore
+import ViTMergeKernels
+
+/// `vitmerge doctor`: what this machine and this build can do, measured.
+struct Doctor: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Report CPU, ISA, threads, SLEEF and the measured FMA peak; check the GEMM.")
+
+    @OptionGroup var runtime: RuntimeOptions
+
+    func run() throws {
+        runtime.apply()
+        let threads = ThreadPool.shared.threads
+        var problems: [String] = []
+        func line(_ key: String, _ value: String) { print(key.padding(toLength: 20, withPad: " ", startingAt: 0) + value) }
+
+        line("vitmerge", VitMerge.version)
+        line("cpu", Machine.cpuModel)
+        line("cpu features", Machine.cpuFeatures.joined(separator: " "))
+        line("build ISA", "\(Machine.buildISA) (\(Machine.buildVectorBits)-bit vectors)")
+        if Machine.buildVectorBits >= 512 && !Machine.cpuHasAVX512 {
+            problems.append("this build uses AVX-512 but the CPU lacks it; rebuild with VITMERGE_TARGET_CPU=haswell")
+        }
+        line("threads", "\(threads) of \(ThreadPool.shared.capacity) (cores: \(ProcessInfo.processInfo.activeProcessorCount))")
+        let sleefOK = Machine.sleefWorks
+        line("SLEEF", "\(Machine.sleefVersion) \(sleefOK ? "ok" : "WRONG RESULTS")")
+        if !sleefOK { problems.append("SLEEF returns wrong values; reinstall libsleef-dev") }
+        let peak1 = Machine.measureFMAPeak(threads: 1)
+        line("FMA peak, 1 thread", String(format: "%.1f GFLOP/s", peak1))
+        if threads > 1 {
+            line("FMA peak, \(threads) threads", String(format: "%.1f GFLOP/s", Machine.measureFMAPeak(threads: threads)))
+        }
+        let (gflops, gemmError) = gemmCheck()
+        line("sgemm 512³", String(format: "%.1f GFLOP/s (%.0f%% of 1-thread peak × %d), error %.1e (relative to max |C|)",
+                                  gflops, 100 * gflops / (peak1 * Double(threads)), threads, gemmError))
+        if !(gemmError <= 1e-5) { problems.append("sgemm disagrees with the reference GEMM (error \(gemmError) relative to max |C|)") }
+        #if DEBUG
+        line("note", "debug build: kernels are slow; use swift run -c release")
+        #endif
+        if problems.isEmpty {
+            print("all checks passed")
+        } else {
+            for p in problems { print("problem: \(p)") }
+            throw ExitCode.failure
+        }
+    }
+
+    /// Times a 512³ SGEMM (best of a few) and compares a corner of it with the reference GEMM.
+    private func gemmCheck() -> (gflops: Double, maxRelError: Double) {
+        let n = 512
+        var rng = RNG(seed: 1)
+        let a = (0..<n * n).map { _ in rng.uniformFloat() - 0.5 }, b = (0..<n * n).map { _ in rng.uniformFloat() - 0.5 }
+        var c = [Float](repeating: 0, count: n * n)
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            sgemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a, lda: n, b: b, ldb: n, beta: 0, c: &c, ldc: n)
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0))
+        }
+        // Reference on the first 16 rows only (it is slow).
+        let rows = 16
+        var r = [Float](repeating: 0, count: rows * n)
+        sgemmReference(transA: false, transB: false, m: rows, n: n, k: n, alpha: 1, a: a, lda: n, b: b, ldb: n, beta: 0, c: &r, ldc: n)
+        var worst = 0.0, scale = 0.0
+        for i in 0..<rows * n {
+            worst = max(worst, Double(abs(c[i] - r[i])))
+            scale = max(scale, Double(abs(r[i])))
+        }
+        return (2 * Double(n * n * n) / best, worst / scale)
+    }
+}

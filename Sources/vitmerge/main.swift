@@ -1,3 +1,0 @@
-import ViTMergeCore
-import ViTMergeKernels
-print(Machine.cpuModel, Machine.buildISA)
