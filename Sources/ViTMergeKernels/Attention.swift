@@ -1,0 +1,205 @@
+import CSleef
+import Foundation
+import ViTMergeCore
+
+/// Multi-head scaled-dot-product attention over a fused qkv tensor, as timm's `Attention`:
+/// qkv[B,T,3D] holds per token q | k | v, each split into H heads of hd = D/H contiguous values.
+/// The three matrix products of each (batch, head) pair run through `sgemmBatched` reading
+/// qkv in place (leading dimension 3D); the softmax rows run in parallel in between.
+public enum Attention {
+    // out[B,T,D] = concat_h softmax(q_h·k_hᵀ / √hd)·v_h ; att[B,H,T,T] = the softmax probabilities (saved)
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>,
+        batch: Int, tokens: Int, dim: Int, heads: Int, pool: ThreadPool = .shared
+    ) {
+        precondition(batch >= 0 && tokens >= 1 && heads >= 1 && dim % heads == 0,
+                     "Attention: dim \(dim) must be a multiple of heads \(heads)")
+        guard batch > 0 else { return }
+        let (t, hd, d3) = (tokens, dim / heads, 3 * dim)
+        let scale = 1 / Float(hd).squareRoot()
+        // scores = scale · Q·Kᵀ
+        sgemmBatched(transA: false, transB: true, m: t, n: t, k: hd, alpha: scale,
+                     a: qkv, lda: d3, strideA: (t * d3, hd),
+                     b: qkv + dim, ldb: d3, strideB: (t * d3, hd),
+                     beta: 0, c: att, ldc: t, strideC: (heads * t * t, t * t), batch: (batch, heads), pool: pool)
+        softmaxRowsInPlace(att, rows: batch * heads * t, cols: t, pool: pool)
+        // out_h = P·V
+        sgemmBatched(transA: false, transB: false, m: t, n: hd, k: t,
+                     a: UnsafePointer(att), lda: t, strideA: (heads * t * t, t * t),
+                     b: qkv + 2 * dim, ldb: d3, strideB: (t * d3, hd),
+                     beta: 0, c: out, ldc: dim, strideC: (t * dim, hd), batch: (batch, heads), pool: pool)
+    }
+
+    // dqkv[B,T,3D] += gradient of out w.r.t. qkv given dout[B,T,D]; datt[B,H,T,T] is scratch (overwritten)
+    public static func backward(
+        dqkv: UnsafeMutablePointer<Float>, datt: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+        qkv: UnsafePointer<Float>, att: UnsafePointer<Float>,
+        batch: Int, tokens: Int, dim: Int, heads: Int, pool: ThreadPool = .shared
+    ) {
+        precondition(batch >= 0 && tokens >= 1 && heads >= 1 && dim % heads == 0,
+                     "Attention: dim \(dim) must be a multiple of heads \(heads)")
+        guard batch > 0 else { return }
+        let (t, hd, d3) = (tokens, dim / heads, 3 * dim)
+        let scale = 1 / Float(hd).squareRoot()
+        let attStride = (heads * t * t, t * t), qkvStride = (t * d3, hd), outStride = (t * dim, hd)
+        // dP = dO·Vᵀ
+        sgemmBatched(transA: false, transB: true, m: t, n: t, k: hd,
+                     a: dout, lda: dim, strideA: outStride, b: qkv + 2 * dim, ldb: d3, strideB: qkvStride,
+                     beta: 0, c: datt, ldc: t, strideC: attStride, batch: (batch, heads), pool: pool)
+        // dV += Pᵀ·dO
+        sgemmBatched(transA: true, transB: false, m: t, n: hd, k: t,
+                     a: att, lda: t, strideA: attStride, b: dout, ldb: dim, strideB: outStride,
+                     beta: 1, c: dqkv + 2 * dim, ldc: d3, strideC: qkvStride, batch: (batch, heads), pool: pool)
+        // dS = P ⊙ (dP − rowsum(dP ⊙ P)), in place
+        softmaxBackwardRowsInPlace(datt, att: att, rows: batch * heads * t, cols: t, pool: pool)
+        // dQ += scale · dS·K ; dK += scale · dSᵀ·Q
+        sgemmBatched(transA: false, transB: false, m: t, n: hd, k: t, alpha: scale,
+                     a: UnsafePointer(datt), lda: t, strideA: attStride, b: qkv + dim, ldb: d3, strideB: qkvStride,
+                     beta: 1, c: dqkv, ldc: d3, strideC: qkvStride, batch: (batch, heads), pool: pool)
+        sgemmBatched(transA: true, transB: false, m: t, n: hd, k: t, alpha: scale,
+                     a: UnsafePointer(datt), lda: t, strideA: attStride, b: qkv, ldb: d3, strideB: qkvStride,
+                     beta: 1, c: dqkv + dim, ldc: d3, strideC: qkvStride, batch: (batch, heads), pool: pool)
+    }
+
+    /// x[rows, cols] ← softmax of each row, in place (max subtracted first).
+    static func softmaxRowsInPlace(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, pool: ThreadPool) {
+        pool.parallelFor(rows, minChunk: max(1, 16_384 / max(cols, 1))) { range in
+            for r in range { softmaxRow(x + r * cols, cols) }
+        }
+    }
+
+    @inline(__always)
+    static func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+        var vmax = SIMD16<Float>(repeating: -.infinity)
+        var i = 0
+        while i &+ 16 <= n { vmax = pointwiseMax(vmax, load16(x + i)); i &+= 16 }
+        var m = vmax.max()
+        while i < n { m = max(m, x[i]); i &+= 1 }
+        let vm = SIMD16<Float>(repeating: m)
+        var vsum = SIMD16<Float>()
+        var tail = SIMD16<Float>()
+        i = 0
+        while i &+ 16 <= n {
+            var v = load16(x + i) - vm
+            withUnsafeMutablePointer(to: &v) { p in
+                p.withMemoryRebound(to: Float.self, capacity: 16) { vm_expf16($0, $0) }
+            }
+            store16(v, x + i)
+            vsum += v
+            i &+= 16
+        }
+        if i < n {
+            // Tail: pad with −∞ so the padded lanes contribute exp(−∞) = 0.
+            tail = SIMD16<Float>(repeating: -.infinity)
+            for j in 0..<(n &- i) { tail[j] = x[i &+ j] - m }
+            withUnsafeMutablePointer(to: &tail) { p in
+                p.withMemoryRebound(to: Float.self, capacity: 16) { vm_expf16($0, $0) }
+            }
+            for j in 0..<(n &- i) { x[i &+ j] = tail[j] }
+            vsum += tail
+        }
+        let inv = 1 / vsum.sum()
+        i = 0
+        let vinv = SIMD16<Float>(repeating: inv)
+        while i &+ 16 <= n { store16(load16(x + i) * vinv, x + i); i &+= 16 }
+        while i < n { x[i] *= inv; i &+= 1 }
+    }
+
+    /// d[rows, cols] ← p ⊙ (d − Σ_row d ⊙ p), in place (softmax backward).
+    static func softmaxBackwardRowsInPlace(_ d: UnsafeMutablePointer<Float>, att: UnsafePointer<Float>,
+                                           rows: Int, cols: Int, pool: ThreadPool) {
+        pool.parallelFor(rows, minChunk: max(1, 16_384 / max(cols, 1))) { range in
+            for r in range {
+                let dr = d + r * cols, pr = att + r * cols
+                var acc0 = SIMD16<Float>(), acc1 = SIMD16<Float>()
+                var i = 0
+                while i &+ 32 <= cols {
+                    acc0.addProduct(load16(dr + i), load16(pr + i))
+                    acc1.addProduct(load16(dr + (i &+ 16)), load16(pr + (i &+ 16)))
+                    i &+= 32
+                }
+                if i &+ 16 <= cols { acc0.addProduct(load16(dr + i), load16(pr + i)); i &+= 16 }
+                var dot = (acc0 + acc1).sum()
+                while i < cols { dot += dr[i] * pr[i]; i &+= 1 }
+                let vdot = SIMD16<Float>(repeating: dot)
+                i = 0
+                while i &+ 16 <= cols { store16(load16(pr + i) * (load16(dr + i) - vdot), dr + i); i &+= 16 }
+                while i < cols { dr[i] = pr[i] * (dr[i] - dot); i &+= 1 }
+            }
+        }
+    }
+
+    // MARK: Reference twins (plain loops, Double accumulation)
+
+    public static func forwardReference(
+        out: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>,
+        batch: Int, tokens t: Int, dim: Int, heads: Int
+    ) {
+        let hd = dim / heads, d3 = 3 * dim
+        let scale = 1 / Double(hd).squareRoot()
+        for b in 0..<batch {
+            for h in 0..<heads {
+                let p = att + (b * heads + h) * t * t
+                for i in 0..<t {
+                    var row = [Double](repeating: 0, count: t)
+                    for j in 0..<t {
+                        var s = 0.0
+                        for c in 0..<hd {
+                            s += Double(qkv[(b * t + i) * d3 + h * hd + c]) * Double(qkv[(b * t + j) * d3 + dim + h * hd + c])
+                        }
+                        row[j] = s * scale
+                    }
+                    let m = row.max()!
+                    let e = row.map { Foundation.exp($0 - m) }
+                    let sum = e.reduce(0, +)
+                    for j in 0..<t { p[i * t + j] = Float(e[j] / sum) }
+                    for c in 0..<hd {
+                        var o = 0.0
+                        for j in 0..<t { o += e[j] / sum * Double(qkv[(b * t + j) * d3 + 2 * dim + h * hd + c]) }
+                        out[(b * t + i) * dim + h * hd + c] = Float(o)
+                    }
+                }
+            }
+        }
+    }
+
+    public static func backwardReference(
+        dqkv: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, qkv: UnsafePointer<Float>,
+        att: UnsafePointer<Float>, batch: Int, tokens t: Int, dim: Int, heads: Int
+    ) {
+        let hd = dim / heads, d3 = 3 * dim
+        let scale = 1 / Double(hd).squareRoot()
+        func q(_ b: Int, _ i: Int, _ part: Int, _ h: Int, _ c: Int) -> Int { (b * t + i) * d3 + part * dim + h * hd + c }
+        for b in 0..<batch {
+            for h in 0..<heads {
+                let p = att + (b * heads + h) * t * t
+                for i in 0..<t {
+                    var dp = [Double](repeating: 0, count: t)
+                    for j in 0..<t {
+                        for c in 0..<hd { dp[j] += Double(dout[(b * t + i) * dim + h * hd + c]) * Double(qkv[q(b, j, 2, h, c)]) }
+                    }
+                    var dot = 0.0
+                    for j in 0..<t { dot += dp[j] * Double(p[i * t + j]) }
+                    for j in 0..<t {
+                        let ds = Double(p[i * t + j]) * (dp[j] - dot) * scale
+                        for c in 0..<hd {
+                            dqkv[q(b, i, 0, h, c)] += Float(ds * Double(qkv[q(b, j, 1, h, c)]))
+                            dqkv[q(b, j, 1, h, c)] += Float(ds * Double(qkv[q(b, i, 0, h, c)]))
+                            dqkv[q(b, j, 2, h, c)] += Float(Double(p[i * t + j]) * Double(dout[(b * t + i) * dim + h * hd + c]))
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+@inline(__always) private func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+}
+@inline(__always) private func load16(_ p: UnsafeMutablePointer<Float>) -> SIMD16<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+}
+@inline(__always) private func store16(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
+}
