@@ -116,9 +116,9 @@ FACE_DUP_CORR = 0.97      # face-level near-identity threshold (font train/test 
 TEST_PACKAGE_FRACTION = 0.25
 
 # per-task sizes (per class): small on purpose, see data/README.md ("Size")
-N_TRAIN_PER_CLASS = 200
-N_TEST_PER_CLASS = 50
-PRETRAIN_TOTAL = 10_000
+N_TRAIN_PER_CLASS = 100
+N_TEST_PER_CLASS = 25
+PRETRAIN_TOTAL = 9_500
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 OPENCV_DIGITS = "/usr/share/doc/opencv-doc/examples/data/digits.png"
