@@ -12,7 +12,7 @@ let simdSettings: [SwiftSetting] = [
 let package = Package(
     name: "ViTMerge",
     products: [
-        .library(name: "ViTMerge", targets: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO"]),
+        .library(name: "ViTMerge", targets: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining"]),
         .executable(name: "vitmerge", targets: ["vitmerge"]),
         .executable(name: "vitmerge-bench", targets: ["ViTMergeBench"]),
     ],
@@ -25,11 +25,13 @@ let package = Package(
         .target(name: "ViTMergeCore", dependencies: ["CSleef"], swiftSettings: simdSettings),
         .target(name: "ViTMergeKernels", dependencies: ["ViTMergeCore", "CSleef"], swiftSettings: simdSettings),
         .target(name: "ViTMergeModel", dependencies: ["ViTMergeCore", "ViTMergeKernels"], swiftSettings: simdSettings),
-        .target(name: "ViTMergeIO", dependencies: ["ViTMergeCore", "ViTMergeModel", "CZlib"], swiftSettings: simdSettings),
+        .target(name: "ViTMergeIO", dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "CZlib"], swiftSettings: simdSettings),
+        .target(name: "ViTMergeTraining", dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO"],
+                swiftSettings: simdSettings),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         .executableTarget(
             name: "vitmerge",
-            dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO",
+            dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: simdSettings),
         .executableTarget(
@@ -39,6 +41,8 @@ let package = Package(
         .testTarget(name: "ViTMergeKernelsTests", dependencies: ["ViTMergeKernels", "ViTMergeCore"],
                     swiftSettings: simdSettings),
         .testTarget(name: "ViTMergeModelTests", dependencies: ["ViTMergeModel", "ViTMergeIO", "ViTMergeKernels", "ViTMergeCore"],
+                    swiftSettings: simdSettings),
+        .testTarget(name: "ViTMergeTrainingTests", dependencies: ["ViTMergeTraining", "ViTMergeModel", "ViTMergeIO", "ViTMergeCore"],
                     swiftSettings: simdSettings),
         .testTarget(name: "ViTMergeIOTests", dependencies: ["ViTMergeIO", "ViTMergeCore"], swiftSettings: simdSettings),
     ]

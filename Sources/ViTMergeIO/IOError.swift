@@ -1,14 +1,35 @@
 import Foundation
 
 /// Errors from reading and writing files. Each case names the file (and tensor) and says what to do.
-public enum IOError: Error, CustomStringConvertible {
+public enum IOError: Error, CustomStringConvertible, Equatable {
     case cannotRead(path: String, reason: String)
     case cannotWrite(path: String, reason: String)
+    /// The file is not what it claims to be (truncated, bad header, bad offsets, …).
+    case invalidFile(path: String, reason: String, hint: String)
+    case missingTensor(path: String, tensor: String, available: [String])
+    case unknownTensor(path: String, tensor: String, hint: String)
+    case shapeMismatch(path: String, tensor: String, expected: [Int], found: [Int])
+    case dtypeMismatch(path: String, tensor: String, expected: String, found: String)
+    case configMismatch(path: String, file: String, given: String)
+    case duplicateTensor(name: String)
 
     public var description: String {
         switch self {
         case .cannotRead(let path, let reason): "cannot read \(path): \(reason); check the path and permissions"
         case .cannotWrite(let path, let reason): "cannot write \(path): \(reason); check the directory exists and is writable"
+        case .invalidFile(let path, let reason, let hint): "\(path): \(reason); \(hint)"
+        case .missingTensor(let path, let tensor, let available):
+            "\(path): no tensor '\(tensor)' (it has \(available.prefix(6).joined(separator: ", "))\(available.count > 6 ? ", …" : "")); check the file is the right kind and complete"
+        case .unknownTensor(let path, let tensor, let hint): "\(path): unexpected tensor '\(tensor)'; \(hint)"
+        case .shapeMismatch(let path, let tensor, let expected, let found):
+            "\(path): tensor '\(tensor)' has shape \(Self.shape(found)), expected \(Self.shape(expected)); check the file matches the model config"
+        case .dtypeMismatch(let path, let tensor, let expected, let found):
+            "\(path): tensor '\(tensor)' has dtype \(found), expected \(expected); re-export it as \(expected)"
+        case .configMismatch(let path, let file, let given):
+            "\(path): its config \(file) differs from the given config \(given); drop the config option or use the matching file"
+        case .duplicateTensor(let name): "tensor '\(name)' added twice; every tensor name must be unique"
         }
     }
+
+    static func shape(_ s: [Int]) -> String { "[" + s.map { $0 < 0 ? "*" : String($0) }.joined(separator: ", ") + "]" }
 }

@@ -1,0 +1,94 @@
+import Foundation
+import ViTMergeCore
+
+/// Labelled images [count, C, H, W] u8 with int labels.
+public struct LabeledImages: Sendable, Equatable {
+    public let count, channels, height, width: Int
+    public var images: [UInt8]
+    public var labels: [Int32]
+
+    public init(count: Int, channels: Int, height: Int, width: Int, images: [UInt8], labels: [Int32]) {
+        self.count = count
+        self.channels = channels
+        self.height = height
+        self.width = width
+        self.images = images
+        self.labels = labels
+    }
+}
+
+/// A prepared task (FORMATS.md "Datasets"): `train.*` and `test.*` (and optionally `val.*`)
+/// images [N, C, H, W] u8 and labels [N] i64, with metadata `classes` (JSON list), `source`, `license`.
+public struct TaskDataset: Sendable {
+    public let name: String
+    public let classes: [String]
+    public let source: String
+    public let license: String
+    public let train: LabeledImages
+    public let test: LabeledImages
+    public let validation: LabeledImages?
+
+    public static func load(path: String) throws -> TaskDataset {
+        let file = try SafeTensorsFile.read(path: path)
+        guard let classesJSON = file.metadata["classes"],
+              let classes = try? JSONSerialization.jsonObject(with: Data(classesJSON.utf8)) as? [String], !classes.isEmpty else {
+            throw IOError.invalidFile(path: path, reason: "metadata 'classes' is missing or not a JSON list of names",
+                                      hint: "prepare task files with scripts/prepare_data.py")
+        }
+        func split(_ prefix: String) throws -> LabeledImages {
+            guard let info = file.info(prefix + ".images") else {
+                throw IOError.missingTensor(path: path, tensor: prefix + ".images", available: file.names)
+            }
+            guard info.shape.count == 4, info.shape.allSatisfy({ $0 > 0 }) || info.shape[0] == 0 else {
+                throw IOError.shapeMismatch(path: path, tensor: prefix + ".images", expected: [-1, -1, -1, -1], found: info.shape)
+            }
+            let n = info.shape[0]
+            let images = try file.bytes(prefix + ".images")
+            let labels64 = try file.int64s(prefix + ".labels", shape: [n])
+            var labels = [Int32](repeating: 0, count: n)
+            for (i, l) in labels64.enumerated() {
+                guard l >= 0 && l < classes.count else {
+                    throw IOError.invalidFile(path: path, reason: "\(prefix).labels[\(i)] = \(l) is outside 0..<\(classes.count) (the classes)",
+                                              hint: "fix the labels or the 'classes' metadata")
+                }
+                labels[i] = Int32(l)
+            }
+            return LabeledImages(count: n, channels: info.shape[1], height: info.shape[2], width: info.shape[3], images: images, labels: labels)
+        }
+        let train = try split("train"), test = try split("test")
+        let validation = file.contains("val.images") ? try split("val") : nil
+        for s in [test] + (validation.map { [$0] } ?? []) where (s.channels, s.height, s.width) != (train.channels, train.height, train.width) {
+            throw IOError.invalidFile(path: path, reason: "splits have different image shapes", hint: "prepare all splits at one resolution")
+        }
+        let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+        return TaskDataset(name: name, classes: classes, source: file.metadata["source"] ?? "", license: file.metadata["license"] ?? "",
+                           train: train, test: test, validation: validation)
+    }
+
+    /// A seeded, stratified split of `train` into train and validation (`fraction` of each class,
+    /// at least one per class when the class has ≥ 2 examples). Deterministic for a seed.
+    public func splitValidation(fraction: Double, seed: UInt64) -> (train: LabeledImages, validation: LabeledImages) {
+        var byClass = [[Int]](repeating: [], count: classes.count)
+        for i in 0..<train.count { byClass[Int(train.labels[i])].append(i) }
+        var rng = RNG(seed: seed, stream: 0x5A11)
+        var trainIdx: [Int] = [], valIdx: [Int] = []
+        for var members in byClass {
+            rng.shuffle(&members)
+            let k = members.count >= 2 ? max(1, Int((Double(members.count) * fraction).rounded())) : 0
+            valIdx += members.prefix(k)
+            trainIdx += members.dropFirst(k)
+        }
+        return (train.take(trainIdx.sorted()), train.take(valIdx.sorted()))
+    }
+}
+
+extension LabeledImages {
+    /// The examples at `indices`, in that order.
+    public func take(_ indices: [Int]) -> LabeledImages {
+        let size = channels * height * width
+        var images = [UInt8]()
+        images.reserveCapacity(indices.count * size)
+        for i in indices { images += self.images[(i * size)..<((i + 1) * size)] }
+        return LabeledImages(count: indices.count, channels: channels, height: height, width: width, images: images, labels: indices.map { labels[$0] })
+    }
+}

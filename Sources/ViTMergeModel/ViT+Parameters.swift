@@ -1,0 +1,131 @@
+import ViTMergeCore
+
+/// Offsets (in floats, from the arena base) of one transformer block's tensors.
+public struct BlockOffsets: Sendable {
+    public let norm1W, norm1B, qkvW: Int
+    public let qkvB: Int?
+    public let projW, projB, norm2W, norm2B, fc1W, fc1B, fc2W, fc2B: Int
+}
+
+/// Where every parameter of a `ViTConfig` lives in one flat arena, under timm's state-dict names
+/// and in timm's order. The same table indexes the parameter, gradient and optimizer arenas.
+public struct ParameterTable: Sendable {
+    public let config: ViTConfig
+    public let layout: Arena.Layout
+    public let clsToken: Int?
+    public let posEmbed: Int
+    public let patchW: Int
+    public let patchB: Int?
+    public let normPreW: Int?, normPreB: Int?
+    public let blocks: [BlockOffsets]
+    public let normW: Int?, normB: Int?
+    public let fcNormW: Int?, fcNormB: Int?
+    public let headW: Int?, headB: Int?
+
+    public init(config c: ViTConfig) {
+        var l = Arena.Layout()
+        let d = c.embedDim
+        clsToken = c.classToken ? l.add("cls_token", [1, 1, d]) : nil
+        posEmbed = l.add("pos_embed", [1, c.tokens, d])
+        patchW = l.add("patch_embed.proj.weight", [d, c.inChannels, c.patchSize, c.patchSize])
+        patchB = c.preNorm ? nil : l.add("patch_embed.proj.bias", [d])
+        normPreW = c.preNorm ? l.add("norm_pre.weight", [d]) : nil
+        normPreB = c.preNorm ? l.add("norm_pre.bias", [d]) : nil
+        var blocks: [BlockOffsets] = []
+        for i in 0..<c.depth {
+            let p = "blocks.\(i)."
+            let n1w = l.add(p + "norm1.weight", [d]), n1b = l.add(p + "norm1.bias", [d])
+            let qw = l.add(p + "attn.qkv.weight", [3 * d, d])
+            let qb = c.qkvBias ? l.add(p + "attn.qkv.bias", [3 * d]) : nil
+            let pw = l.add(p + "attn.proj.weight", [d, d]), pb = l.add(p + "attn.proj.bias", [d])
+            let n2w = l.add(p + "norm2.weight", [d]), n2b = l.add(p + "norm2.bias", [d])
+            let f1w = l.add(p + "mlp.fc1.weight", [c.hiddenDim, d]), f1b = l.add(p + "mlp.fc1.bias", [c.hiddenDim])
+            let f2w = l.add(p + "mlp.fc2.weight", [d, c.hiddenDim]), f2b = l.add(p + "mlp.fc2.bias", [d])
+            blocks.append(BlockOffsets(norm1W: n1w, norm1B: n1b, qkvW: qw, qkvB: qb, projW: pw, projB: pb,
+                                       norm2W: n2w, norm2B: n2b, fc1W: f1w, fc1B: f1b, fc2W: f2w, fc2B: f2b))
+        }
+        self.blocks = blocks
+        normW = c.fcNorm ? nil : l.add("norm.weight", [d])
+        normB = c.fcNorm ? nil : l.add("norm.bias", [d])
+        fcNormW = c.fcNorm ? l.add("fc_norm.weight", [d]) : nil
+        fcNormB = c.fcNorm ? l.add("fc_norm.bias", [d]) : nil
+        headW = c.numClasses > 0 ? l.add("head.weight", [c.numClasses, d]) : nil
+        headB = c.numClasses > 0 ? l.add("head.bias", [c.numClasses]) : nil
+        self.config = c
+        self.layout = l
+    }
+
+    /// Parameter names in timm's state-dict order.
+    public var names: [String] { layout.regions.map(\.name) }
+
+    /// Number of trainable values (without the arena's alignment padding).
+    public var parameterCount: Int { layout.regions.reduce(0) { $0 + $1.shape.count } }
+
+    /// Whether a tensor belongs to the classification head (excluded from task vectors).
+    public static func isHead(_ name: String) -> Bool { name.hasPrefix("head.") }
+
+    /// Whether a tensor is a "1-D" parameter in the usual weight-decay sense (biases, norms,
+    /// tokens, position embeddings), which fine-tuning recipes exclude from decay.
+    public static func isNoDecay(_ name: String) -> Bool {
+        name.hasSuffix(".bias") || name.contains("norm") || name == "cls_token" || name == "pos_embed"
+    }
+
+    /// The arena range [lo, hi) covering the head tensors (empty when there is no head). The
+    /// head is laid out last, so the encoder is the prefix [0, encoderEnd).
+    public var encoderEnd: Int { headW ?? layout.count }
+}
+
+/// A ViT's parameters: one arena laid out by `ParameterTable`.
+public final class ViTParameters: @unchecked Sendable {
+    public let table: ParameterTable
+    public let arena: Arena
+    public var config: ViTConfig { table.config }
+    public var base: UnsafeMutablePointer<Float> { arena.base }
+
+    /// Zero-filled parameters for `config` (call `initialize` or load a checkpoint next).
+    public init(config: ViTConfig) {
+        table = ParameterTable(config: config)
+        arena = Arena(layout: table.layout)
+    }
+
+    public subscript(name: String) -> Tensor? { arena.tensor(name) }
+
+    /// A copy with the same config and values.
+    public func copy() -> ViTParameters {
+        let p = ViTParameters(config: config)
+        p.base.update(from: base, count: arena.count)
+        return p
+    }
+
+    /// timm's default initialization (`init_weights` with mode ''), from one seed:
+    /// Linear weights truncated-normal(0, 0.02) in [−2, 2], biases 0; LayerNorm 1 and 0;
+    /// pos_embed truncated-normal(0, 0.02); cls_token normal(0, 1e-6); the patch-embedding
+    /// convolution keeps PyTorch's Conv2d default, uniform(±1/√fan_in) for weight and bias.
+    /// The same seed gives the same parameters on every machine (not torch's numbers).
+    public func initialize(seed: UInt64) {
+        arena.zero()
+        var rng = RNG(seed: seed, stream: 0x5EED)
+        let c = config
+        func fill(_ name: String, _ value: (inout RNG) -> Float) {
+            let t = arena.tensor(name)!
+            for i in 0..<t.count { t.pointer[i] = value(&rng) }
+        }
+        func trunc(_ name: String) { fill(name) { Float($0.truncatedNormal(mean: 0, std: 0.02, lo: -2, hi: 2)) } }
+        for (name, _, _) in table.layout.regions {
+            if name == "cls_token" {
+                fill(name) { Float($0.normal() * 1e-6) }
+            } else if name == "pos_embed" {
+                trunc(name)
+            } else if name.hasPrefix("patch_embed.proj.") {
+                let bound = 1 / Float(c.patchDim).squareRoot()
+                fill(name) { bound * (2 * $0.uniformFloat() - 1) }
+            } else if name.hasSuffix("norm1.weight") || name.hasSuffix("norm2.weight") || name.hasPrefix("norm")
+                        || name.hasPrefix("fc_norm") {
+                fill(name) { _ in name.hasSuffix(".weight") ? 1 : 0 }
+            } else if name.hasSuffix(".weight") {
+                trunc(name)
+            }
+            // Remaining biases stay 0.
+        }
+    }
+}

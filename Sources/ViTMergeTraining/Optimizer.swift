@@ -1,0 +1,90 @@
+import Foundation
+import ViTMergeCore
+import ViTMergeKernels
+import ViTMergeModel
+
+/// Warm-up then cosine decay: lr rises linearly from 0 over `warmupSteps`, then follows half a
+/// cosine from `peak` down to `peak · minRatio` at `totalSteps`.
+public struct LRSchedule: Sendable, Equatable {
+    public var peak: Float
+    public var warmupSteps: Int
+    public var totalSteps: Int
+    public var minRatio: Float
+
+    public init(peak: Float, warmupSteps: Int, totalSteps: Int, minRatio: Float = 0) {
+        self.peak = peak
+        self.warmupSteps = warmupSteps
+        self.totalSteps = totalSteps
+        self.minRatio = minRatio
+    }
+
+    /// Learning rate for 1-based `step`.
+    public func lr(step: Int) -> Float {
+        if step <= warmupSteps { return peak * Float(step) / Float(max(warmupSteps, 1)) }
+        let progress = Double(step - warmupSteps) / Double(max(totalSteps - warmupSteps, 1))
+        let cosine = 0.5 * (1 + cos(Double.pi * min(progress, 1)))
+        return peak * (minRatio + (1 - minRatio) * Float(cosine))
+    }
+}
+
+/// AdamW over a parameter arena, tensor by tensor: each trainable tensor has its own weight
+/// decay (0 for biases, norms, tokens and position embeddings by default); frozen tensors are
+/// not touched at all (their values stay bit-identical).
+public final class AdamWOptimizer {
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var eps: Float = 1e-8
+    public let weightDecay: Float
+    /// Completed updates; the next update uses step + 1 for bias correction.
+    public internal(set) var step = 0
+    public let m: Arena
+    public let v: Arena
+    let groups: [(offset: Int, count: Int, decay: Float)]
+
+    /// `trainable` selects tensors by timm name; `decayAll` applies weight decay to 1-D tensors too.
+    public init(table: ParameterTable, weightDecay: Float, decayAll: Bool = false, trainable: (String) -> Bool) {
+        self.weightDecay = weightDecay
+        m = Arena(layout: table.layout)
+        v = Arena(layout: table.layout)
+        groups = table.layout.regions.filter { trainable($0.name) }.map {
+            ($0.offset, $0.shape.count, decayAll || !ParameterTable.isNoDecay($0.name) ? weightDecay : 0)
+        }
+    }
+
+    /// Number of values this optimizer updates.
+    public var trainableCount: Int { groups.reduce(0) { $0 + $1.count } }
+
+    /// L2 norm of the trainable part of `grads` (summed in a fixed order).
+    public func gradientNorm(_ grads: Arena, pool: ThreadPool = .shared) -> Double {
+        var s = 0.0
+        for g in groups {
+            let n = GradientNorm.l2(grads.base + g.offset, count: g.count, pool: pool)
+            s += n * n
+        }
+        return s.squareRoot()
+    }
+
+    /// Clips the trainable gradients to `maxNorm` (if > 0) and applies one AdamW update with `lr`.
+    /// Returns the gradient norm before clipping.
+    @discardableResult
+    public func update(parameters: ViTParameters, grads: Arena, lr: Float, maxNorm: Double, pool: ThreadPool = .shared) -> Double {
+        let norm = gradientNorm(grads, pool: pool)
+        if maxNorm > 0 && norm > maxNorm {
+            let s = Float(maxNorm / (norm + 1e-6))
+            for g in groups { Elementwise.scale(grads.base + g.offset, alpha: s, count: g.count, pool: pool) }
+        }
+        step += 1
+        for g in groups {
+            AdamW.update(params: parameters.base + g.offset, grads: grads.base + g.offset, m: m.base + g.offset, v: v.base + g.offset,
+                         count: g.count, step: step, lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: g.decay, pool: pool)
+        }
+        return norm
+    }
+
+    /// Restores the moments and step count (for resuming).
+    public func restore(step: Int, m: UnsafePointer<Float>, v: UnsafePointer<Float>) {
+        self.step = step
+        self.m.base.update(from: m, count: self.m.count)
+        self.v.base.update(from: v, count: self.v.count)
+    }
+}

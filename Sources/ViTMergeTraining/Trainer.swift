@@ -1,0 +1,197 @@
+import Foundation
+import ViTMergeCore
+import ViTMergeIO
+import ViTMergeKernels
+import ViTMergeModel
+
+/// How the encoder and head are trained.
+public enum TrainMode: String, Codable, Sendable, CaseIterable {
+    /// Encoder and a fresh head jointly (also supervised pre-training).
+    case full
+    /// Encoder only, with the (probed) head frozen bit-identically.
+    case aligned
+}
+
+/// Hyper-parameters of one training run (AdamW, warm-up + cosine, clipping).
+public struct TrainSettings: Codable, Sendable, Equatable {
+    public var steps: Int
+    public var batchSize: Int
+    public var lr: Float
+    public var warmupSteps: Int
+    public var weightDecay: Float
+    public var clipNorm: Double
+    public var seed: UInt64
+    /// Validation every this many steps (0 = only at the end).
+    public var evalEvery: Int
+    /// Resumable state written every this many steps (0 = only at the end).
+    public var checkpointEvery: Int
+
+    public init(steps: Int, batchSize: Int = 32, lr: Float = 1e-3, warmupSteps: Int? = nil, weightDecay: Float = 0.05,
+                clipNorm: Double = 1, seed: UInt64 = 0, evalEvery: Int = 0, checkpointEvery: Int = 0) {
+        self.steps = steps
+        self.batchSize = batchSize
+        self.lr = lr
+        self.warmupSteps = warmupSteps ?? max(1, steps / 10)
+        self.weightDecay = weightDecay
+        self.clipNorm = clipNorm
+        self.seed = seed
+        self.evalEvery = evalEvery
+        self.checkpointEvery = checkpointEvery
+    }
+
+    public var json: String { String(decoding: try! JSONEncoder.sorted.encode(self), as: UTF8.self) }
+}
+
+extension JSONEncoder {
+    static var sorted: JSONEncoder { let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]; return e }
+}
+
+/// One line of training progress.
+public struct StepLog: Sendable {
+    public let step: Int, steps: Int
+    public let loss: Float
+    public let lr: Float
+    public let gradNorm: Double
+    public let imagesPerSecond: Double
+    public let secondsLeft: Double
+    public var validationAccuracy: Double?
+}
+
+/// Accuracy and mean cross-entropy of `model` on `data`.
+public func evaluate(_ model: ViT, on data: LabeledImages, batchSize: Int = 128) -> (accuracy: Double, loss: Double) {
+    precondition(model.config.numClasses > 0, "evaluate needs a model with a head")
+    let capacity = min(batchSize, max(data.count, 1))
+    let acts = model.makeActivations(capacity: capacity)
+    let k = model.config.numClasses
+    var input = [Float](repeating: 0, count: capacity * data.imageSize)
+    var labels = [Int32](repeating: 0, count: capacity)
+    var correct = 0, lossSum = 0.0
+    var start = 0
+    while start < data.count {
+        let b = min(capacity, data.count - start)
+        input.withUnsafeMutableBufferPointer { inp in
+            labels.withUnsafeMutableBufferPointer { lab in
+                data.fill(start..<(start + b), input: inp.baseAddress!, labels: lab.baseAddress!)
+                model.forward(input: inp.baseAddress!, batch: b, acts: acts)
+                lossSum += Double(model.crossEntropy(labels: lab.baseAddress!, batch: b, acts: acts)) * Double(b)
+            }
+        }
+        let logits = acts.output
+        for i in 0..<b {
+            var best = 0
+            for j in 1..<k where logits[i * k + j] > logits[i * k + best] { best = j }
+            if best == Int(labels[i]) { correct += 1 }
+        }
+        start += b
+    }
+    return (Double(correct) / Double(max(data.count, 1)), lossSum / Double(max(data.count, 1)))
+}
+
+/// Supervised training of a ViT on labelled images: full fine-tuning / pre-training, or aligned
+/// fine-tuning with the head frozen. Deterministic for a seed, and resumable to the same bits.
+public final class Trainer {
+    public let model: ViT
+    public let mode: TrainMode
+    public let settings: TrainSettings
+    public let optimizer: AdamWOptimizer
+    let train: LabeledImages
+    let sampler: BatchSampler
+    let acts: ViTActivations
+    let grads: Arena
+    var input: [Float]
+    var labels: [Int32]
+
+    public init(model: ViT, train: LabeledImages, mode: TrainMode, settings: TrainSettings) {
+        self.model = model
+        self.mode = mode
+        self.settings = settings
+        self.train = train
+        sampler = BatchSampler(count: train.count, batchSize: settings.batchSize, seed: settings.seed)
+        optimizer = AdamWOptimizer(table: model.table, weightDecay: settings.weightDecay) { name in
+            mode == .full || !ParameterTable.isHead(name)
+        }
+        acts = model.makeActivations(capacity: sampler.batchSize)
+        grads = model.makeGradients()
+        input = [Float](repeating: 0, count: sampler.batchSize * train.imageSize)
+        labels = [Int32](repeating: 0, count: sampler.batchSize)
+    }
+
+    public var schedule: LRSchedule { LRSchedule(peak: settings.lr, warmupSteps: settings.warmupSteps, totalSteps: settings.steps) }
+
+    /// One optimizer step on batch `optimizer.step` (0-based); returns the loss, lr and gradient norm.
+    public func step() -> (loss: Float, lr: Float, gradNorm: Double) {
+        let s = optimizer.step
+        let b = sampler.batchSize
+        let loss: Float = input.withUnsafeMutableBufferPointer { inp in
+            labels.withUnsafeMutableBufferPointer { lab in
+                train.fill(sampler.indices(step: s), input: inp.baseAddress!, labels: lab.baseAddress!)
+                model.forward(input: inp.baseAddress!, batch: b, acts: acts)
+                let loss = model.crossEntropy(labels: lab.baseAddress!, batch: b, acts: acts)
+                grads.zero()
+                model.backward(input: inp.baseAddress!, batch: b, acts: acts, grads: grads,
+                               options: BackwardOptions(head: mode == .full, encoder: true))
+                return loss
+            }
+        }
+        let lr = schedule.lr(step: s + 1)
+        let norm = optimizer.update(parameters: model.parameters, grads: grads, lr: lr, maxNorm: settings.clipNorm, pool: model.pool)
+        return (loss, lr, norm)
+    }
+
+    /// Trains until `settings.steps`, calling `log` after every step and `save` every
+    /// `checkpointEvery` steps and at the end.
+    public func run(validation: LabeledImages? = nil, log: (StepLog) -> Void = { _ in },
+                    save: (Trainer) throws -> Void = { _ in }) rethrows {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let first = optimizer.step
+        while optimizer.step < settings.steps {
+            let (loss, lr, norm) = step()
+            let done = optimizer.step
+            let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            let rate = Double((done - first) * sampler.batchSize) / max(elapsed, 1e-9)
+            var entry = StepLog(step: done, steps: settings.steps, loss: loss, lr: lr, gradNorm: norm, imagesPerSecond: rate,
+                                secondsLeft: elapsed / Double(done - first) * Double(settings.steps - done))
+            if let validation, (settings.evalEvery > 0 && done % settings.evalEvery == 0) || done == settings.steps {
+                entry.validationAccuracy = evaluate(model, on: validation).accuracy
+            }
+            log(entry)
+            if (settings.checkpointEvery > 0 && done % settings.checkpointEvery == 0) || done == settings.steps { try save(self) }
+        }
+    }
+
+    // MARK: Resumable state
+
+    /// Writes parameters, AdamW moments, step and settings to `path` atomically.
+    public func saveState(to path: String, metadata: [String: String] = [:]) throws {
+        var meta = metadata
+        meta["format"] = "vitmerge-train-state"
+        meta["config"] = model.config.json
+        meta["step"] = "\(optimizer.step)"
+        meta["mode"] = mode.rawValue
+        meta["settings"] = settings.json
+        var w = SafeTensorsWriter(metadata: meta)
+        let p = model.parameters
+        for r in p.table.layout.regions {
+            try w.add(r.name, floats: UnsafeBufferPointer(start: p.base + r.offset, count: r.shape.count), shape: r.shape.dims)
+        }
+        try w.add("optimizer.m", floats: UnsafeBufferPointer(start: optimizer.m.base, count: optimizer.m.count), shape: [optimizer.m.count])
+        try w.add("optimizer.v", floats: UnsafeBufferPointer(start: optimizer.v.base, count: optimizer.v.count), shape: [optimizer.v.count])
+        try w.write(to: path)
+    }
+
+    /// Restores a state written by `saveState` for the same config, mode and settings.
+    public func restoreState(from path: String) throws {
+        let file = try SafeTensorsFile.read(path: path)
+        guard file.metadata["format"] == "vitmerge-train-state", let stepText = file.metadata["step"], let step = Int(stepText) else {
+            throw IOError.invalidFile(path: path, reason: "not a training state (format vitmerge-train-state)", hint: "resume from the file the same command wrote with --state")
+        }
+        if file.metadata["config"] != model.config.json || file.metadata["mode"] != mode.rawValue || file.metadata["settings"] != settings.json {
+            throw IOError.invalidFile(path: path, reason: "it was written by a run with another config, mode or settings",
+                                      hint: "resume with exactly the same command line, or delete the state file to start over")
+        }
+        let p = model.parameters
+        for r in p.table.layout.regions { try file.copyFloats(r.name, into: p.base + r.offset, shape: r.shape.dims) }
+        let m = try file.floats("optimizer.m", shape: [optimizer.m.count]), v = try file.floats("optimizer.v", shape: [optimizer.v.count])
+        m.withUnsafeBufferPointer { mp in v.withUnsafeBufferPointer { vp in optimizer.restore(step: step, m: mp.baseAddress!, v: vp.baseAddress!) } }
+    }
+}

@@ -1,0 +1,31 @@
+import ArgumentParser
+import Foundation
+import ViTMergeIO
+import ViTMergeModel
+import ViTMergeTraining
+
+/// `vitmerge probe`: a linear head on the frozen encoder.
+struct Probe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Linear-probe a fresh head on a frozen encoder (features computed once) and write the model with that head.")
+
+    @Option(help: "Encoder checkpoint (its head, if any, is replaced).") var checkpoint: String
+    @Option(help: "Task file (.safetensors, FORMATS.md).") var task: String
+    @Option(help: "Output checkpoint (encoder + probed head).") var output: String
+    @OptionGroup var train: TrainOptions
+    @OptionGroup var runtime: RuntimeOptions
+
+    func run() throws {
+        runtime.apply()
+        let splits = try TaskSplits(path: task, seed: train.seed)
+        let (base, _) = try Checkpoint.load(path: checkpoint)
+        let model = ViT(parameters: withHead(base, classes: splits.dataset.classes.count))
+        let features = extractFeatures(model, splits.train)
+        linearProbe(model, train: splits.train, features: features, settings: train.settings(), log: train.progress("probe"))
+        let (acc, _) = evaluate(model, on: splits.validation)
+        try Checkpoint.save(model.parameters, to: output, metadata: [
+            "command": CommandLine.arguments.joined(separator: " "), "task": splits.dataset.name, "base": checkpoint,
+            "val_accuracy": String(format: "%.4f", acc)])
+        print(String(format: "wrote %@ (validation accuracy %.4f)", output, acc))
+    }
+}

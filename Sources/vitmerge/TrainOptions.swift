@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import ViTMergeCore
+import ViTMergeIO
+import ViTMergeModel
+import ViTMergeTraining
+
+/// Options shared by the training commands.
+struct TrainOptions: ParsableArguments {
+    @Option(help: "Optimizer steps.") var steps: Int
+    @Option(help: "Images per step.") var batchSize = 64
+    @Option(help: "Peak learning rate (AdamW, warm-up then cosine).") var lr: Float = 1e-3
+    @Option(help: "Warm-up steps (default: 10% of --steps).") var warmup: Int?
+    @Option(help: "Decoupled weight decay (not applied to biases, norms, tokens, position embeddings).") var weightDecay: Float = 0.05
+    @Option(help: "Clip the gradient's global L2 norm to this (0 = off).") var clip: Double = 1
+    @Option(help: "Seed for initialization, batch order and the validation split.") var seed: UInt64 = 0
+    @Option(help: "Validate every N steps (0 = at the end only).") var evalEvery = 0
+    @Flag(help: "No progress output.") var quiet = false
+    @Flag(help: "Progress and results as JSON lines.") var json = false
+
+    func validate() throws {
+        if steps < 1 { throw ValidationError("--steps must be ≥ 1") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be ≥ 1") }
+        if !(lr > 0) { throw ValidationError("--lr must be positive") }
+        if weightDecay < 0 || clip < 0 { throw ValidationError("--weight-decay and --clip must be ≥ 0") }
+        if let w = warmup, w < 0 || w > steps { throw ValidationError("--warmup must be between 0 and --steps") }
+    }
+
+    func settings(checkpointEvery: Int = 0) -> TrainSettings {
+        TrainSettings(steps: steps, batchSize: batchSize, lr: lr, warmupSteps: warmup, weightDecay: weightDecay,
+                      clipNorm: clip, seed: seed, evalEvery: evalEvery, checkpointEvery: checkpointEvery)
+    }
+
+    /// A progress printer: a rewritten line on a terminal, plain lines (every 5%) otherwise.
+    func progress(_ label: String) -> (StepLog) -> Void {
+        let tty = isatty(STDOUT_FILENO) != 0
+        return { s in
+            if quiet { return }
+            if json {
+                var o: [String: Any] = ["event": "step", "what": label, "step": s.step, "steps": s.steps, "loss": Double(s.loss),
+                                        "lr": Double(s.lr), "images_per_second": s.imagesPerSecond]
+                if let v = s.validationAccuracy { o["val_accuracy"] = v }
+                printJSON(o)
+                return
+            }
+            let line = String(format: "%@ step %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %@", label, s.step, s.steps, s.loss, s.lr,
+                              s.imagesPerSecond, formatSeconds(s.secondsLeft))
+                + (s.validationAccuracy.map { String(format: "  val acc %.4f", $0) } ?? "")
+            if tty {
+                print("\r\u{1B}[K" + line, terminator: s.step == s.steps ? "\n" : "")
+                fflush(nil)
+            } else if s.step == s.steps || s.step % max(1, s.steps / 20) == 0 || s.validationAccuracy != nil {
+                print(line)
+            }
+        }
+    }
+}
+
+func formatSeconds(_ s: Double) -> String {
+    guard s.isFinite else { return "?" }
+    let t = Int(s.rounded())
+    return t >= 60 ? "\(t / 60)m\(String(format: "%02d", t % 60))s" : "\(t)s"
+}
+
+func printJSON(_ object: [String: Any]) {
+    if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) { print(String(decoding: data, as: UTF8.self)) }
+}
+
+/// A task file split into train / validation (seeded, stratified, from train only) / test.
+struct TaskSplits {
+    let dataset: TaskDataset
+    let train: LabeledImages, validation: LabeledImages, test: LabeledImages
+
+    init(path: String, seed: UInt64, validationFraction: Double = 0.2) throws {
+        dataset = try TaskDataset.load(path: path)
+        if let v = dataset.validation {
+            train = dataset.train; validation = v
+        } else {
+            (train, validation) = dataset.splitValidation(fraction: validationFraction, seed: seed)
+        }
+        test = dataset.test
+    }
+
+    func split(_ name: String) throws -> LabeledImages {
+        switch name {
+        case "train": return train
+        case "val", "validation": return validation
+        case "test": return test
+        default: throw ValidationError("--split must be train, val or test, not '\(name)'")
+        }
+    }
+}
+
+/// The encoder of `base` with a head for `classes` classes (the head is copied when the class
+/// count already matches, else zero until probed or trained).
+func withHead(_ base: ViTParameters, classes: Int) -> ViTParameters {
+    if base.config.numClasses == classes { return base.copy() }
+    var c = base.config
+    c.numClasses = classes
+    let out = ViTParameters(config: c)
+    for r in out.table.layout.regions where !ParameterTable.isHead(r.name) {
+        out[r.name]!.copy(from: base[r.name]!)
+    }
+    return out
+}

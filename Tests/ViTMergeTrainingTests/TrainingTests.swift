@@ -1,0 +1,88 @@
+import Foundation
+import XCTest
+import ViTMergeCore
+import ViTMergeIO
+import ViTMergeModel
+@testable import ViTMergeTraining
+
+final class TrainingTests: XCTestCase {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// A tiny model and a 200-image slice of the embedded MNIST task, so the tests stay fast in debug.
+    func tinySetup() throws -> (ViTConfig, LabeledImages) {
+        let task = try TaskDataset.load(path: Self.repo.appendingPathComponent("data/tasks/mnist.safetensors").path)
+        let config = ViTConfig(imageSize: 28, patchSize: 7, inChannels: 1, numClasses: 10, embedDim: 16, depth: 1, numHeads: 2, mlpRatio: 2)
+        return (config, task.train.take(Array(0..<200)))
+    }
+
+    func testScheduleWarmsUpThenDecaysToMinimum() {
+        let s = LRSchedule(peak: 1, warmupSteps: 10, totalSteps: 110)
+        XCTAssertEqual(s.lr(step: 5), 0.5, accuracy: 1e-6)
+        XCTAssertEqual(s.lr(step: 10), 1, accuracy: 1e-6)
+        XCTAssertEqual(s.lr(step: 60), 0.5, accuracy: 1e-6)
+        XCTAssertEqual(s.lr(step: 110), 0, accuracy: 1e-6)
+    }
+
+    func testSamplerIsAPermutationPerEpochAndDeterministic() {
+        let s = BatchSampler(count: 10, batchSize: 3, seed: 4)
+        XCTAssertEqual(s.stepsPerEpoch, 3)
+        let epoch = (0..<3).flatMap { s.indices(step: $0) }
+        XCTAssertEqual(Set(epoch).count, 9)
+        XCTAssertEqual(Array(s.indices(step: 4)), Array(BatchSampler(count: 10, batchSize: 3, seed: 4).indices(step: 4)))
+        XCTAssertNotEqual(Array(s.indices(step: 0)), Array(s.indices(step: 3)))
+    }
+
+    func testTrainingReducesLossAndAlignedKeepsHeadBitIdentical() throws {
+        let (config, data) = try tinySetup()
+        let model = ViT(config: config, seed: 1)
+        let before = evaluate(model, on: data).loss
+        let settings = TrainSettings(steps: 30, batchSize: 20, lr: 3e-3, seed: 2)
+        try Trainer(model: model, train: data, mode: .full, settings: settings).run()
+        let after = evaluate(model, on: data).loss
+        XCTAssertLessThan(after, before * 0.9, "full training should reduce the training loss (\(before) → \(after))")
+
+        let head = model.parameters["head.weight"]!.array + model.parameters["head.bias"]!.array
+        let encoderBefore = model.parameters["blocks.0.mlp.fc1.weight"]!.array
+        try Trainer(model: model, train: data, mode: .aligned, settings: TrainSettings(steps: 5, batchSize: 20, seed: 3)).run()
+        let headAfter = model.parameters["head.weight"]!.array + model.parameters["head.bias"]!.array
+        XCTAssertEqual(head.map(\.bitPattern), headAfter.map(\.bitPattern), "aligned fine-tuning changed the head")
+        XCTAssertNotEqual(encoderBefore, model.parameters["blocks.0.mlp.fc1.weight"]!.array, "aligned fine-tuning must train the encoder")
+    }
+
+    func testKilledAndResumedRunEndsWithTheSameWeights() throws {
+        let (config, data) = try tinySetup()
+        let settings = TrainSettings(steps: 12, batchSize: 16, lr: 2e-3, seed: 5, checkpointEvery: 5)
+        let state = NSTemporaryDirectory() + "vitmerge-resume-\(getpid()).safetensors"
+        defer { try? FileManager.default.removeItem(atPath: state) }
+
+        let straight = ViT(config: config, seed: 9)
+        try Trainer(model: straight, train: data, mode: .full, settings: settings).run()
+
+        // "Kill" after the state at step 10 was written: a trainer that stops there.
+        struct Killed: Error {}
+        let first = ViT(config: config, seed: 9)
+        XCTAssertThrowsError(try Trainer(model: first, train: data, mode: .full, settings: settings).run(save: { t in
+            try t.saveState(to: state)
+            if t.optimizer.step == 10 { throw Killed() }
+        }))
+        // A new process: fresh model object, resumed from the state file.
+        let resumed = ViT(config: config, seed: 123)
+        let trainer = Trainer(model: resumed, train: data, mode: .full, settings: settings)
+        try trainer.restoreState(from: state)
+        XCTAssertEqual(trainer.optimizer.step, 10)
+        try trainer.run()
+        let a = UnsafeBufferPointer(start: straight.parameters.base, count: straight.parameters.arena.count)
+        let b = UnsafeBufferPointer(start: resumed.parameters.base, count: resumed.parameters.arena.count)
+        XCTAssertTrue(a.elementsEqual(b) { $0.bitPattern == $1.bitPattern }, "resumed weights differ from the uninterrupted run")
+    }
+
+    func testResumeRejectsAStateFromOtherSettings() throws {
+        let (config, data) = try tinySetup()
+        let state = NSTemporaryDirectory() + "vitmerge-resume2-\(getpid()).safetensors"
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let t1 = Trainer(model: ViT(config: config, seed: 1), train: data, mode: .full, settings: TrainSettings(steps: 2, batchSize: 8))
+        try t1.saveState(to: state)
+        let t2 = Trainer(model: ViT(config: config, seed: 1), train: data, mode: .full, settings: TrainSettings(steps: 3, batchSize: 8))
+        XCTAssertThrowsError(try t2.restoreState(from: state)) { XCTAssertTrue("\($0)".contains("same command line"), "\($0)") }
+    }
+}
