@@ -23,9 +23,9 @@ final class ViTConfigTests: XCTestCase {
 
     func testHiddenDimTruncatesLikeTimm() {
         var c = ViTConfig.mini28()
-        c.embedDim = 30; c.mlpRatio = 2.5
-        XCTAssertEqual(c.hiddenDim, 75)
-        c.mlpRatio = 3.3
-        XCTAssertEqual(c.hiddenDim, 98)
+        c.embedDim = 30; c.mlpRatio = 2.66   // 79.8 → 79, as int() in Python
+        XCTAssertEqual(c.hiddenDim, 79)
+        c.mlpRatio = 3.3                     // 30·3.3 rounds to exactly 99.0 in Double, as in Python
+        XCTAssertEqual(c.hiddenDim, 99)
     }
 }
