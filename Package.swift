@@ -12,7 +12,7 @@ let simdSettings: [SwiftSetting] = [
 let package = Package(
     name: "ViTMerge",
     products: [
-        .library(name: "ViTMerge", targets: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining"]),
+        .library(name: "ViTMerge", targets: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining", "ViTMergeMerging"]),
         .executable(name: "vitmerge", targets: ["vitmerge"]),
         .executable(name: "vitmerge-bench", targets: ["ViTMergeBench"]),
     ],
@@ -28,10 +28,12 @@ let package = Package(
         .target(name: "ViTMergeIO", dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "CZlib"], swiftSettings: simdSettings),
         .target(name: "ViTMergeTraining", dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO"],
                 swiftSettings: simdSettings),
+        .target(name: "ViTMergeMerging", dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining"],
+                swiftSettings: simdSettings),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         .executableTarget(
             name: "vitmerge",
-            dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining",
+            dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining", "ViTMergeMerging",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: simdSettings),
         .executableTarget(
@@ -43,6 +45,8 @@ let package = Package(
         .testTarget(name: "ViTMergeModelTests", dependencies: ["ViTMergeModel", "ViTMergeIO", "ViTMergeKernels", "ViTMergeCore"],
                     swiftSettings: simdSettings),
         .testTarget(name: "ViTMergeTrainingTests", dependencies: ["ViTMergeTraining", "ViTMergeModel", "ViTMergeIO", "ViTMergeCore"],
+                    swiftSettings: simdSettings),
+        .testTarget(name: "ViTMergeMergingTests", dependencies: ["ViTMergeMerging", "ViTMergeModel", "ViTMergeIO", "ViTMergeCore"],
                     swiftSettings: simdSettings),
         .testTarget(name: "ViTMergeIOTests", dependencies: ["ViTMergeIO", "ViTMergeCore"], swiftSettings: simdSettings),
     ]

@@ -110,9 +110,9 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         ViTConfig(imageSize: 224, patchSize: 16, inChannels: 3, numClasses: numClasses, embedDim: 768, depth: 12, numHeads: 12)
     }
     /// The 28×28 single-channel model ViTMerge pre-trains and fine-tunes on the embedded tasks
-    /// (patch 4 → 49 patches + class token, 6 blocks of width 128).
+    /// (patch 4 → 49 patches + class token, 6 blocks of width 96, 3 heads of 32; 0.68 M parameters).
     public static func mini28(numClasses: Int = 10) -> ViTConfig {
-        ViTConfig(imageSize: 28, patchSize: 4, inChannels: 1, numClasses: numClasses, embedDim: 128, depth: 6, numHeads: 4)
+        ViTConfig(imageSize: 28, patchSize: 4, inChannels: 1, numClasses: numClasses, embedDim: 96, depth: 6, numHeads: 3)
     }
     public static let presets: [String: ViTConfig] = [
         "vit_tiny_patch16_224": vitTiny(), "vit_small_patch16_224": vitSmall(),

@@ -41,6 +41,7 @@ struct TrainOptions: ParsableArguments {
                                         "lr": Double(s.lr), "images_per_second": s.imagesPerSecond]
                 if let v = s.validationAccuracy { o["val_accuracy"] = v }
                 printJSON(o)
+                fflush(nil)
                 return
             }
             let line = String(format: "%@ step %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %@", label, s.step, s.steps, s.loss, s.lr,
@@ -51,6 +52,7 @@ struct TrainOptions: ParsableArguments {
                 fflush(nil)
             } else if s.step == s.steps || s.step % max(1, s.steps / 20) == 0 || s.validationAccuracy != nil {
                 print(line)
+                fflush(nil)
             }
         }
     }

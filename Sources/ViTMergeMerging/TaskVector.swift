@@ -1,0 +1,92 @@
+import Foundation
+import ViTMergeCore
+import ViTMergeIO
+import ViTMergeKernels
+import ViTMergeModel
+
+/// Errors of merging: each says what does not fit and what to do.
+public enum MergeError: Error, CustomStringConvertible {
+    case incompatible(String)
+    case wrongBase(task: String, expected: String, found: String)
+
+    public var description: String {
+        switch self {
+        case .incompatible(let why): "cannot merge: \(why)"
+        case .wrongBase(let task, let expected, let found):
+            "task vector '\(task)' was made from base \(found.prefix(12))…, not this base \(expected.prefix(12))…; recompute it against this base"
+        }
+    }
+}
+
+/// τ = θ_ft − θ_pre over the encoder (every tensor but `head.*`), as one flat vector in the
+/// parameter arena's layout: the head is laid out last, so the encoder is the prefix
+/// [0, table.encoderEnd) of the arena and merges are single streaming loops.
+public struct TaskVector: Sendable {
+    public let task: String
+    /// sha256 of the base parameters' data (FORMATS.md "Task vectors").
+    public let base: String
+    public var values: [Float]
+
+    public init(task: String, base: String, values: [Float]) {
+        self.task = task
+        self.base = base
+        self.values = values
+    }
+
+    /// θ_ft − θ_pre on the encoder; both must share the encoder config (the head may differ).
+    public init(task: String, finetuned: ViTParameters, pretrained: ViTParameters) throws {
+        guard sameEncoder(finetuned.config, pretrained.config) else {
+            throw MergeError.incompatible("'\(task)' has encoder config \(finetuned.config.json), the base \(pretrained.config.json)")
+        }
+        let n = pretrained.table.encoderEnd
+        var v = [Float](repeating: 0, count: n)
+        for i in 0..<n { v[i] = finetuned.base[i] - pretrained.base[i] }
+        self.init(task: task, base: parameterHash(pretrained), values: v)
+    }
+
+    /// Writes encoder tensors with timm names and metadata kind/base/task, atomically.
+    public func save(to path: String, table: ParameterTable) throws {
+        var w = SafeTensorsWriter(metadata: ["kind": "task-vector", "base": base, "task": task, "config": table.config.json])
+        for r in table.layout.regions where !ParameterTable.isHead(r.name) {
+            try values.withUnsafeBufferPointer { try w.add(r.name, floats: UnsafeBufferPointer(rebasing: $0[r.offset..<(r.offset + r.shape.count)]), shape: r.shape.dims) }
+        }
+        try w.write(to: path)
+    }
+
+    public static func load(path: String, table: ParameterTable) throws -> TaskVector {
+        let f = try SafeTensorsFile.read(path: path)
+        guard f.metadata["kind"] == "task-vector", let base = f.metadata["base"], let task = f.metadata["task"] else {
+            throw IOError.invalidFile(path: path, reason: "not a task vector (metadata kind/base/task)", hint: "make one with `vitmerge task-vector`")
+        }
+        var v = [Float](repeating: 0, count: table.encoderEnd)
+        for r in table.layout.regions where !ParameterTable.isHead(r.name) {
+            try v.withUnsafeMutableBufferPointer { try f.copyFloats(r.name, into: $0.baseAddress! + r.offset, shape: r.shape.dims) }
+        }
+        for name in f.names where table.layout.regions.first(where: { $0.name == name }) == nil || ParameterTable.isHead(name) {
+            throw IOError.unknownTensor(path: path, tensor: name, hint: "task vectors hold encoder tensors of the base's config only")
+        }
+        return TaskVector(task: task, base: base, values: v)
+    }
+}
+
+/// Whether two configs have the same encoder (everything but the class count).
+public func sameEncoder(_ a: ViTConfig, _ b: ViTConfig) -> Bool {
+    var a = a, b = b
+    a.numClasses = 0; b.numClasses = 0
+    return a == b
+}
+
+/// sha256 (hex) of the encoder parameters' bytes: identifies the base a task vector belongs to.
+public func parameterHash(_ p: ViTParameters) -> String {
+    SHA256.hex(UnsafeRawBufferPointer(start: p.base, count: p.table.encoderEnd * 4))
+}
+
+/// Encoder arithmetic: out[0..<n] = base + Σ_i coefficients[i] · vectors[i] (streaming axpy).
+public func combine(base: UnsafePointer<Float>, vectors: [[Float]], coefficients: [Float], into out: UnsafeMutablePointer<Float>,
+                    count n: Int, pool: ThreadPool = .shared) {
+    precondition(vectors.count == coefficients.count && vectors.allSatisfy { $0.count == n }, "combine: vector sizes differ")
+    out.update(from: base, count: n)
+    for (v, c) in zip(vectors, coefficients) where c != 0 {
+        v.withUnsafeBufferPointer { Elementwise.axpy(y: out, x: $0.baseAddress!, alpha: c, count: n, pool: pool) }
+    }
+}
