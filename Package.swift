@@ -12,7 +12,7 @@ let simdSettings: [SwiftSetting] = [
 let package = Package(
     name: "ViTMerge",
     products: [
-        .library(name: "ViTMerge", targets: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining", "ViTMergeMerging"]),
+        .library(name: "ViTMerge", targets: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining", "ViTMergeMerging", "ViTMergeReport"]),
         .executable(name: "vitmerge", targets: ["vitmerge"]),
         .executable(name: "vitmerge-bench", targets: ["ViTMergeBench"]),
     ],
@@ -30,10 +30,11 @@ let package = Package(
                 swiftSettings: simdSettings),
         .target(name: "ViTMergeMerging", dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining"],
                 swiftSettings: simdSettings),
+        .target(name: "ViTMergeReport", dependencies: [], swiftSettings: simdSettings),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         .executableTarget(
             name: "vitmerge",
-            dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining", "ViTMergeMerging",
+            dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining", "ViTMergeMerging", "ViTMergeReport",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: simdSettings),
         .executableTarget(
@@ -48,6 +49,7 @@ let package = Package(
                     swiftSettings: simdSettings),
         .testTarget(name: "ViTMergeMergingTests", dependencies: ["ViTMergeMerging", "ViTMergeModel", "ViTMergeIO", "ViTMergeCore"],
                     swiftSettings: simdSettings),
+        .testTarget(name: "ViTMergeReportTests", dependencies: ["ViTMergeReport"], swiftSettings: simdSettings),
         .testTarget(name: "ViTMergeIOTests", dependencies: ["ViTMergeIO", "ViTMergeCore"], swiftSettings: simdSettings),
     ]
 )

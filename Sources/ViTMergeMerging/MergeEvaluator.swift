@@ -40,7 +40,7 @@ public final class MergeEvaluator {
     public let tasks: [MergeTask]
     public let pool: ThreadPool
     /// One model per class count, reused (encoder written in place, head swapped per task).
-    private var models: [Int: ViT] = [:]
+    private var models: [Int: (model: ViT, acts: ViTActivations)] = [:]
 
     public init(pretrained: ViTParameters, tasks: [MergeTask], pool: ThreadPool = .shared) {
         self.pretrained = pretrained
@@ -50,27 +50,27 @@ public final class MergeEvaluator {
 
     var encoderCount: Int { pretrained.table.encoderEnd }
 
-    private func model(classes: Int) -> ViT {
+    private func model(classes: Int) -> (model: ViT, acts: ViTActivations) {
         if let m = models[classes] { return m }
         var c = pretrained.config
         c.numClasses = classes
         let m = ViT(parameters: ViTParameters(config: c), pool: pool)
-        models[classes] = m
-        return m
+        models[classes] = (m, m.makeActivations(capacity: 128))
+        return models[classes]!
     }
 
-    /// A model holding `encoder` and task `index`'s head.
-    func load(encoder: [Float], task index: Int) -> ViT {
+    /// A model holding `encoder` and task `index`'s head, with its reusable activations.
+    func load(encoder: [Float], task index: Int) -> (model: ViT, acts: ViTActivations) {
         let t = tasks[index]
-        let m = model(classes: t.classes)
-        let p = m.parameters
+        let loaded = model(classes: t.classes)
+        let p = loaded.model.parameters
         encoder.withUnsafeBufferPointer { p.base.update(from: $0.baseAddress!, count: encoderCount) }
         let d = p.config.embedDim
         t.head.withUnsafeBufferPointer { h in
             (p.base + p.table.headW!).update(from: h.baseAddress!, count: t.classes * d)
             (p.base + p.table.headB!).update(from: h.baseAddress! + t.classes * d, count: t.classes)
         }
-        return m
+        return loaded
     }
 
     /// θ_pre + Σ coefficients[i]·vectors[i] over the encoder.
@@ -84,16 +84,15 @@ public final class MergeEvaluator {
 
     /// Accuracy of `encoder` with task `index`'s head on its split.
     public func accuracy(encoder: [Float], task index: Int, split: Split) -> Double {
-        let m = load(encoder: encoder, task: index)
-        return evaluate(m, on: split == .validation ? tasks[index].validation : tasks[index].test).accuracy
+        let (m, acts) = load(encoder: encoder, task: index)
+        return evaluate(m, on: split == .validation ? tasks[index].validation : tasks[index].test, acts: acts).accuracy
     }
 
     /// Predicted classes of `encoder` with task `index`'s head on the first `limit` images of its split.
     public func predictions(encoder: [Float], task index: Int, split: Split, limit: Int = .max) -> [Int] {
-        let m = load(encoder: encoder, task: index)
+        let (m, acts) = load(encoder: encoder, task: index)
         let data = split == .validation ? tasks[index].validation : tasks[index].test
         let n = min(limit, data.count)
-        let acts = m.makeActivations(capacity: min(128, max(n, 1)))
         let k = tasks[index].classes
         var input = [Float](repeating: 0, count: acts.capacity * data.imageSize)
         var out: [Int] = []

@@ -58,10 +58,13 @@ public struct StepLog: Sendable {
 }
 
 /// Accuracy and mean cross-entropy of `model` on `data`.
-public func evaluate(_ model: ViT, on data: LabeledImages, batchSize: Int = 128) -> (accuracy: Double, loss: Double) {
+/// `acts` may be passed in to reuse one activation arena across many evaluations (allocating
+/// and first-touching it costs more than a forward pass of a small model).
+public func evaluate(_ model: ViT, on data: LabeledImages, batchSize: Int = 128, acts reused: ViTActivations? = nil)
+    -> (accuracy: Double, loss: Double) {
     precondition(model.config.numClasses > 0, "evaluate needs a model with a head")
-    let capacity = min(batchSize, max(data.count, 1))
-    let acts = model.makeActivations(capacity: capacity)
+    let acts = reused ?? model.makeActivations(capacity: min(batchSize, max(data.count, 1)))
+    let capacity = acts.capacity
     let k = model.config.numClasses
     var input = [Float](repeating: 0, count: capacity * data.imageSize)
     var labels = [Int32](repeating: 0, count: capacity)

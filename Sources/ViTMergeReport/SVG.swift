@@ -1,0 +1,101 @@
+import Foundation
+
+/// Small, dependency-free SVG plots: line charts and heatmaps with axes, ticks and legends.
+public enum SVG {
+    public struct Series {
+        public let name: String
+        public let points: [(x: Double, y: Double)]
+        public init(name: String, points: [(x: Double, y: Double)]) {
+            self.name = name
+            self.points = points
+        }
+    }
+
+    static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+
+    static func esc(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+    }
+
+    static func fmt(_ v: Double) -> String {
+        let r = (v * 100).rounded() / 100
+        return r == r.rounded() ? String(Int(r)) : String(format: "%.2f", r).replacingOccurrences(of: "0$", with: "", options: .regularExpression)
+    }
+
+    /// A line chart of `series` with y in [yMin, yMax].
+    public static func lineChart(title: String, xLabel: String, yLabel: String, series: [Series],
+                                 yMin: Double = 0, yMax: Double = 1, width: Int = 640, height: Int = 420) -> String {
+        let (l, r, t, b) = (70.0, 160.0, 40.0, 55.0)
+        let pw = Double(width) - l - r, ph = Double(height) - t - b
+        let xs = series.flatMap { $0.points.map(\.x) }
+        let xMin = xs.min() ?? 0, xMax = max(xs.max() ?? 1, xMin + 1e-9)
+        func px(_ x: Double) -> Double { l + (x - xMin) / (xMax - xMin) * pw }
+        func py(_ y: Double) -> Double { t + (1 - (min(max(y, yMin), yMax) - yMin) / (yMax - yMin)) * ph }
+        var s = header(width, height, title)
+        s += "<rect x=\"\(l)\" y=\"\(t)\" width=\"\(pw)\" height=\"\(ph)\" fill=\"none\" stroke=\"#333\"/>\n"
+        for i in 0...5 {
+            let y = yMin + (yMax - yMin) * Double(i) / 5, yy = py(y)
+            s += "<line x1=\"\(l - 5)\" y1=\"\(yy)\" x2=\"\(l + pw)\" y2=\"\(yy)\" stroke=\"#ddd\"/>"
+            s += "<text x=\"\(l - 8)\" y=\"\(yy + 4)\" text-anchor=\"end\" font-size=\"12\">\(fmt(y))</text>\n"
+        }
+        let distinctX = Array(Set(xs)).sorted()
+        let step = max(1, distinctX.count / 10)
+        for (i, x) in distinctX.enumerated() where i % step == 0 {
+            s += "<line x1=\"\(px(x))\" y1=\"\(t + ph)\" x2=\"\(px(x))\" y2=\"\(t + ph + 5)\" stroke=\"#333\"/>"
+            s += "<text x=\"\(px(x))\" y=\"\(t + ph + 20)\" text-anchor=\"middle\" font-size=\"12\">\(fmt(x))</text>\n"
+        }
+        s += "<text x=\"\(l + pw / 2)\" y=\"\(Double(height) - 12)\" text-anchor=\"middle\" font-size=\"14\">\(esc(xLabel))</text>\n"
+        s += "<text transform=\"translate(18 \(t + ph / 2)) rotate(-90)\" text-anchor=\"middle\" font-size=\"14\">\(esc(yLabel))</text>\n"
+        for (i, se) in series.enumerated() {
+            let c = palette[i % palette.count]
+            let pts = se.points.map { "\(px($0.x)),\(py($0.y))" }.joined(separator: " ")
+            s += "<polyline fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\" points=\"\(pts)\"/>\n"
+            for p in se.points { s += "<circle cx=\"\(px(p.x))\" cy=\"\(py(p.y))\" r=\"3\" fill=\"\(c)\"/>" }
+            let ly = t + 10 + Double(i) * 20
+            s += "\n<line x1=\"\(l + pw + 12)\" y1=\"\(ly)\" x2=\"\(l + pw + 32)\" y2=\"\(ly)\" stroke=\"\(c)\" stroke-width=\"3\"/>"
+            s += "<text x=\"\(l + pw + 38)\" y=\"\(ly + 4)\" font-size=\"12\">\(esc(se.name))</text>\n"
+        }
+        return s + "</svg>\n"
+    }
+
+    /// A heatmap of values[row][col] (row = y from bottom, col = x) on a white→red scale over [0, vMax].
+    public static func heatmap(title: String, xLabel: String, yLabel: String, xs: [Double], ys: [Double], values: [[Double]],
+                               vMax: Double, cell: Int = 32) -> String {
+        let (l, t, b, r) = (70.0, 40.0, 55.0, 90.0)
+        let w = Double(xs.count * cell), h = Double(ys.count * cell)
+        var s = header(Int(l + w + r), Int(t + h + b), title)
+        func color(_ v: Double) -> String {
+            let f = min(max(v / max(vMax, 1e-12), 0), 1)
+            let g = Int((1 - f) * 255), bl = Int((1 - f) * 255)
+            return String(format: "#ff%02x%02x", g, bl)
+        }
+        for (ri, row) in values.enumerated() {
+            for (ci, v) in row.enumerated() {
+                let x = l + Double(ci * cell), y = t + h - Double((ri + 1) * cell)
+                s += "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(cell)\" height=\"\(cell)\" fill=\"\(color(v))\"><title>\(fmt(ys[ri])), \(fmt(xs[ci])): \(String(format: "%.3f", v))</title></rect>"
+            }
+            s += "\n"
+        }
+        s += "<rect x=\"\(l)\" y=\"\(t)\" width=\"\(w)\" height=\"\(h)\" fill=\"none\" stroke=\"#333\"/>\n"
+        for (i, x) in xs.enumerated() where i % 2 == 0 {
+            s += "<text x=\"\(l + Double(i * cell) + Double(cell) / 2)\" y=\"\(t + h + 18)\" text-anchor=\"middle\" font-size=\"11\">\(fmt(x))</text>"
+        }
+        for (i, y) in ys.enumerated() where i % 2 == 0 {
+            s += "<text x=\"\(l - 6)\" y=\"\(t + h - Double(i * cell) - Double(cell) / 2 + 4)\" text-anchor=\"end\" font-size=\"11\">\(fmt(y))</text>"
+        }
+        s += "\n<text x=\"\(l + w / 2)\" y=\"\(t + h + 42)\" text-anchor=\"middle\" font-size=\"14\">\(esc(xLabel))</text>\n"
+        s += "<text transform=\"translate(18 \(t + h / 2)) rotate(-90)\" text-anchor=\"middle\" font-size=\"14\">\(esc(yLabel))</text>\n"
+        for i in 0...4 {
+            let v = vMax * Double(i) / 4, y = t + h - Double(i) * h / 4
+            s += "<rect x=\"\(l + w + 20)\" y=\"\(y - h / 4)\" width=\"16\" height=\"\(h / 4)\" fill=\"\(color(v))\" stroke=\"#999\"/>"
+            s += "<text x=\"\(l + w + 42)\" y=\"\(y + 4)\" font-size=\"11\">\(String(format: "%.2f", v))</text>\n"
+        }
+        return s + "</svg>\n"
+    }
+
+    static func header(_ w: Int, _ h: Int, _ title: String) -> String {
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(w)\" height=\"\(h)\" viewBox=\"0 0 \(w) \(h)\" font-family=\"sans-serif\">\n"
+            + "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+            + "<text x=\"\(w / 2)\" y=\"24\" text-anchor=\"middle\" font-size=\"16\">\(esc(title))</text>\n"
+    }
+}

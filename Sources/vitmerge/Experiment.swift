@@ -1,0 +1,281 @@
+import ArgumentParser
+import Foundation
+import ViTMergeCore
+import ViTMergeIO
+import ViTMergeMerging
+import ViTMergeModel
+import ViTMergeReport
+import ViTMergeTraining
+
+/// Options of the whole pipeline; `demo` fixes them to the embedded defaults.
+struct ExperimentOptions: ParsableArguments {
+    @Option(help: "Output directory (results.json, report.md, SVGs, checkpoints). Finished stages are reused.")
+    var out: String
+    @Option(parsing: .upToNextOption, help: "Task files.")
+    var tasks: [String] = ["data/tasks/mnist.safetensors", "data/tasks/fashion.safetensors",
+                           "data/tasks/letters.safetensors", "data/tasks/kana.safetensors"]
+    @Option(help: "Comma-separated fine-tuning modes among probe, aligned, full.")
+    var modes = "probe,aligned,full"
+    @Option(help: "Pre-trained checkpoint (the committed supervised glyph model by default).")
+    var pretrained = "data/pretrained/vit_mini_glyphs.safetensors"
+    @Option(help: "Linear-probe steps.") var probeSteps = 400
+    @Option(help: "Fine-tuning steps per task and mode.") var finetuneSteps = 250
+    @Option(help: "Fine-tuning batch size.") var batchSize = 64
+    @Option(help: "Fine-tuning peak learning rate.") var lr: Float = 3e-4
+    @Option(help: "Linear-probe peak learning rate.") var probeLr: Float = 3e-3
+    @Option(help: "Seed (validation split, batches, heads).") var seed: UInt64 = 0
+    @Option(help: "Disentanglement grid step over [−3, 3].") var alphaStep = 0.5
+    @Option(help: "Validation images per task for the disentanglement error.") var disentangleImages = 100
+    @OptionGroup var runtime: RuntimeOptions
+
+    func validate() throws {
+        let m = modeList
+        if m.isEmpty || !m.allSatisfy({ ["probe", "aligned", "full"].contains($0) }) {
+            throw ValidationError("--modes takes a comma-separated subset of probe, aligned, full")
+        }
+        if tasks.count < 2 { throw ValidationError("give at least two --tasks to merge") }
+        if probeSteps < 1 || finetuneSteps < 1 || batchSize < 1 { throw ValidationError("steps and batch size must be ≥ 1") }
+        if !(alphaStep > 0) { throw ValidationError("--alpha-step must be positive") }
+    }
+
+    var modeList: [String] { modes.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+}
+
+struct Experiment: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The whole pipeline: probe, fine-tune per mode, task vectors, addition, negation, task count, disentanglement, other merges; writes results.json, report.md and SVG plots.")
+    @OptionGroup var options: ExperimentOptions
+    func run() throws { try ExperimentRunner(options: options).run() }
+}
+
+struct Demo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the experiment on the embedded data and committed pre-trained model (about 10 minutes on 2 cores).")
+    @Option(help: "Output directory.") var out = "demo-out"
+    @OptionGroup var runtime: RuntimeOptions
+
+    func run() throws {
+        var o = try ExperimentOptions.parse(["--out", out])
+        o.runtime = runtime
+        try ExperimentRunner(options: o).run()
+    }
+}
+
+/// Runs the stages, reusing finished checkpoints in the output directory.
+final class ExperimentRunner {
+    let o: ExperimentOptions
+    let start = Date()
+    var results: [String: Any] = [:]
+    init(options: ExperimentOptions) { o = options }
+
+    func say(_ s: String) {
+        print("[\(formatSeconds(Date().timeIntervalSince(start)))] \(s)")
+        fflush(nil)
+    }
+
+    func run() throws {
+        o.runtime.apply()
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: o.out, withIntermediateDirectories: true)
+        let (pre, meta) = try Checkpoint.load(path: o.pretrained)
+        say("pre-trained encoder \(o.pretrained) (\(meta["scheme"] ?? "unknown scheme"), \(pre.table.parameterCount) parameters)")
+        let splits = try o.tasks.map { try TaskSplits(path: $0, seed: o.seed) }
+        let names = splits.map(\.dataset.name)
+        let modes = o.modeList
+        results["pretraining"] = meta["scheme"] ?? "unknown"
+        results["tasks"] = names
+        results["seed"] = o.seed
+
+        // Stage 1: probe, aligned, full per task (each checkpoint reused when present).
+        var accuracy: [String: [String: Double]] = [:]
+        var models: [String: [ViTParameters]] = [:]  // mode → per task
+        var ftVal: [String: [Double]] = [:], ftTest: [String: [Double]] = [:]
+        for (i, s) in splits.enumerated() {
+            let dir = "\(o.out)/\(names[i])"
+            try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let classes = s.dataset.classes.count
+            let probe = try stage("\(dir)/probe.safetensors", "probe \(names[i])") {
+                let model = ViT(parameters: withHead(pre, classes: classes))
+                let features = extractFeatures(model, s.train)
+                linearProbe(model, train: s.train, features: features, settings: settings(o.probeSteps, lr: o.probeLr, wd: 1e-4))
+                return model.parameters
+            }
+            var perMode: [(String, ViTParameters)] = [("probe", probe)]
+            if modes.contains("aligned") {
+                perMode.append(("aligned", try stage("\(dir)/aligned.safetensors", "aligned fine-tuning \(names[i])") {
+                    let model = ViT(parameters: probe.copy())
+                    try Trainer(model: model, train: s.train, mode: .aligned, settings: settings(o.finetuneSteps, lr: o.lr, wd: 0.05)).run()
+                    return model.parameters
+                }))
+            }
+            if modes.contains("full") {
+                perMode.append(("full", try stage("\(dir)/full.safetensors", "full fine-tuning \(names[i])") {
+                    let p = withHead(pre, classes: classes)
+                    reinitializeHead(p, seed: o.seed &+ UInt64(i))
+                    let model = ViT(parameters: p)
+                    try Trainer(model: model, train: s.train, mode: .full, settings: settings(o.finetuneSteps, lr: o.lr, wd: 0.05)).run()
+                    return model.parameters
+                }))
+            }
+            for (mode, p) in perMode {
+                let m = ViT(parameters: p)
+                let v = evaluate(m, on: s.validation).accuracy, t = evaluate(m, on: s.test).accuracy
+                accuracy[mode, default: [:]][names[i]] = t
+                if mode == "probe" { accuracy["pretrained_probe", default: [:]][names[i]] = t }
+                models[mode, default: []].append(p)
+                ftVal[mode, default: []].append(v)
+                ftTest[mode, default: []].append(t)
+            }
+            say(String(format: "%@: test accuracy probe %.3f", names[i], accuracy["probe"]![names[i]]!)
+                + (accuracy["aligned"].map { String(format: ", aligned %.3f", $0[names[i]]!) } ?? "")
+                + (accuracy["full"].map { String(format: ", full %.3f", $0[names[i]]!) } ?? ""))
+        }
+        results["accuracy"] = accuracy.filter { $0.key == "pretrained_probe" || modes.contains($0.key) }
+
+        // Stage 2: merges per fine-tuning mode (probe-only task vectors are zero: nothing to merge).
+        var additions: [String: Any] = [:], counts: [String: Any] = [:], negations: [String: Any] = [:]
+        var disentangle: [String: Any] = [:], merges: [String: Any] = [:]
+        var curves: [SVG.Series] = [], countCurves: [SVG.Series] = []
+        let all = Array(0..<splits.count)
+        for mode in modes where mode != "probe" {
+            let tasks = try all.map { i in
+                try MergeTask(name: names[i], validation: splits[i].validation, test: splits[i].test, finetuned: models[mode]![i],
+                              pretrained: pre, finetunedValidation: ftVal[mode]![i], finetunedTest: ftTest[mode]![i])
+            }
+            for i in all {
+                try TaskVector(task: names[i], base: parameterHash(pre), values: tasks[i].tau)
+                    .save(to: "\(o.out)/\(names[i])/task_vector_\(mode).safetensors", table: pre.table)
+            }
+            let ev = MergeEvaluator(pretrained: pre, tasks: tasks)
+            let add = ev.addition(tasks: all)
+            say(String(format: "%@ task addition: λ %.2f, normalized accuracy val %.3f test %.3f", mode, add.lambda, add.validation, add.test))
+            additions[mode] = ["lambda": add.lambda, "val_normalized": add.validation, "test_normalized": add.test,
+                               "test_absolute": Dictionary(uniqueKeysWithValues: zip(names, add.testAbsolute)),
+                               "test_normalized_per_task": Dictionary(uniqueKeysWithValues: zip(names, add.testPerTask)),
+                               "curve": add.curve.map { [$0.0, $0.1] }]
+            curves.append(.init(name: mode, points: add.curve.map { (x: $0.0, y: $0.1) }))
+
+            // Accuracy vs number of tasks: every subset of size k, λ on a coarser grid.
+            var perK: [[String: Any]] = []
+            var pts: [(x: Double, y: Double)] = []
+            let coarse = stride(from: 0.0, through: 1.0001, by: 0.1).map { $0 }
+            for k in 2...splits.count {
+                let subsets = combinations(all, k)
+                let scores = subsets.map { ev.addition(tasks: $0, grid: coarse).test }
+                let mean = scores.reduce(0, +) / Double(scores.count)
+                perK.append(["k": k, "test_normalized": mean, "subsets": scores.count])
+                pts.append((Double(k), mean))
+            }
+            counts[mode] = perK
+            countCurves.append(.init(name: mode, points: pts))
+            say("\(mode) task count: " + pts.map { String(format: "k=%d %.3f", Int($0.x), $0.y) }.joined(separator: ", "))
+
+            // Negation: θ_pre − λ τ_target; control must keep ≥ 95% of its pre-trained accuracy.
+            let (target, control) = (0, 1)
+            let preEncoder = ev.encoder([], [])
+            let controlPre = ev.accuracy(encoder: preEncoder, task: control, split: .validation)
+            var bestNeg: (lambda: Double, target: Double)? = nil
+            for l in lambdaGrid {
+                let enc = ev.encoder([tasks[target].tau], [Float(-l)])
+                let c = ev.accuracy(encoder: enc, task: control, split: .validation)
+                let t = ev.accuracy(encoder: enc, task: target, split: .validation)
+                if c >= 0.95 * controlPre && (bestNeg == nil || t < bestNeg!.target) { bestNeg = (l, t) }
+            }
+            let negL = bestNeg?.lambda ?? 0
+            let negEnc = ev.encoder([tasks[target].tau], [Float(-negL)])
+            negations[mode] = ["target": names[target], "control": names[control], "lambda": negL,
+                               "target_accuracy": ev.accuracy(encoder: negEnc, task: target, split: .test),
+                               "control_accuracy": ev.accuracy(encoder: negEnc, task: control, split: .test),
+                               "target_pretrained_accuracy": ev.accuracy(encoder: preEncoder, task: target, split: .test),
+                               "control_pretrained_accuracy": ev.accuracy(encoder: preEncoder, task: control, split: .test)]
+
+            // Weight disentanglement error for the first two tasks.
+            let alphas = stride(from: -3.0, through: 3.0001, by: o.alphaStep).map { ($0 * 1000).rounded() / 1000 }
+            let xi = ev.disentanglement(0, 1, alphas: alphas, limit: o.disentangleImages)
+            disentangle[mode] = ["tasks": [names[0], names[1]], "alphas": alphas, "error": xi]
+            try write(SVG.heatmap(title: "Weight disentanglement error ξ (\(mode)): \(names[0]) + \(names[1])",
+                                  xLabel: "α2 (\(names[1]))", yLabel: "α1 (\(names[0]))", xs: alphas, ys: alphas, values: xi, vMax: 2),
+                      "disentanglement_\(mode).svg")
+            say("\(mode) disentanglement: mean ξ over |α| ≤ 1: " + String(format: "%.3f", meanXi(xi, alphas, radius: 1)))
+
+            // Other merges on the aligned task vectors (hyper-parameter and λ on validation).
+            if mode == "aligned" || !modes.contains("aligned") {
+                let taus = tasks.map(\.tau)
+                let avg = ev.normalized(encoder: ev.encoder([Merges.average(taus)], [1]), tasks: all, split: .test)
+                merges["average"] = ["test_normalized": avg.mean, "test_absolute": Dictionary(uniqueKeysWithValues: zip(names, avg.absolute))]
+                merges["task_arithmetic"] = ["lambda": add.lambda, "test_normalized": add.test]
+                func tuned(_ candidates: [(Double, [Float])]) -> [String: Any] {
+                    let runs = candidates.map { ($0.0, ev.addition(tasks: all, direction: $0.1)) }
+                    let best = runs.max { a, b in a.1.validation < b.1.validation || (a.1.validation == b.1.validation && a.0 > b.0) }!
+                    return ["hyperparameter": best.0, "lambda": best.1.lambda, "val_normalized": best.1.validation,
+                            "test_normalized": best.1.test, "test_absolute": Dictionary(uniqueKeysWithValues: zip(names, best.1.testAbsolute))]
+                }
+                let ties = tuned([0.1, 0.2, 0.5].map { ($0, Merges.ties(taus, keep: $0)) })
+                var tiesOut = ties
+                tiesOut["keep"] = ties["hyperparameter"]
+                merges["ties"] = tiesOut
+                var dare = tuned([0.5, 0.9].map { p in (p, zip(taus.indices, taus).reduce(into: [Float](repeating: 0, count: taus[0].count)) { acc, it in
+                    let d = Merges.dare(it.1, drop: p, seed: o.seed &+ UInt64(it.0))
+                    for j in 0..<acc.count { acc[j] += d[j] }
+                }) })
+                dare["drop"] = dare["hyperparameter"]
+                merges["dare"] = dare
+                say(String(format: "merges (%@): average %.3f, task arithmetic %.3f, TIES %.3f, DARE %.3f (test normalized)", mode,
+                           avg.mean, add.test, ties["test_normalized"] as! Double, dare["test_normalized"] as! Double))
+            }
+        }
+        results["task_addition"] = additions
+        results["task_count"] = counts
+        results["negation"] = negations
+        results["disentanglement"] = disentangle
+        results["merges"] = merges
+        if !curves.isEmpty {
+            try write(SVG.lineChart(title: "Task addition: validation normalized accuracy vs λ", xLabel: "λ", yLabel: "mean normalized accuracy (val)",
+                                    series: curves, yMin: 0, yMax: 1.05), "lambda_curves.svg")
+            try write(SVG.lineChart(title: "Task addition vs number of tasks", xLabel: "tasks added", yLabel: "mean normalized accuracy (test)",
+                                    series: countCurves, yMin: 0, yMax: 1.05), "task_count.svg")
+        }
+        results["environment"] = ["cpu": Machine.cpuModel, "threads": ThreadPool.shared.threads, "isa": Machine.buildISA,
+                                  "seconds": Int(Date().timeIntervalSince(start))]
+        let data = try JSONSerialization.data(withJSONObject: results, options: [.sortedKeys, .prettyPrinted])
+        try data.write(to: URL(fileURLWithPath: "\(o.out)/results.json"), options: .atomic)
+        try write(ReportWriter(results: results, options: o).markdown(), "report.md")
+        say("wrote \(o.out)/results.json, \(o.out)/report.md and SVG plots; the report is \(o.out)/report.md")
+    }
+
+    func settings(_ steps: Int, lr: Float, wd: Float) -> TrainSettings {
+        TrainSettings(steps: steps, batchSize: o.batchSize, lr: lr, warmupSteps: max(1, steps / 10), weightDecay: wd, clipNorm: 1, seed: o.seed)
+    }
+
+    /// Loads `path` if a previous run finished it, else runs `make` and saves atomically.
+    func stage(_ path: String, _ what: String, _ make: () throws -> ViTParameters) throws -> ViTParameters {
+        if FileManager.default.fileExists(atPath: path) {
+            say("\(what): reusing \(path)")
+            return try Checkpoint.load(path: path).parameters
+        }
+        let t0 = Date()
+        let p = try make()
+        try Checkpoint.save(p, to: path, metadata: ["stage": what])
+        say("\(what): done in \(formatSeconds(Date().timeIntervalSince(t0)))")
+        return p
+    }
+
+    func write(_ text: String, _ name: String) throws {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: "\(o.out)/\(name)"), options: .atomic)
+    }
+}
+
+/// All k-element subsets of `items`, in lexicographic order.
+func combinations(_ items: [Int], _ k: Int) -> [[Int]] {
+    if k == 0 { return [[]] }
+    guard items.count >= k else { return [] }
+    let head = items[0], rest = Array(items.dropFirst())
+    return combinations(rest, k - 1).map { [head] + $0 } + combinations(rest, k)
+}
+
+/// Mean ξ over the grid points with |α1|, |α2| ≤ radius.
+func meanXi(_ xi: [[Double]], _ alphas: [Double], radius: Double) -> Double {
+    var s = 0.0, n = 0
+    for (i, a) in alphas.enumerated() where abs(a) <= radius { for (j, b) in alphas.enumerated() where abs(b) <= radius { s += xi[i][j]; n += 1 } }
+    return n > 0 ? s / Double(n) : 0
+}
