@@ -13,7 +13,7 @@ public struct MergeTask: Sendable {
     /// head.weight [K, D] then head.bias [K].
     public let head: [Float]
     public let classes: Int
-    public let tau: [Float]
+    public var tau: [Float]
     public let finetunedValidation: Double
     public let finetunedTest: Double
 
@@ -80,6 +80,11 @@ public final class MergeEvaluator {
             combine(base: pretrained.base, vectors: vectors, coefficients: coefficients, into: $0.baseAddress!, count: encoderCount, pool: pool)
         }
         return out
+    }
+
+    /// A standalone copy of `encoder` with task `index`'s head (for saving a merged model).
+    public func model(encoder: [Float], task index: Int) -> ViTParameters {
+        load(encoder: encoder, task: index).model.parameters.copy()
     }
 
     /// Accuracy of `encoder` with task `index`'s head on its split.

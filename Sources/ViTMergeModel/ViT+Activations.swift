@@ -80,6 +80,8 @@ public final class ViTActivations: @unchecked Sendable {
     /// The head's input [B, D] (pooled, after fc_norm when present).
     public var features: Int { fcOut ?? pooled }
     public var featuresPointer: UnsafeMutablePointer<Float> { ptr(features) }
+    /// The final token representations [B, T, D] of the last forward (after `norm` when present).
+    public var tokensPointer: UnsafeMutablePointer<Float> { ptr(norm ?? blocks.last.map(\.out) ?? preOut ?? x0) }
     /// Gradient of the loss w.r.t. `output`; set by `ViT.crossEntropy` or by the caller before `backward`.
     public var outputGradient: UnsafeMutablePointer<Float> { ptr(doutput) }
     /// Softmax of the logits from the last `crossEntropy` call.

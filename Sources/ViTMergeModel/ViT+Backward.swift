@@ -25,8 +25,13 @@ extension ViT {
     /// The key third of each qkv bias gets an exactly-zero gradient: softmax is invariant to
     /// the q·b_k shift it causes, so its true gradient is 0 (float rounding would give ~1e-8
     /// noise that Adam amplifies; torch's golden runs zero it the same way).
+    ///
+    /// With `tokenGradient` [batch, T, D] the pass starts from a gradient on the final tokens
+    /// (`acts.tokensPointer`, e.g. from a per-token decoder) instead: head, fc_norm and pooling
+    /// are skipped.
     public func backward(input: UnsafePointer<Float>, batch: Int, acts: ViTActivations, grads: Arena,
-                         gradInput: UnsafeMutablePointer<Float>? = nil, options: BackwardOptions = BackwardOptions()) {
+                         gradInput: UnsafeMutablePointer<Float>? = nil, options: BackwardOptions = BackwardOptions(),
+                         tokenGradient: UnsafePointer<Float>? = nil) {
         let c = config
         precondition(grads.count == table.layout.count, "backward: gradient arena has the wrong layout")
         precondition(batch >= 1 && batch <= acts.capacity, "backward: batch \(batch) exceeds activation capacity \(acts.capacity)")
@@ -36,40 +41,45 @@ extension ViT {
         let n = batch * t
         let needEncoder = options.encoder || gradInput != nil
 
-        // Head: dfeatures = dlogits · W; dW += dlogitsᵀ · features; db += Σ dlogits.
-        let dfeat = acts.ptr(c.fcNorm ? acts.dfc : acts.dpooled)
-        if let w = tab.headW, let bias = tab.headB {
-            let k = c.numClasses
-            if options.head {
-                linearBackward(dinp: needEncoder ? dfeat : nil, dw: g + w, dbias: g + bias, dout: acts.outputGradient,
-                               inp: acts.featuresPointer, w: p + w, rows: batch, inF: d, outF: k)
-            } else if needEncoder {
-                sgemm(transA: false, transB: false, m: batch, n: d, k: k, a: acts.outputGradient, lda: k, b: p + w, ldb: d,
-                      beta: 0, c: dfeat, ldc: d, pool: pool)
-            }
-        } else {
-            dfeat.update(from: acts.outputGradient, count: batch * d)
-        }
-        guard needEncoder else { return }
-
-        if let w = tab.fcNormW, let bias = tab.fcNormB {
-            acts.ptr(acts.dpooled).update(repeating: 0, count: batch * d)
-            LayerNorm.backward(dinp: acts.ptr(acts.dpooled), dweight: g + w, dbias: g + bias, dout: dfeat,
-                               inp: acts.ptr(acts.pooled), weight: p + w, mean: acts.ptr(acts.fcMean!), rstd: acts.ptr(acts.fcRstd!),
-                               rows: batch, cols: d, pool: pool)
-        }
-        // Pooling backward into the residual-stream gradient (through `norm` when present).
         let dres = acts.ptr(acts.dres), dln = acts.ptr(acts.dln)
-        let dpooled = UnsafePointer(acts.ptr(acts.dpooled))
         let dtop = acts.norm == nil ? dres : dln
-        dtop.update(repeating: 0, count: n * d)
-        for b in 0..<batch {
-            let db = dtop + b * t * d, dp = dpooled + b * d
-            switch c.globalPool {
-            case .token: db.update(from: dp, count: d)
-            case .avg:
-                let s = 1 / Float(t - prefix)
-                for r in prefix..<t { for i in 0..<d { db[r * d + i] = dp[i] * s } }
+        if let tokenGradient {
+            guard needEncoder else { return }
+            dtop.update(from: tokenGradient, count: n * d)
+        } else {
+            // Head: dfeatures = dlogits · W; dW += dlogitsᵀ · features; db += Σ dlogits.
+            let dfeat = acts.ptr(c.fcNorm ? acts.dfc : acts.dpooled)
+            if let w = tab.headW, let bias = tab.headB {
+                let k = c.numClasses
+                if options.head {
+                    linearBackward(dinp: needEncoder ? dfeat : nil, dw: g + w, dbias: g + bias, dout: acts.outputGradient,
+                                   inp: acts.featuresPointer, w: p + w, rows: batch, inF: d, outF: k)
+                } else if needEncoder {
+                    sgemm(transA: false, transB: false, m: batch, n: d, k: k, a: acts.outputGradient, lda: k, b: p + w, ldb: d,
+                          beta: 0, c: dfeat, ldc: d, pool: pool)
+                }
+            } else {
+                dfeat.update(from: acts.outputGradient, count: batch * d)
+            }
+            guard needEncoder else { return }
+
+            if let w = tab.fcNormW, let bias = tab.fcNormB {
+                acts.ptr(acts.dpooled).update(repeating: 0, count: batch * d)
+                LayerNorm.backward(dinp: acts.ptr(acts.dpooled), dweight: g + w, dbias: g + bias, dout: dfeat,
+                                   inp: acts.ptr(acts.pooled), weight: p + w, mean: acts.ptr(acts.fcMean!), rstd: acts.ptr(acts.fcRstd!),
+                                   rows: batch, cols: d, pool: pool)
+            }
+            // Pooling backward into the residual-stream gradient (through `norm` when present).
+            let dpooled = UnsafePointer(acts.ptr(acts.dpooled))
+            dtop.update(repeating: 0, count: n * d)
+            for b in 0..<batch {
+                let db = dtop + b * t * d, dp = dpooled + b * d
+                switch c.globalPool {
+                case .token: db.update(from: dp, count: d)
+                case .avg:
+                    let s = 1 / Float(t - prefix)
+                    for r in prefix..<t { for i in 0..<d { db[r * d + i] = dp[i] * s } }
+                }
             }
         }
         let lastOut: UnsafePointer<Float> = tab.blocks.isEmpty

@@ -10,6 +10,12 @@ public enum TrainMode: String, Codable, Sendable, CaseIterable {
     case full
     /// Encoder only, with the (probed) head frozen bit-identically.
     case aligned
+    /// Self-supervised masked image modeling (pre-training on unlabeled images, SimMIM-style):
+    /// a random `maskRatio` of each image's patches is replaced by −1 (outside the [0, 1] pixel
+    /// range, so the patch embedding of a masked patch acts as a learned mask token); a per-token
+    /// linear decoder (stored as the head, num_classes = patch pixels) reconstructs the masked
+    /// pixels; the loss is their mean squared error. Labels are not used.
+    case masked = "mim"
 }
 
 /// Hyper-parameters of one training run (AdamW, warm-up + cosine, clipping).
@@ -25,9 +31,11 @@ public struct TrainSettings: Codable, Sendable, Equatable {
     public var evalEvery: Int
     /// Resumable state written every this many steps (0 = only at the end).
     public var checkpointEvery: Int
+    /// Fraction of patches masked per image (masked image modeling only).
+    public var maskRatio: Double
 
     public init(steps: Int, batchSize: Int = 32, lr: Float = 1e-3, warmupSteps: Int? = nil, weightDecay: Float = 0.05,
-                clipNorm: Double = 1, seed: UInt64 = 0, evalEvery: Int = 0, checkpointEvery: Int = 0) {
+                clipNorm: Double = 1, seed: UInt64 = 0, evalEvery: Int = 0, checkpointEvery: Int = 0, maskRatio: Double = 0.6) {
         self.steps = steps
         self.batchSize = batchSize
         self.lr = lr
@@ -37,6 +45,7 @@ public struct TrainSettings: Codable, Sendable, Equatable {
         self.seed = seed
         self.evalEvery = evalEvery
         self.checkpointEvery = checkpointEvery
+        self.maskRatio = maskRatio
     }
 
     public var json: String { String(decoding: try! JSONEncoder.sorted.encode(self), as: UTF8.self) }
@@ -103,8 +112,14 @@ public final class Trainer {
     let grads: Arena
     var input: [Float]
     var labels: [Int32]
+    /// Masked image modeling buffers: target pixels, decoder output / its gradient, token gradient.
+    var target: [Float] = [], decoded: [Float] = [], tokenGradient: [Float] = []
+    var isMasked: [Bool] = []
 
+    /// For `.masked`, the model's head is the decoder: num_classes must equal the patch's pixel count.
     public init(model: ViT, train: LabeledImages, mode: TrainMode, settings: TrainSettings) {
+        precondition(mode != .masked || model.config.numClasses == model.config.patchDim,
+                     "masked image modeling needs num_classes = patch pixels (\(model.config.patchDim)): the head is the decoder")
         self.model = model
         self.mode = mode
         self.settings = settings
@@ -117,6 +132,13 @@ public final class Trainer {
         grads = model.makeGradients()
         input = [Float](repeating: 0, count: sampler.batchSize * train.imageSize)
         labels = [Int32](repeating: 0, count: sampler.batchSize)
+        if mode == .masked {
+            let c = model.config, b = sampler.batchSize
+            target = [Float](repeating: 0, count: b * c.numPatches * c.patchDim)
+            decoded = [Float](repeating: 0, count: b * c.tokens * c.patchDim)
+            tokenGradient = [Float](repeating: 0, count: b * c.tokens * c.embedDim)
+            isMasked = [Bool](repeating: false, count: b * c.numPatches)
+        }
     }
 
     public var schedule: LRSchedule { LRSchedule(peak: settings.lr, warmupSteps: settings.warmupSteps, totalSteps: settings.steps) }
@@ -124,8 +146,16 @@ public final class Trainer {
     /// One optimizer step on batch `optimizer.step` (0-based); returns the loss, lr and gradient norm.
     public func step() -> (loss: Float, lr: Float, gradNorm: Double) {
         let s = optimizer.step
+        let loss = mode == .masked ? maskedLoss(step: s) : supervisedLoss(step: s)
+        let lr = schedule.lr(step: s + 1)
+        let norm = optimizer.update(parameters: model.parameters, grads: grads, lr: lr, maxNorm: settings.clipNorm, pool: model.pool)
+        return (loss, lr, norm)
+    }
+
+    /// Cross-entropy on batch `s`; leaves its gradient in `grads`.
+    func supervisedLoss(step s: Int) -> Float {
         let b = sampler.batchSize
-        let loss: Float = input.withUnsafeMutableBufferPointer { inp in
+        return input.withUnsafeMutableBufferPointer { inp in
             labels.withUnsafeMutableBufferPointer { lab in
                 train.fill(sampler.indices(step: s), input: inp.baseAddress!, labels: lab.baseAddress!)
                 model.forward(input: inp.baseAddress!, batch: b, acts: acts)
@@ -136,9 +166,76 @@ public final class Trainer {
                 return loss
             }
         }
-        let lr = schedule.lr(step: s + 1)
-        let norm = optimizer.update(parameters: model.parameters, grads: grads, lr: lr, maxNorm: settings.clipNorm, pool: model.pool)
-        return (loss, lr, norm)
+    }
+
+    /// Masked-patch reconstruction loss on batch `s` (see `TrainMode.masked`); leaves its gradient
+    /// in `grads`. The masks come from RNG(seed, stream: step), so a resumed run masks the same patches.
+    func maskedLoss(step s: Int) -> Float {
+        let c = model.config, b = sampler.batchSize, pool = model.pool
+        let (np, pd, t, d, ps, gw) = (c.numPatches, c.patchDim, c.tokens, c.embedDim, c.patchSize, c.gridWidth)
+        let prefix = c.classToken ? 1 : 0
+        let maskedCount = min(np, max(1, Int((Double(np) * settings.maskRatio).rounded())))
+        var rng = RNG(seed: settings.seed, stream: 0x4D49_4D00 &+ UInt64(s))
+        let p = model.parameters.base, tab = model.table, g = grads.base
+        let (decW, decB) = (tab.headW!, tab.headB!)
+        return input.withUnsafeMutableBufferPointer { inp in
+            target.withUnsafeMutableBufferPointer { tgt in
+                decoded.withUnsafeMutableBufferPointer { dec in
+                    tokenGradient.withUnsafeMutableBufferPointer { dtok in
+                        let x = inp.baseAddress!, target = tgt.baseAddress!, pred = dec.baseAddress!
+                        train.fill(sampler.indices(step: s), input: x, labels: nil)
+                        // Per image: choose the masked patches, keep their pixels as targets, fill them with −1.
+                        var order = Array(0..<np)
+                        for i in 0..<b {
+                            rng.shuffle(&order)
+                            for j in 0..<np { isMasked[i * np + j] = false }
+                            for j in order.prefix(maskedCount) { isMasked[i * np + j] = true }
+                            for patch in 0..<np where isMasked[i * np + patch] {
+                                let (gy, gx) = (patch / gw, patch % gw)
+                                for ch in 0..<c.inChannels { for r in 0..<ps {
+                                    let src = x + ((i * c.inChannels + ch) * c.imageHeight + gy * ps + r) * c.imageWidth + gx * ps
+                                    let dst = target + (i * np + patch) * pd + (ch * ps + r) * ps
+                                    for q in 0..<ps { dst[q] = src[q]; src[q] = -1 }
+                                } }
+                            }
+                        }
+                        model.forward(input: x, batch: b, acts: acts, throughHead: false)
+                        // Decoder: pred[b·T, pd] = tokens · Wᵀ + bias.
+                        let tokens = UnsafePointer(acts.tokensPointer)
+                        sgemm(transA: false, transB: true, m: b * t, n: pd, k: d, a: tokens, lda: d, b: p + decW, ldb: d,
+                              beta: 0, c: pred, ldc: pd, pool: pool)
+                        Elementwise.biasAddForward(out: pred, bias: p + decB, rows: b * t, cols: pd, pool: pool)
+                        // Mean squared error over the masked pixels; the decoder output becomes its gradient.
+                        let scale = 1 / Float(b * maskedCount * pd)
+                        var sum = 0.0
+                        for i in 0..<b {
+                            for r in 0..<t {
+                                let row = pred + (i * t + r) * pd, patch = r - prefix
+                                if patch >= 0 && isMasked[i * np + patch] {
+                                    let tg = target + (i * np + patch) * pd
+                                    for q in 0..<pd {
+                                        let e = row[q] - tg[q]
+                                        sum += Double(e * e)
+                                        row[q] = 2 * e * scale
+                                    }
+                                } else {
+                                    row.update(repeating: 0, count: pd)
+                                }
+                            }
+                        }
+                        // Decoder backward (dW += dpredᵀ·tokens, db += Σ dpred, dtokens = dpred·W), then the encoder.
+                        grads.zero()
+                        sgemm(transA: true, transB: false, m: pd, n: d, k: b * t, a: pred, lda: pd, b: tokens, ldb: d,
+                              beta: 1, c: g + decW, ldc: d, pool: pool)
+                        Elementwise.biasAddBackward(dbias: g + decB, dout: pred, rows: b * t, cols: pd, pool: pool)
+                        sgemm(transA: false, transB: false, m: b * t, n: d, k: pd, a: pred, lda: pd, b: p + decW, ldb: d,
+                              beta: 0, c: dtok.baseAddress!, ldc: d, pool: pool)
+                        model.backward(input: x, batch: b, acts: acts, grads: grads, tokenGradient: dtok.baseAddress!)
+                        return Float(sum * Double(scale))
+                    }
+                }
+            }
+        }
     }
 
     /// Trains until `settings.steps`, calling `log` after every step and `save` every

@@ -16,8 +16,13 @@ struct ExperimentOptions: ParsableArguments {
                            "data/tasks/letters.safetensors", "data/tasks/kana.safetensors"]
     @Option(help: "Comma-separated fine-tuning modes among probe, aligned, full.")
     var modes = "probe,aligned,full"
-    @Option(help: "Pre-trained checkpoint (the committed supervised glyph model by default).")
+    @Option(help: "Pre-trained checkpoint (the committed supervised glyph model by default); ignored with --scheme.")
     var pretrained = "data/pretrained/vit_mini_glyphs.safetensors"
+    @Option(help: "Pre-train from scratch with this scheme (supervised | mim) instead of loading --pretrained.")
+    var scheme: String?
+    @Option(help: "With --scheme: pre-training data.") var pretrainData = "data/pretrain/glyphs.safetensors"
+    @Option(help: "With --scheme: pre-training model config (JSON file or preset).") var pretrainConfig = "vit_mini_patch4_28"
+    @Option(help: "With --scheme: pre-training steps (batch 64, lr 1e-3).") var pretrainSteps = 3000
     @Option(help: "Linear-probe steps.") var probeSteps = 400
     @Option(help: "Fine-tuning steps per task and mode.") var finetuneSteps = 250
     @Option(help: "Fine-tuning batch size.") var batchSize = 64
@@ -36,6 +41,8 @@ struct ExperimentOptions: ParsableArguments {
         if tasks.count < 2 { throw ValidationError("give at least two --tasks to merge") }
         if probeSteps < 1 || finetuneSteps < 1 || batchSize < 1 { throw ValidationError("steps and batch size must be ≥ 1") }
         if !(alphaStep > 0) { throw ValidationError("--alpha-step must be positive") }
+        if let s = scheme, !["supervised", "mim"].contains(s) { throw ValidationError("--scheme must be supervised or mim") }
+        if pretrainSteps < 1 { throw ValidationError("--pretrain-steps must be ≥ 1") }
     }
 
     var modeList: [String] { modes.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
@@ -77,8 +84,19 @@ final class ExperimentRunner {
         o.runtime.apply()
         let fm = FileManager.default
         try fm.createDirectory(atPath: o.out, withIntermediateDirectories: true)
-        let (pre, meta) = try Checkpoint.load(path: o.pretrained)
-        say("pre-trained encoder \(o.pretrained) (\(meta["scheme"] ?? "unknown scheme"), \(pre.table.parameterCount) parameters)")
+        let prePath = o.scheme.map { "\(o.out)/pretrained_\($0).safetensors" } ?? o.pretrained
+        if let scheme = o.scheme, !fm.fileExists(atPath: prePath) {
+            say("pre-training (\(scheme)) on \(o.pretrainData) for \(o.pretrainSteps) steps")
+            let data = try TaskSplits(path: o.pretrainData, seed: o.seed, validationFraction: 0.05)
+            let settings = TrainSettings(steps: o.pretrainSteps, batchSize: 64, lr: 1e-3, warmupSteps: max(1, o.pretrainSteps / 20),
+                                         weightDecay: 0.05, clipNorm: 1, seed: o.seed, checkpointEvery: 250)
+            let (p, metadata) = try pretrain(scheme: scheme, splits: data, config: try loadConfig(o.pretrainConfig), settings: settings,
+                                             state: "\(o.out)/pretrain_\(scheme)_state.safetensors", resume: true, log: { _ in })
+            try Checkpoint.save(p, to: prePath, metadata: metadata.merging(["data": o.pretrainData,
+                                                                           "command": CommandLine.arguments.joined(separator: " ")]) { $1 })
+        }
+        let (pre, meta) = try Checkpoint.load(path: prePath)
+        say("pre-trained encoder \(prePath) (\(meta["scheme"] ?? "unknown scheme"), \(pre.table.parameterCount) parameters)")
         let splits = try o.tasks.map { try TaskSplits(path: $0, seed: o.seed) }
         let names = splits.map(\.dataset.name)
         let modes = o.modeList

@@ -25,6 +25,7 @@ struct FineTune: ParsableCommand {
 
     func validate() throws {
         if resume && state == nil { throw ValidationError("--resume needs --state FILE") }
+        if mode == .masked { throw ValidationError("--mode must be aligned or full (masked image modeling is `vitmerge pretrain --scheme mim`)") }
     }
 
     func run() throws {

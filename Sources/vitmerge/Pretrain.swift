@@ -9,8 +9,9 @@ struct Pretrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Pre-train a ViT from scratch (supervised) and write a checkpoint with its config and command line.")
 
-    @Option(help: "Pre-training scheme (supervised: classification on the pre-training labels).")
+    @Option(help: "supervised: classification on the pre-training labels; mim: masked image modeling on the images alone (labels unused).")
     var scheme = "supervised"
+    @Option(help: "mim: fraction of patches masked per image.") var maskRatio = 0.6
     @Option(help: "Pre-training data (task-format .safetensors).")
     var data = "data/pretrain/glyphs.safetensors"
     @Option(help: "Model config JSON or preset name.")
@@ -23,25 +24,42 @@ struct Pretrain: ParsableCommand {
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
-        if scheme != "supervised" { throw ValidationError("--scheme: only 'supervised' is implemented in this version") }
+        if !["supervised", "mim"].contains(scheme) { throw ValidationError("--scheme must be supervised or mim") }
+        if !(maskRatio > 0 && maskRatio < 1) { throw ValidationError("--mask-ratio must be in (0, 1)") }
         if resume && state == nil { throw ValidationError("--resume needs --state FILE") }
     }
 
     func run() throws {
         runtime.apply()
         let splits = try TaskSplits(path: data, seed: train.seed, validationFraction: 0.05)
-        var cfg = try loadConfig(config)
-        cfg.numClasses = splits.dataset.classes.count
-        let model = ViT(config: cfg, seed: train.seed)
-        let trainer = Trainer(model: model, train: splits.train, mode: .full, settings: train.settings(checkpointEvery: checkpointEvery))
-        if resume, let state, FileManager.default.fileExists(atPath: state) { try trainer.restoreState(from: state) }
-        try trainer.run(validation: splits.validation, log: train.progress("pretrain")) { t in
-            if let state { try t.saveState(to: state) }
-        }
-        let (acc, _) = evaluate(model, on: splits.test)
-        try Checkpoint.save(model.parameters, to: output, metadata: [
-            "command": CommandLine.arguments.joined(separator: " "), "scheme": scheme, "data": data,
-            "settings": train.settings().json, "test_accuracy": String(format: "%.4f", acc)])
-        print(String(format: "wrote %@ (pre-training test accuracy %.4f)", output, acc))
+        var settings = train.settings(checkpointEvery: checkpointEvery)
+        settings.maskRatio = maskRatio
+        let (params, metadata) = try pretrain(scheme: scheme, splits: splits, config: try loadConfig(config), settings: settings,
+                                              state: state, resume: resume, log: train.progress("pretrain-\(scheme)"))
+        try Checkpoint.save(params, to: output, metadata: metadata.merging([
+            "command": CommandLine.arguments.joined(separator: " "), "data": data]) { $1 })
+        print("wrote \(output) (" + (metadata["test_accuracy"].map { "pre-training test accuracy \($0)" }
+            ?? "masked reconstruction MSE \(metadata["final_loss"] ?? "?")") + ")")
     }
+}
+
+/// Pre-trains a model from scratch with `scheme` ("supervised" or "mim") and returns the
+/// checkpoint to save with its metadata: supervised keeps its classification head; mim keeps the
+/// encoder only (num_classes 0; the decoder is dropped).
+func pretrain(scheme: String, splits: TaskSplits, config: ViTConfig, settings: TrainSettings, state: String?, resume: Bool,
+              log: (StepLog) -> Void) throws -> (ViTParameters, [String: String]) {
+    var cfg = config
+    let mim = scheme == "mim"
+    cfg.numClasses = mim ? cfg.patchDim : splits.dataset.classes.count
+    let model = ViT(config: cfg, seed: settings.seed)
+    let trainer = Trainer(model: model, train: splits.train, mode: mim ? .masked : .full, settings: settings)
+    if resume, let state, FileManager.default.fileExists(atPath: state) { try trainer.restoreState(from: state) }
+    var last: Float = .nan
+    try trainer.run(validation: mim ? nil : splits.validation, log: { last = $0.loss; log($0) }) { t in
+        if let state { try t.saveState(to: state) }
+    }
+    var metadata = ["scheme": scheme, "settings": settings.json, "final_loss": String(format: "%.5f", last)]
+    if mim { return (withHead(model.parameters, classes: 0), metadata) }
+    metadata["test_accuracy"] = String(format: "%.4f", evaluate(model, on: splits.test).accuracy)
+    return (model.parameters, metadata)
 }

@@ -74,7 +74,7 @@ struct TaskSplits {
     let train: LabeledImages, validation: LabeledImages, test: LabeledImages
 
     init(path: String, seed: UInt64, validationFraction: Double = 0.2) throws {
-        dataset = try TaskDataset.load(path: path)
+        dataset = try TaskDataset.open(path: path)
         if let v = dataset.validation {
             train = dataset.train; validation = v
         } else {

@@ -10,7 +10,7 @@ struct VitMerge: ParsableCommand {
         commandName: "vitmerge",
         abstract: "Vision Transformers, fine-tuning and task arithmetic on the CPU, in pure Swift.",
         version: version,
-        subcommands: [Demo.self, Experiment.self, Doctor.self, VerifyGolden.self, Init.self, Forward.self, Pretrain.self, Probe.self, FineTune.self, Eval.self])
+        subcommands: [Demo.self, Experiment.self, Doctor.self, VerifyGolden.self, Init.self, Forward.self, Pretrain.self, Probe.self, FineTune.self, Eval.self, TaskVectorCommand.self, MergeCommand.self, Disentangle.self])
 }
 
 /// Options shared by commands that compute.
