@@ -38,7 +38,8 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: simdSettings),
         .executableTarget(
-            name: "ViTMergeBench", dependencies: ["ViTMergeCore", "ViTMergeKernels"],
+            name: "ViTMergeBench", dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining",
+                                                  "ViTMergeMerging", "CSleef"],
             path: "Benchmarks/ViTMergeBench", swiftSettings: simdSettings),
         .testTarget(name: "ViTMergeCoreTests", dependencies: ["ViTMergeCore"], swiftSettings: simdSettings),
         .testTarget(name: "ViTMergeKernelsTests", dependencies: ["ViTMergeKernels", "ViTMergeCore"],

@@ -24,6 +24,7 @@ extension Bench {
             ThreadPool.shared.threads = t
             openblas?.setThreads(t)
             for (name, ta, tb, m, n, k) in shapes { measureGEMM(name: name, ta, tb, m, n, k, threads: t) }
+            if let python = options.numpy { numpyPeer(python, shapes: shapes, threads: t) }
             for (name, d, h) in options.quick ? [("vit-ti", 192, 3)] : [("vit-ti", 192, 3), ("vit-b", 768, 12)] {
                 measureAttention(name: name, d: d, heads: h, threads: t)
             }
@@ -109,5 +110,42 @@ extension Bench {
             records.append(rec)
         }
         ThreadPool.shared.threads = ThreadPool.shared.capacity
+    }
+
+    /// Times the same shapes with numpy (scripts/bench_numpy.py, OPENBLAS_NUM_THREADS = threads) and
+    /// adds one record per shape with numpy as the peer of the figure measured above.
+    func numpyPeer(_ python: String, shapes: [(String, Bool, Bool, Int, Int, Int)], threads: Int) {
+        let input = shapes.map { ["name": $0.0, "transA": $0.1, "transB": $0.2, "m": $0.3, "n": $0.4, "k": $0.5] as [String: Any] }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = [python, "scripts/bench_numpy.py", String(options.minSeconds)]
+        var env = ProcessInfo.processInfo.environment
+        for key in ["OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"] { env[key] = String(threads) }
+        p.environment = env
+        let stdin = Pipe(), stdout = Pipe()
+        p.standardInput = stdin; p.standardOutput = stdout
+        do { try p.run() } catch {
+            print("  note: cannot run \(python) scripts/bench_numpy.py (\(error)); numpy peer skipped")
+            return
+        }
+        stdin.fileHandleForWriting.write(try! JSONSerialization.data(withJSONObject: input))
+        try? stdin.fileHandleForWriting.close()
+        let data = stdout.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0, let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let rs = obj["results"] as? [[String: Any]] else {
+            print("  note: scripts/bench_numpy.py failed (exit \(p.terminationStatus)); numpy peer skipped")
+            return
+        }
+        let version = obj["numpy"] as? String ?? "?"
+        for r in rs {
+            guard let name = r["name"] as? String, let gf = r["gflops"] as? Double,
+                  let ours = records.last(where: { $0.suite == "gemm" && $0.name == name && $0.threads == threads && $0.peer != "numpy \(version)" })
+            else { continue }
+            var rec = Record(suite: "gemm", name: name, shape: ours.shape, threads: threads, value: ours.value, unit: "GFLOP/s")
+            rec.percent_of_peak = ours.percent_of_peak
+            rec.peer = "numpy \(version)"; rec.peer_value = gf; rec.ratio = ours.value / gf
+            records.append(rec)
+        }
     }
 }

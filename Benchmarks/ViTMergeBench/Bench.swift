@@ -8,8 +8,12 @@ struct BenchOptions {
     var jsonPath: String?
     var quick = false
     var minSeconds = 0.4
+    /// Python with numpy: run scripts/bench_numpy.py as a second GEMM peer.
+    var numpy: String?
+    /// JSON written by scripts/bench_torch.py: PyTorch img/s to compare the vit suite with.
+    var compare: String?
 
-    static let allSuites: Set<String> = ["gemm", "runtime"]
+    static let allSuites: Set<String> = ["gemm", "runtime", "kernels", "vit", "merge"]
 
     struct UsageError: Error, CustomStringConvertible { let description: String }
 
@@ -37,9 +41,17 @@ struct BenchOptions {
                 }
                 o.threads = t
             case "--json": o.jsonPath = try value()
+            case "--numpy": o.numpy = try value()
+            case "--compare": o.compare = try value()
+            case "--all": o.suites = allSuites
             case "--quick": o.quick = true; o.minSeconds = 0.1
             case "--help", "-h":
-                print("usage: vitmerge-bench [--suite gemm,runtime] [--threads 1,2] [--json FILE] [--quick]")
+                print("""
+                    usage: vitmerge-bench [--suite gemm,kernels,vit,merge,runtime | --all] [--threads 1,2] [--json FILE] [--quick]
+                                          [--numpy PYTHON] [--compare torch.json]
+                      --numpy PYTHON       also time the GEMM shapes with numpy (scripts/bench_numpy.py) as a peer
+                      --compare FILE       PyTorch figures from scripts/bench_torch.py, shown as the vit suite's peer
+                    """)
                 exit(0)
             default: throw UsageError(description: "unknown argument \(args[i]); see --help")
             }
@@ -51,7 +63,7 @@ struct BenchOptions {
 
 struct Record: Encodable {
     let suite: String
-    let name: String
+    var name: String
     let shape: [Int]
     let threads: Int
     let value: Double
@@ -83,6 +95,9 @@ final class Bench {
     let options: BenchOptions
     var records: [Record] = []
     var peaks: [Int: Double] = [:]
+    var bandwidths: [Int: Double] = [:]
+    var torchResults: [(name: String, threads: Int, value: Double)] = []
+    var torchVersion = "?"
     let openblas = OpenBLAS.load()
 
     init(options: BenchOptions) { self.options = options }
@@ -101,14 +116,24 @@ final class Bench {
             peaks[t] = Machine.measureFMAPeak(threads: t, seconds: options.quick ? 0.1 : 0.3)
             print(String(format: "  FMA peak, %d thread(s): %.1f GFLOP/s", t, peaks[t]!))
         }
+        for t in options.threads {
+            bandwidths[t] = measureBandwidth(threads: t)
+            print(String(format: "  bandwidth (scale, 2 × 256 MB), %d thread(s): %.1f GB/s", t, bandwidths[t]!))
+        }
         if openblas == nil { print("  note: libopenblas not found (apt-get install libopenblas0); peer columns skipped") }
+        if let path = options.compare { loadTorch(path) }
         if options.suites.contains("runtime") { runtimeSuite() }
         if options.suites.contains("gemm") { gemmSuite() }
+        if options.suites.contains("kernels") { kernelSuite() }
+        if options.suites.contains("vit") { vitSuite() }
+        if options.suites.contains("merge") { mergeSuite() }
         printTable()
         if let path = options.jsonPath {
-            struct Output: Encodable { let machine: [String: String]; let peaks: [String: Double]; let results: [Record] }
+            struct Output: Encodable {
+                let machine: [String: String]; let peaks: [String: Double]; let bandwidth: [String: Double]; let results: [Record]
+            }
             let out = Output(machine: machine, peaks: Dictionary(uniqueKeysWithValues: peaks.map { (String($0.key), $0.value) }),
-                             results: records)
+                             bandwidth: Dictionary(uniqueKeysWithValues: bandwidths.map { (String($0.key), $0.value) }), results: records)
             let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             do {
                 try enc.encode(out).write(to: URL(fileURLWithPath: path), options: .atomic)
@@ -122,7 +147,8 @@ final class Bench {
 
     func printTable() {
         print("")
-        print("suite    name                              shape                thr      value unit      %peak   peer      ratio")
+        print("suite    name                              shape                thr      value unit      %peak   peer value  ratio  peer")
+        print("(%peak: of the measured FMA peak for GFLOP/s, of the measured bandwidth for GB/s; ratio = ours / peer)")
         for r in records {
             let shape = r.shape.map(String.init).joined(separator: "x")
             var line = r.suite.padding(toLength: 9, withPad: " ", startingAt: 0)
@@ -132,7 +158,7 @@ final class Bench {
             line += r.unit.padding(toLength: 9, withPad: " ", startingAt: 0)
             line += r.percent_of_peak.map { String(format: "%6.1f", $0) } ?? "     -"
             if let pv = r.peer_value, let ratio = r.ratio {
-                line += String(format: " %9.2f  %5.2fx", pv, ratio)
+                line += String(format: " %9.2f  %5.2fx  ", pv, ratio) + (r.peer ?? "")
             }
             print(line)
         }
@@ -157,5 +183,20 @@ final class Bench {
         p.waitUntilExit()
         let s = String(data: pipe.fileHandleForReading.readDataToEndOfFile(), encoding: .utf8) ?? ""
         return s.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? "unknown" : s.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Reads scripts/bench_torch.py's JSON: {"torch": version, "results": [{"name", "threads", "value"}]}.
+    func loadTorch(_ path: String) {
+        guard let data = FileManager.default.contents(atPath: path),
+              let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let rs = obj["results"] as? [[String: Any]] else {
+            FileHandle.standardError.write("vitmerge-bench: cannot read \(path) (expected scripts/bench_torch.py output)\n".data(using: .utf8)!)
+            exit(1)
+        }
+        torchVersion = obj["torch"] as? String ?? "?"
+        torchResults = rs.compactMap { r in
+            guard let n = r["name"] as? String, let t = r["threads"] as? Int, let v = r["value"] as? Double else { return nil }
+            return (n, t, v)
+        }
+        print("  peer: PyTorch \(torchVersion) from \(path) (\(torchResults.count) figures)")
     }
 }

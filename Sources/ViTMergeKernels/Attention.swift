@@ -70,17 +70,19 @@ public enum Attention {
 
     @inline(__always)
     static func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
-        var vmax = SIMD16<Float>(repeating: -.infinity)
+        var vm = SIMD16<Float>(repeating: -.infinity)
         var i = 0
-        while i &+ 16 <= n { vmax = pointwiseMax(vmax, load16(x + i)); i &+= 16 }
-        var m = vmax.max()
+        while i &+ 16 <= n { vm = vmax(vm, load16(x + i)); i &+= 16 }
+        // Tree reduction (max is exact in any order; SIMD16.max() compiles to a scalar loop).
+        let h8 = vmax(vm.lowHalf, vm.highHalf), h4 = vmax(h8.lowHalf, h8.highHalf), h2 = vmax(h4.lowHalf, h4.highHalf)
+        var m = max(h2[0], h2[1])
         while i < n { m = max(m, x[i]); i &+= 1 }
-        let vm = SIMD16<Float>(repeating: m)
+        let vmaxRow = SIMD16<Float>(repeating: m)
         var vsum = SIMD16<Float>()
         var tail = SIMD16<Float>()
         i = 0
         while i &+ 16 <= n {
-            var v = load16(x + i) - vm
+            var v = load16(x + i) - vmaxRow
             withUnsafeMutablePointer(to: &v) { p in
                 p.withMemoryRebound(to: Float.self, capacity: 16) { vm_expf16($0, $0) }
             }
@@ -89,13 +91,17 @@ public enum Attention {
             i &+= 16
         }
         if i < n {
-            // Tail: pad with −∞ so the padded lanes contribute exp(−∞) = 0.
-            tail = SIMD16<Float>(repeating: -.infinity)
-            for j in 0..<(n &- i) { tail[j] = x[i &+ j] - m }
-            withUnsafeMutablePointer(to: &tail) { p in
-                p.withMemoryRebound(to: Float.self, capacity: 16) { vm_expf16($0, $0) }
+            // Tail through a 16-float buffer padded with −∞ (exp(−∞) = 0 in the padded lanes);
+            // inserting lanes into a SIMD value one by one is much slower.
+            let rem = n &- i
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 16) { buf in
+                let b = buf.baseAddress!
+                b.update(repeating: -.infinity, count: 16)
+                for j in 0..<rem { b[j] = x[i &+ j] - m }
+                vm_expf16(b, b)
+                for j in 0..<rem { x[i &+ j] = b[j] }
+                tail = load16(b)
             }
-            for j in 0..<(n &- i) { x[i &+ j] = tail[j] }
             vsum += tail
         }
         let inv = 1 / vsum.sum()

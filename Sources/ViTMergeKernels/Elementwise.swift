@@ -12,6 +12,29 @@ public enum Elementwise {
         }
     }
 
+    // out[n] = base + Σ_j coefficients[j]·xs[j], one streaming pass, rounded as sequential FMAs in j order
+    // (bit-identical to copying base and applying one axpy per j)
+    public static func linearCombination(out: UnsafeMutablePointer<Float>, base: UnsafePointer<Float>, xs: [UnsafePointer<Float>],
+                                         coefficients cs: [Float], count: Int, pool: ThreadPool = .shared) {
+        precondition(xs.count == cs.count, "linearCombination: \(xs.count) inputs, \(cs.count) coefficients")
+        let vcs = cs.map { V16(repeating: $0) }
+        pool.forEachRange(count) { r in
+            var i = r.lowerBound
+            while i &+ 16 <= r.upperBound {
+                var acc = vload(base + i)
+                for j in 0..<xs.count { acc = acc.addingProduct(vcs[j], vload(xs[j] + i)) }
+                vstore(acc, out + i)
+                i &+= 16
+            }
+            while i < r.upperBound {
+                var acc = base[i]
+                for j in 0..<xs.count { acc = acc.addingProduct(cs[j], xs[j][i]) }
+                out[i] = acc
+                i &+= 1
+            }
+        }
+    }
+
     // x[n] *= alpha
     public static func scale(_ x: UnsafeMutablePointer<Float>, alpha: Float, count: Int, pool: ThreadPool = .shared) {
         let a = V16(repeating: alpha)

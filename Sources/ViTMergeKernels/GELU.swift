@@ -7,7 +7,7 @@ import ViTMergeCore
 /// compares it with SLEEF's `Sleef_erff16_u10`.
 @inline(__always)
 func erf16(_ x0: V16) -> V16 {
-    let x = pointwiseMin(pointwiseMax(x0, V16(repeating: -4)), V16(repeating: 4))
+    let x = vmin(vmax(x0, V16(repeating: -4)), V16(repeating: 4))
     let x2 = x * x
     var p = V16(repeating: -2.72614225801306e-10)
     p = V16(repeating: 2.77068142495902e-08).addingProduct(p, x2)

@@ -37,3 +37,14 @@ extension ThreadPool {
         }
     }
 }
+
+/// Lane-wise maximum / minimum as compare + blend (vcmpps, vblendmps). The standard library's
+/// generic `pointwiseMax`/`pointwiseMin` follow IEEE maximum's NaN rules and can compile to a
+/// scalar loop over the lanes (8× slower in softmax). Concrete types only: the comparisons of
+/// SIMDn<Float> are vector instructions only when called on the concrete type (generic code gets
+/// the protocol's lane-by-lane default). A NaN in `a` is kept, so NaNs propagate.
+@inline(__always) func vmax(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> { a.replacing(with: b, where: a .< b) }
+@inline(__always) func vmin(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> { a.replacing(with: b, where: b .< a) }
+@inline(__always) func vmax(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a.replacing(with: b, where: a .< b) }
+@inline(__always) func vmax(_ a: SIMD4<Float>, _ b: SIMD4<Float>) -> SIMD4<Float> { a.replacing(with: b, where: a .< b) }
+@inline(__always) func vmax(_ a: SIMD2<Float>, _ b: SIMD2<Float>) -> SIMD2<Float> { a.replacing(with: b, where: a .< b) }

@@ -81,12 +81,20 @@ public func parameterHash(_ p: ViTParameters) -> String {
     SHA256.hex(UnsafeRawBufferPointer(start: p.base, count: p.table.encoderEnd * 4))
 }
 
-/// Encoder arithmetic: out[0..<n] = base + Σ_i coefficients[i] · vectors[i] (streaming axpy).
+/// out = base + Σ coefficients[i]·vectors[i] in one streaming pass (each element read once from
+/// every input, written once), rounded as sequential FMAs in vector order — bit-identical to
+/// `base` followed by one `axpy` per vector. Bandwidth-bound: see the benchmark's merge suite.
 public func combine(base: UnsafePointer<Float>, vectors: [[Float]], coefficients: [Float], into out: UnsafeMutablePointer<Float>,
                     count n: Int, pool: ThreadPool = .shared) {
     precondition(vectors.count == coefficients.count && vectors.allSatisfy { $0.count == n }, "combine: vector sizes differ")
-    out.update(from: base, count: n)
-    for (v, c) in zip(vectors, coefficients) where c != 0 {
-        v.withUnsafeBufferPointer { Elementwise.axpy(y: out, x: $0.baseAddress!, alpha: c, count: n, pool: pool) }
+    let active = zip(vectors, coefficients).filter { $0.1 != 0 }
+    withPointers(active.map(\.0)) { xs in
+        Elementwise.linearCombination(out: out, base: base, xs: xs, coefficients: active.map(\.1), count: n, pool: pool)
     }
+}
+
+/// Calls `body` with the base addresses of all `arrays` (valid only inside `body`).
+private func withPointers<R>(_ arrays: [[Float]], _ acc: [UnsafePointer<Float>] = [], _ body: ([UnsafePointer<Float>]) -> R) -> R {
+    guard let first = arrays.first else { return body(acc) }
+    return first.withUnsafeBufferPointer { withPointers(Array(arrays.dropFirst()), acc + [$0.baseAddress!], body) }
 }

@@ -63,7 +63,8 @@ public enum SVG {
                                vMax: Double, cell: Int = 32) -> String {
         let (l, t, b, r) = (70.0, 40.0, 55.0, 90.0)
         let w = Double(xs.count * cell), h = Double(ys.count * cell)
-        var s = header(Int(l + w + r), Int(t + h + b), title)
+        // Wide enough for the title (~8.5 px per character at 16 px).
+        var s = header(Int(max(l + w + r, Double(title.count) * 8.5 + 40)), Int(t + h + b), title)
         func color(_ v: Double) -> String {
             let f = min(max(v / max(vMax, 1e-12), 0), 1)
             let g = Int((1 - f) * 255), bl = Int((1 - f) * 255)
@@ -85,9 +86,15 @@ public enum SVG {
         }
         s += "\n<text x=\"\(l + w / 2)\" y=\"\(t + h + 42)\" text-anchor=\"middle\" font-size=\"14\">\(esc(xLabel))</text>\n"
         s += "<text transform=\"translate(18 \(t + h / 2)) rotate(-90)\" text-anchor=\"middle\" font-size=\"14\">\(esc(yLabel))</text>\n"
+        // Colour bar: 16 bands from 0 (bottom) to vMax (top), labels at five levels.
+        let bands = 16
+        for i in 0..<bands {
+            let y = t + h - Double(i + 1) * h / Double(bands)
+            s += "<rect x=\"\(l + w + 20)\" y=\"\(y)\" width=\"16\" height=\"\(h / Double(bands))\" fill=\"\(color(vMax * (Double(i) + 0.5) / Double(bands)))\"/>"
+        }
+        s += "<rect x=\"\(l + w + 20)\" y=\"\(t)\" width=\"16\" height=\"\(h)\" fill=\"none\" stroke=\"#999\"/>\n"
         for i in 0...4 {
             let v = vMax * Double(i) / 4, y = t + h - Double(i) * h / 4
-            s += "<rect x=\"\(l + w + 20)\" y=\"\(y - h / 4)\" width=\"16\" height=\"\(h / 4)\" fill=\"\(color(v))\" stroke=\"#999\"/>"
             s += "<text x=\"\(l + w + 42)\" y=\"\(y + 4)\" font-size=\"11\">\(String(format: "%.2f", v))</text>\n"
         }
         return s + "</svg>\n"

@@ -240,3 +240,26 @@ final class KernelTests: XCTestCase {
         }
     }
 }
+
+final class LinearCombinationTests: XCTestCase {
+    func testMatchesSequentialAxpyBitForBitOnOddSizes() {
+        for n in [1, 15, 17, 1000, 70_001] {
+            var rng = RNG(seed: UInt64(n))
+            let base = (0..<n).map { _ in rng.uniformFloat() - 0.5 }
+            let xs = (0..<3).map { _ in (0..<n).map { _ in rng.uniformFloat() - 0.5 } }
+            let cs: [Float] = [0.3, -1.7, 0.05]
+            var expected = base
+            for (x, c) in zip(xs, cs) {
+                expected.withUnsafeMutableBufferPointer { y in x.withUnsafeBufferPointer { Elementwise.axpy(y: y.baseAddress!, x: $0.baseAddress!, alpha: c, count: n) } }
+            }
+            var out = [Float](repeating: .nan, count: n)
+            xs[0].withUnsafeBufferPointer { a in xs[1].withUnsafeBufferPointer { b in xs[2].withUnsafeBufferPointer { c in
+                out.withUnsafeMutableBufferPointer { o in
+                    Elementwise.linearCombination(out: o.baseAddress!, base: base, xs: [a.baseAddress!, b.baseAddress!, c.baseAddress!],
+                                                  coefficients: cs, count: n)
+                }
+            } } }
+            XCTAssertEqual(out.map(\.bitPattern), expected.map(\.bitPattern), "n = \(n)")
+        }
+    }
+}

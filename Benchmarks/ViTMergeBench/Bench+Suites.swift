@@ -1,0 +1,188 @@
+import CSleef
+import Foundation
+import ViTMergeCore
+import ViTMergeIO
+import ViTMergeKernels
+import ViTMergeMerging
+import ViTMergeModel
+import ViTMergeTraining
+
+/// A buffer of `count` floats, uniform in [lo, hi).
+func randomBuffer(_ count: Int, seed: UInt64, _ lo: Float = -1, _ hi: Float = 1) -> Tensor {
+    let t = Tensor(zeros: [count])
+    var rng = RNG(seed: seed)
+    for i in 0..<count { t.pointer[i] = lo + (hi - lo) * rng.uniformFloat() }
+    return t
+}
+
+extension Bench {
+    // MARK: Bandwidth
+
+    /// STREAM-like "scale" (b = s·a) over 2 × 256 MB: the machine's sustainable bandwidth in GB/s,
+    /// counting 8 bytes per element (read a, write b), the reference for the bandwidth-bound kernels.
+    func measureBandwidth(threads: Int) -> Double {
+        let n = 64 << 20
+        let a = randomBuffer(n, seed: 3), b = Tensor(zeros: [n])
+        ThreadPool.shared.threads = threads
+        let t = bestTime(minSeconds: options.minSeconds) {
+            Elementwise.linearCombination(out: b.pointer, base: a.pointer, xs: [], coefficients: [], count: n)
+        }
+        ThreadPool.shared.threads = ThreadPool.shared.capacity
+        return 8.0 * Double(n) / t * 1e-9
+    }
+
+    func record(_ suite: String, _ name: String, _ shape: [Int], threads: Int, value: Double, unit: String,
+                peer: (String, Double)? = nil, ofBandwidth: Bool = false) {
+        var r = Record(suite: suite, name: name, shape: shape, threads: threads, value: value, unit: unit)
+        if unit == "GFLOP/s", let peak = peaks[threads] { r.percent_of_peak = 100 * value / peak }
+        if ofBandwidth, let bw = bandwidths[threads] { r.percent_of_peak = 100 * value / bw }
+        if let (name, v) = peer { r.peer = name; r.peer_value = v; r.ratio = value / v }
+        records.append(r)
+    }
+
+    // MARK: Kernels
+
+    /// The non-GEMM kernels at ViT-Ti shapes for batch 32 (6304 tokens × 192, hidden 768).
+    func kernelSuite() {
+        let (rows, d, hidden, heads, t) = (32 * 197, 192, 768, 3, 197)
+        let x = randomBuffer(rows * hidden, seed: 1), y = Tensor(zeros: [rows * hidden]), dy = randomBuffer(rows * hidden, seed: 2)
+        let w = randomBuffer(d, seed: 3, 0.5, 1.5), bias = randomBuffer(d, seed: 4)
+        let mean = Tensor(zeros: [rows]), rstd = Tensor(zeros: [rows]), dw = Tensor(zeros: [d]), db = Tensor(zeros: [d])
+        for th in options.threads {
+            ThreadPool.shared.threads = th
+            let gb = { (bytes: Double, time: Double) in bytes / time * 1e-9 }
+            let ln = bestTime(minSeconds: options.minSeconds) {
+                LayerNorm.forward(out: y.pointer, mean: mean.pointer, rstd: rstd.pointer, inp: x.pointer, weight: w.pointer, bias: bias.pointer,
+                                  rows: rows, cols: d, eps: 1e-6)
+            }
+            record("kernels", "layernorm fwd", [rows, d], threads: th, value: gb(8.0 * Double(rows * d), ln), unit: "GB/s", ofBandwidth: true)
+            let lnb = bestTime(minSeconds: options.minSeconds) {
+                LayerNorm.backward(dinp: y.pointer, dweight: dw.pointer, dbias: db.pointer, dout: dy.pointer, inp: x.pointer, weight: w.pointer,
+                                   mean: mean.pointer, rstd: rstd.pointer, rows: rows, cols: d)
+            }
+            record("kernels", "layernorm bwd", [rows, d], threads: th, value: gb(12.0 * Double(rows * d), lnb), unit: "GB/s", ofBandwidth: true)
+
+            let n = rows * hidden
+            let ours = bestTime(minSeconds: options.minSeconds) { GELU.forward(out: y.pointer, inp: x.pointer, count: n) }
+            let sleef = bestTime(minSeconds: options.minSeconds) { geluWithSleefErf(out: y.pointer, inp: x.pointer, count: n) }
+            record("kernels", "gelu fwd (own erf)", [n], threads: th, value: Double(n) / ours * 1e-9, unit: "Gelem/s",
+                   peer: ("sleef erff16_u10", Double(n) / sleef * 1e-9))
+            let gb2 = bestTime(minSeconds: options.minSeconds) { GELU.backward(dinp: y.pointer, inp: x.pointer, dout: dy.pointer, count: n) }
+            record("kernels", "gelu bwd", [n], threads: th, value: Double(n) / gb2 * 1e-9, unit: "Gelem/s")
+
+            let srows = 32 * heads * t
+            let s = randomBuffer(srows * t, seed: 5, -4, 4), so = Tensor(zeros: [srows * t])
+            let sm = bestTime(minSeconds: options.minSeconds) { Softmax.forward(out: so.pointer, inp: s.pointer, rows: srows, cols: t) }
+            record("kernels", "softmax fwd", [srows, t], threads: th, value: gb(8.0 * Double(srows * t), sm), unit: "GB/s", ofBandwidth: true)
+
+            let qkv = randomBuffer(32 * t * 3 * d, seed: 6), att = Tensor(zeros: [32 * heads * t * t]), out = Tensor(zeros: [32 * t * d])
+            let at = bestTime(minSeconds: options.minSeconds) {
+                Attention.forward(out: out.pointer, att: att.pointer, qkv: qkv.pointer, batch: 32, tokens: t, dim: d, heads: heads)
+            }
+            record("kernels", "attention fwd", [32, t, d, heads], threads: th, value: 4.0 * Double(32 * heads * t * t * (d / heads)) / at * 1e-9,
+                   unit: "GFLOP/s")
+
+            let logits = randomBuffer(32 * 1000, seed: 7, -3, 3), probs = Tensor(zeros: [32 * 1000]), losses = Tensor(zeros: [32])
+            let labels = (0..<32).map { Int32($0 * 31 % 1000) }
+            let ce = bestTime(minSeconds: options.minSeconds) {
+                _ = CrossEntropy.forward(probs: probs.pointer, losses: losses.pointer, logits: logits.pointer, labels: labels, rows: 32, classes: 1000)
+            }
+            record("kernels", "cross-entropy fwd", [32, 1000], threads: th, value: gb(8.0 * 32_000, ce), unit: "GB/s")
+
+            let np = 5_717_416  // ViT-Ti/16 parameters
+            let p = randomBuffer(np, seed: 8), g = randomBuffer(np, seed: 9), m = Tensor(zeros: [np]), v = Tensor(zeros: [np])
+            var step = 0
+            let adam = bestTime(minSeconds: options.minSeconds) {
+                step += 1
+                AdamW.update(params: p.pointer, grads: g.pointer, m: m.pointer, v: v.pointer, count: np, step: step, lr: 1e-3,
+                             beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.05)
+            }
+            record("kernels", "adamw update (vit-ti)", [np], threads: th, value: gb(28.0 * Double(np), adam), unit: "GB/s", ofBandwidth: true)
+        }
+        ThreadPool.shared.threads = ThreadPool.shared.capacity
+    }
+
+    // MARK: ViT
+
+    /// Forward (inference) and full training step (forward, backward, AdamW) img/s at batch 32.
+    func vitSuite() {
+        let configs: [(String, ViTConfig)] = options.quick ? [("vit_mini_patch4_28", .mini28())]
+            : [("vit_mini_patch4_28", .mini28()), ("vit_tiny_patch16_224", .vitTiny())]
+        let batch = 32
+        for (name, config) in configs {
+            let images = randomImages(config, count: batch)
+            for th in options.threads {
+                ThreadPool.shared.threads = th
+                let model = ViT(config: config, seed: 1)
+                let acts = model.makeActivations(capacity: batch)
+                var input = [Float](repeating: 0, count: batch * images.imageSize)
+                input.withUnsafeMutableBufferPointer { images.fill(0..<batch, input: $0.baseAddress!, labels: nil) }
+                let fwd = bestTime(minSeconds: options.minSeconds) {
+                    input.withUnsafeBufferPointer { model.forward(input: $0.baseAddress!, batch: batch, acts: acts) }
+                }
+                record("vit", "\(name) forward", [batch], threads: th, value: Double(batch) / fwd, unit: "img/s",
+                       peer: torchPeer("\(name) forward", th))
+                let trainer = Trainer(model: model, train: images, mode: .full,
+                                      settings: TrainSettings(steps: 1_000_000, batchSize: batch, lr: 1e-4, seed: 1))
+                let step = bestTime(minSeconds: options.minSeconds) { _ = trainer.step() }
+                record("vit", "\(name) train step", [batch], threads: th, value: Double(batch) / step, unit: "img/s",
+                       peer: torchPeer("\(name) train step", th))
+            }
+        }
+        ThreadPool.shared.threads = ThreadPool.shared.capacity
+    }
+
+    func randomImages(_ c: ViTConfig, count: Int) -> LabeledImages {
+        var rng = RNG(seed: 11)
+        let size = c.inChannels * c.imageHeight * c.imageWidth
+        return LabeledImages(count: count, channels: c.inChannels, height: c.imageHeight, width: c.imageWidth,
+                             images: (0..<(count * size)).map { _ in UInt8(rng.next() & 0xFF) },
+                             labels: (0..<count).map { Int32($0 % c.numClasses) })
+    }
+
+    func torchPeer(_ name: String, _ threads: Int) -> (String, Double)? {
+        torchResults.first { $0.name == name && $0.threads == threads }.map { ("torch \(torchVersion)", $0.value) }
+    }
+
+    // MARK: Merge
+
+    /// Task addition θ = θ_pre + λ·Σ τ over a ViT-B-sized arena (86.6 M floats) for 1 and 4 task
+    /// vectors: GB/s counting each input read once and the output written once.
+    func mergeSuite() {
+        let n = 86_567_656  // vit_base_patch16_224 parameters
+        let base = randomBuffer(n, seed: 1), out = Tensor(zeros: [n])
+        let taus = (0..<4).map { i in randomBuffer(n, seed: 2 + UInt64(i), -0.01, 0.01) }
+        for th in options.threads {
+            ThreadPool.shared.threads = th
+            for k in [1, 4] {
+                let xs = taus.prefix(k).map { UnsafePointer($0.pointer) }
+                let time = bestTime(minSeconds: options.minSeconds) {
+                    Elementwise.linearCombination(out: out.pointer, base: base.pointer, xs: xs, coefficients: [Float](repeating: 0.3, count: k), count: n)
+                }
+                record("merge", "task addition, \(k) vector(s)", [n], threads: th, value: 4.0 * Double(n * (k + 2)) / time * 1e-9, unit: "GB/s",
+                       ofBandwidth: true)
+                records[records.count - 1].name += String(format: " (%.0f ms)", time * 1e3)
+            }
+        }
+        ThreadPool.shared.threads = ThreadPool.shared.capacity
+    }
+}
+
+/// GELU through SLEEF's erf (the peer of our own erf polynomial).
+func geluWithSleefErf(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int) {
+    let pool = ThreadPool.shared
+    pool.run { ith, nth in
+        let r = ThreadPool.split(count / 16, ith, nth)
+        var buf = [Float](repeating: 0, count: 16)
+        buf.withUnsafeMutableBufferPointer { b in
+            for blk in r {
+                let i = blk * 16
+                let x = UnsafeRawPointer(inp + i).loadUnaligned(as: SIMD16<Float>.self)
+                UnsafeMutableRawPointer(b.baseAddress!).storeBytes(of: x * 0.70710678, as: SIMD16<Float>.self)
+                vm_erff16(b.baseAddress!, b.baseAddress!)
+                let e = UnsafeRawPointer(b.baseAddress!).loadUnaligned(as: SIMD16<Float>.self)
+                UnsafeMutableRawPointer(out + i).storeBytes(of: 0.5 * x * (1 + e), as: SIMD16<Float>.self)
+            }
+        }
+    }
+}
