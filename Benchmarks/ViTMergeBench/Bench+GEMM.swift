@@ -86,28 +86,39 @@ extension Bench {
         }
     }
 
-    /// Cost of one parallel region: the pool against DispatchQueue.concurrentPerform.
+    /// Cost of one parallel region with a little real work in it (each thread sums its own 4096
+    /// floats, ~0.5 µs), the pool against DispatchQueue.concurrentPerform. With an empty body,
+    /// concurrentPerform's caller runs every iteration itself and never engages a second thread.
     func runtimeSuite() {
+        let data = randomBuffer(8 * 4096, seed: 12)
         for t in options.threads where t > 1 {
             ThreadPool.shared.threads = t
             let reps = 2000
-            var sink = [Int](repeating: 0, count: 64)
+            var sink = [Float](repeating: 0, count: 64)
+            nonisolated(unsafe) let src = UnsafePointer(data.pointer)
             let pool = bestTime(minSeconds: options.minSeconds) {
                 sink.withUnsafeMutableBufferPointer { s in
                     let p = s.baseAddress!
-                    for _ in 0..<reps { ThreadPool.shared.run(threads: t) { ith, _ in p[ith * 8] &+= 1 } }
+                    for _ in 0..<reps { ThreadPool.shared.run(threads: t) { ith, _ in regionWork(src, p, ith) } }
                 }
             }
             let dispatch = bestTime(minSeconds: options.minSeconds) {
                 sink.withUnsafeMutableBufferPointer { s in
                     nonisolated(unsafe) let p = s.baseAddress!
-                    for _ in 0..<reps { DispatchQueue.concurrentPerform(iterations: t) { ith in p[ith * 8] &+= 1 } }
+                    for _ in 0..<reps { DispatchQueue.concurrentPerform(iterations: t) { ith in regionWork(src, p, ith) } }
                 }
             }
-            var rec = Record(suite: "runtime", name: "parallel region (pool)", shape: [t], threads: t,
-                             value: pool / Double(reps) * 1e6, unit: "us/call")
-            rec.peer = "concurrentPerform"; rec.peer_value = dispatch / Double(reps) * 1e6; rec.ratio = dispatch / pool
-            records.append(rec)
+            let serial = bestTime(minSeconds: options.minSeconds) {
+                sink.withUnsafeMutableBufferPointer { s in
+                    let p = s.baseAddress!
+                    for _ in 0..<reps { for ith in 0..<t { regionWork(src, p, ith) } }
+                }
+            }
+            for (name, time) in [("parallel region, pool", pool), ("parallel region, concurrentPerform", dispatch)] {
+                var rec = Record(suite: "runtime", name: name, shape: [t], threads: t, value: time / Double(reps) * 1e6, unit: "us/call")
+                rec.peer = "serial loop"; rec.peer_value = serial / Double(reps) * 1e6; rec.ratio = serial / time
+                records.append(rec)
+            }
         }
         ThreadPool.shared.threads = ThreadPool.shared.capacity
     }
@@ -148,4 +159,13 @@ extension Bench {
             records.append(rec)
         }
     }
+}
+
+/// dst[8·ith] += Σ src[4096·ith ..< 4096·(ith + 1)]: a parallel region's worth of real work.
+@inline(never)
+func regionWork(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ ith: Int) {
+    let x = src + ith * 4096
+    var acc = SIMD16<Float>()
+    for i in stride(from: 0, to: 4096, by: 16) { acc += UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self) }
+    dst[ith * 8] += acc.sum()
 }

@@ -60,4 +60,4 @@ public func selectLambda(_ curve: [(lambda: Double, score: Double)]) -> (lambda:
 }
 
 /// The λ grid {0, 0.05, …, 1} of the paper.
-public let lambdaGrid: [Double] = (0...20).map { Double($0) * 0.05 }
+public let lambdaGrid: [Double] = (0...20).map { Double($0) / 20 }

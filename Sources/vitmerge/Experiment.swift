@@ -91,7 +91,12 @@ final class ExperimentRunner {
             let settings = TrainSettings(steps: o.pretrainSteps, batchSize: 64, lr: 1e-3, warmupSteps: max(1, o.pretrainSteps / 20),
                                          weightDecay: 0.05, clipNorm: 1, seed: o.seed, checkpointEvery: 250)
             let (p, metadata) = try pretrain(scheme: scheme, splits: data, config: try loadConfig(o.pretrainConfig), settings: settings,
-                                             state: "\(o.out)/pretrain_\(scheme)_state.safetensors", resume: true, log: { _ in })
+                                             state: "\(o.out)/pretrain_\(scheme)_state.safetensors", resume: true, log: { s in
+                if s.step % max(1, s.steps / 10) == 0 {
+                    self.say(String(format: "pre-training step %d/%d  loss %.4f  %.0f img/s  ETA %@", s.step, s.steps, s.loss,
+                                    s.imagesPerSecond, formatSeconds(s.secondsLeft)))
+                }
+            })
             try Checkpoint.save(p, to: prePath, metadata: metadata.merging(["data": o.pretrainData,
                                                                            "command": CommandLine.arguments.joined(separator: " ")]) { $1 })
         }
@@ -112,7 +117,7 @@ final class ExperimentRunner {
             let dir = "\(o.out)/\(names[i])"
             try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
             let classes = s.dataset.classes.count
-            let probe = try stage("\(dir)/probe.safetensors", "probe \(names[i])") {
+            let probe = try stage("\(dir)/probe.safetensors", "probe \(names[i])", task: names[i]) {
                 let model = ViT(parameters: withHead(pre, classes: classes))
                 let features = extractFeatures(model, s.train)
                 linearProbe(model, train: s.train, features: features, settings: settings(o.probeSteps, lr: o.probeLr, wd: 1e-4))
@@ -120,14 +125,14 @@ final class ExperimentRunner {
             }
             var perMode: [(String, ViTParameters)] = [("probe", probe)]
             if modes.contains("aligned") {
-                perMode.append(("aligned", try stage("\(dir)/aligned.safetensors", "aligned fine-tuning \(names[i])") {
+                perMode.append(("aligned", try stage("\(dir)/aligned.safetensors", "aligned fine-tuning \(names[i])", task: names[i]) {
                     let model = ViT(parameters: probe.copy())
                     try Trainer(model: model, train: s.train, mode: .aligned, settings: settings(o.finetuneSteps, lr: o.lr, wd: 0.05)).run()
                     return model.parameters
                 }))
             }
             if modes.contains("full") {
-                perMode.append(("full", try stage("\(dir)/full.safetensors", "full fine-tuning \(names[i])") {
+                perMode.append(("full", try stage("\(dir)/full.safetensors", "full fine-tuning \(names[i])", task: names[i]) {
                     let p = withHead(pre, classes: classes)
                     reinitializeHead(p, seed: o.seed &+ UInt64(i))
                     let model = ViT(parameters: p)
@@ -176,7 +181,7 @@ final class ExperimentRunner {
             // Accuracy vs number of tasks: every subset of size k, λ on a coarser grid.
             var perK: [[String: Any]] = []
             var pts: [(x: Double, y: Double)] = []
-            let coarse = stride(from: 0.0, through: 1.0001, by: 0.1).map { $0 }
+            let coarse = (0...10).map { Double($0) / 10 }
             for k in 2...splits.count {
                 let subsets = combinations(all, k)
                 let scores = subsets.map { ev.addition(tasks: $0, grid: coarse).test }
@@ -266,14 +271,14 @@ final class ExperimentRunner {
     }
 
     /// Loads `path` if a previous run finished it, else runs `make` and saves atomically.
-    func stage(_ path: String, _ what: String, _ make: () throws -> ViTParameters) throws -> ViTParameters {
+    func stage(_ path: String, _ what: String, task: String, _ make: () throws -> ViTParameters) throws -> ViTParameters {
         if FileManager.default.fileExists(atPath: path) {
             say("\(what): reusing \(path)")
             return try Checkpoint.load(path: path).parameters
         }
         let t0 = Date()
         let p = try make()
-        try Checkpoint.save(p, to: path, metadata: ["stage": what])
+        try Checkpoint.save(p, to: path, metadata: ["stage": what, "task": task])
         say("\(what): done in \(formatSeconds(Date().timeIntervalSince(t0)))")
         return p
     }

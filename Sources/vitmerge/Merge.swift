@@ -54,7 +54,10 @@ struct MergeInputs: ParsableArguments {
         var merged: [MergeTask] = []
         for (i, path) in finetuned.enumerated() {
             let s = try TaskSplits(path: tasks[i], seed: seed)
-            let ft = try Checkpoint.load(path: path).parameters
+            let (ft, meta) = try Checkpoint.load(path: path)
+            if let trained = meta["task"], trained != s.dataset.name {
+                throw ValidationError("\(path) was fine-tuned on task '\(trained)' but is paired with \(tasks[i]) ('\(s.dataset.name)'): give --finetuned and --tasks in the same order")
+            }
             guard ft.config.numClasses == s.dataset.classes.count else {
                 throw ValidationError("\(path) has a head for \(ft.config.numClasses) classes but \(tasks[i]) has \(s.dataset.classes.count): pair each checkpoint with its task")
             }
