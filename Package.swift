@@ -39,8 +39,9 @@ let package = Package(
             swiftSettings: simdSettings),
         .executableTarget(
             name: "ViTMergeBench", dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining",
-                                                  "ViTMergeMerging", "CSleef"],
+                                                  "ViTMergeMerging", "CSleef", "CMallocCounter"],
             path: "Benchmarks/ViTMergeBench", swiftSettings: simdSettings),
+        .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
         .testTarget(name: "ViTMergeCoreTests", dependencies: ["ViTMergeCore"], swiftSettings: simdSettings),
         .testTarget(name: "ViTMergeKernelsTests", dependencies: ["ViTMergeKernels", "ViTMergeCore"],
                     swiftSettings: simdSettings),

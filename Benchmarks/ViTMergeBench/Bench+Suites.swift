@@ -1,3 +1,4 @@
+import CMallocCounter
 import CSleef
 import Foundation
 import ViTMergeCore
@@ -127,9 +128,56 @@ extension Bench {
                 let step = bestTime(minSeconds: options.minSeconds) { _ = trainer.step() }
                 record("vit", "\(name) train step", [batch], threads: th, value: Double(batch) / step, unit: "img/s",
                        peer: torchPeer("\(name) train step", th))
+                // Heap allocations per training step after warm-up (malloc interposer; 0 is the target).
+                let before = vm_malloc_count()
+                for _ in 0..<5 { _ = trainer.step() }
+                if before > 0 {
+                    record("vit", "\(name) heap allocations", [batch], threads: th,
+                           value: Double(vm_malloc_count() - before) / 5, unit: "allocs/step")
+                }
             }
         }
         ThreadPool.shared.threads = ThreadPool.shared.capacity
+    }
+
+    /// Time per kernel category in one training step (forward, loss, backward, AdamW), as a table.
+    func profileSuite() {
+        let configs: [(String, ViTConfig)] = options.quick ? [("vit_mini_patch4_28", .mini28())]
+            : [("vit_mini_patch4_28", .mini28()), ("vit_tiny_patch16_224", .vitTiny())]
+        let batch = 32
+        for (name, config) in configs {
+            let images = randomImages(config, count: batch)
+            for th in options.threads {
+                ThreadPool.shared.threads = th
+                let trainer = Trainer(model: ViT(config: config, seed: 1), train: images, mode: .full,
+                                      settings: TrainSettings(steps: 1_000_000, batchSize: batch, lr: 1e-4, seed: 1))
+                for _ in 0..<2 { _ = trainer.step() }
+                let steps = config.imageHeight > 100 ? 3 : 20
+                Profiler.reset()
+                Profiler.enabled = true
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                for _ in 0..<steps { _ = trainer.step() }
+                let total = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9 / Double(steps)
+                Profiler.enabled = false
+                print(String(format: "\nprofile: %@, batch %d, %d thread(s): %.2f ms per training step", name, batch, th, total * 1e3))
+                var accounted = 0.0
+                for c in ProfileCategory.allCases {
+                    let sec = Profiler.seconds[c.rawValue] / Double(steps)
+                    accounted += sec
+                    printProfileLine(c.name, sec, total, Profiler.calls[c.rawValue] / steps)
+                    record("profile", "\(name) \(c.name)", [batch], threads: th, value: sec * 1e3, unit: "ms/step")
+                    records[records.count - 1].percent_of_peak = nil
+                }
+                printProfileLine("other (embedding, residual adds, pooling, copies)", total - accounted, total, nil)
+                record("profile", "\(name) other", [batch], threads: th, value: (total - accounted) * 1e3, unit: "ms/step")
+            }
+        }
+        ThreadPool.shared.threads = ThreadPool.shared.capacity
+    }
+
+    func printProfileLine(_ label: String, _ sec: Double, _ total: Double, _ calls: Int?) {
+        print("  " + label.padding(toLength: 52, withPad: " ", startingAt: 0)
+              + String(format: "%9.3f ms  %5.1f%%", sec * 1e3, 100 * sec / total) + (calls.map { "  \($0) calls" } ?? ""))
     }
 
     func randomImages(_ c: ViTConfig, count: Int) -> LabeledImages {

@@ -13,7 +13,7 @@ struct BenchOptions {
     /// JSON written by scripts/bench_torch.py: PyTorch img/s to compare the vit suite with.
     var compare: String?
 
-    static let allSuites: Set<String> = ["gemm", "runtime", "kernels", "vit", "merge"]
+    static let allSuites: Set<String> = ["gemm", "runtime", "kernels", "vit", "merge", "profile"]
 
     struct UsageError: Error, CustomStringConvertible { let description: String }
 
@@ -47,7 +47,7 @@ struct BenchOptions {
             case "--quick": o.quick = true; o.minSeconds = 0.1
             case "--help", "-h":
                 print("""
-                    usage: vitmerge-bench [--suite gemm,kernels,vit,merge,runtime | --all] [--threads 1,2] [--json FILE] [--quick]
+                    usage: vitmerge-bench [--suite gemm,kernels,vit,merge,profile,runtime | --all] [--threads 1,2] [--json FILE] [--quick]
                                           [--numpy PYTHON] [--compare torch.json]
                       --numpy PYTHON       also time the GEMM shapes with numpy (scripts/bench_numpy.py) as a peer
                       --compare FILE       PyTorch figures from scripts/bench_torch.py, shown as the vit suite's peer
@@ -127,6 +127,7 @@ final class Bench {
         if options.suites.contains("kernels") { kernelSuite() }
         if options.suites.contains("vit") { vitSuite() }
         if options.suites.contains("merge") { mergeSuite() }
+        if options.suites.contains("profile") { profileSuite() }
         printTable()
         if let path = options.jsonPath {
             struct Output: Encodable {

@@ -76,7 +76,9 @@ public struct RNG: Sendable {
         }
     }
 
-    /// Fisher–Yates shuffle of `array`, in place.
+    /// Fisher–Yates shuffle of `array`, in place. Inlinable so it is specialized in the caller
+    /// (unspecialized, every `swapAt` allocates a coroutine frame).
+    @inlinable
     public mutating func shuffle<T>(_ array: inout [T]) {
         guard array.count > 1 else { return }
         for i in stride(from: array.count - 1, to: 0, by: -1) {

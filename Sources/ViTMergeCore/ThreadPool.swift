@@ -38,7 +38,9 @@ public final class ThreadPool: @unchecked Sendable {
     private let shutdown = Atomic<Bool>(false)
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let cond: UnsafeMutablePointer<pthread_cond_t>
-    private nonisolated(unsafe) var job: ((Int, Int) -> Void)?
+    /// The running region's body. Not Optional: a closure stored in an Optional is kept at the
+    /// generic abstraction, and converting to it allocated a thunk context on every `run`.
+    private nonisolated(unsafe) var job: (Int, Int) -> Void = ThreadPool.idle
     private nonisolated(unsafe) var jobThreads = 1
     private static let spinLimit = 20_000
 
@@ -92,10 +94,12 @@ public final class ThreadPool: @unchecked Sendable {
                 spins &+= 1
                 if spins > ThreadPool.spinLimit { sched_yield() }
             }
-            job = nil
+            job = ThreadPool.idle
         }
         busy.store(false, ordering: .releasing)
     }
+
+    private static let idle: @Sendable (Int, Int) -> Void = { _, _ in }
 
     /// Splits 0..<count into at most `threads` contiguous ranges of at least `minChunk` items
     /// and runs `body` on each in parallel.
@@ -140,7 +144,7 @@ public final class ThreadPool: @unchecked Sendable {
                 remaining.subtract(1, ordering: .releasing)
                 return
             }
-            if ith < jobThreads, let job { job(ith, jobThreads) }
+            if ith < jobThreads { job(ith, jobThreads) }
             remaining.subtract(1, ordering: .releasing)
         }
     }

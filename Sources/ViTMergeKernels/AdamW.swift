@@ -8,6 +8,7 @@ public enum AdamW {
     public static func update(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
                               v: UnsafeMutablePointer<Float>, count: Int, step: Int, lr: Float, beta1: Float, beta2: Float,
                               eps: Float, weightDecay: Float, pool: ThreadPool = .shared) {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.optimizer, profileStart) }
         precondition(step >= 1, "AdamW: step is 1-based, got \(step)")
         let bc1 = 1 - Foundation.pow(Double(beta1), Double(step)), bc2 = 1 - Foundation.pow(Double(beta2), Double(step))
         let decay = 1 - lr * weightDecay
@@ -60,6 +61,7 @@ public enum GradientNorm {
 
     // ‖x[count]‖₂ — Float SIMD sums per fixed chunk, chunks combined in order in Double
     public static func l2(_ x: UnsafePointer<Float>, count: Int, pool: ThreadPool = .shared) -> Double {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.optimizer, profileStart) }
         let chunks = (count + chunk - 1) / chunk
         guard chunks > 0 else { return 0 }
         return withUnsafeTemporaryAllocation(of: Double.self, capacity: chunks) { partial in
@@ -85,6 +87,7 @@ public enum GradientNorm {
     // torch.nn.utils.clip_grad_norm_: if the norm exceeds maxNorm, x *= maxNorm/(norm + 1e-6); returns the norm before clipping
     @discardableResult
     public static func clip(_ x: UnsafeMutablePointer<Float>, count: Int, maxNorm: Double, pool: ThreadPool = .shared) -> Double {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.optimizer, profileStart) }
         let norm = l2(x, count: count, pool: pool)
         if norm > maxNorm { Elementwise.scale(x, alpha: Float(maxNorm / (norm + 1e-6)), count: count, pool: pool) }
         return norm

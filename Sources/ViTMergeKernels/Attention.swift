@@ -12,6 +12,7 @@ public enum Attention {
         out: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>,
         batch: Int, tokens: Int, dim: Int, heads: Int, pool: ThreadPool = .shared
     ) {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.attention, profileStart) }
         precondition(batch >= 0 && tokens >= 1 && heads >= 1 && dim % heads == 0,
                      "Attention: dim \(dim) must be a multiple of heads \(heads)")
         guard batch > 0 else { return }
@@ -36,6 +37,7 @@ public enum Attention {
         qkv: UnsafePointer<Float>, att: UnsafePointer<Float>,
         batch: Int, tokens: Int, dim: Int, heads: Int, pool: ThreadPool = .shared
     ) {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.attention, profileStart) }
         precondition(batch >= 0 && tokens >= 1 && heads >= 1 && dim % heads == 0,
                      "Attention: dim \(dim) must be a multiple of heads \(heads)")
         guard batch > 0 else { return }

@@ -6,6 +6,7 @@ public enum CrossEntropy {
     // probs[N,K] = softmax(logits); losses[N] = −log probs[label]; returns the mean loss (summed in Double, row order)
     public static func forward(probs: UnsafeMutablePointer<Float>, losses: UnsafeMutablePointer<Float>, logits: UnsafePointer<Float>,
                                labels: UnsafePointer<Int32>, rows: Int, classes: Int, pool: ThreadPool = .shared) -> Float {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.loss, profileStart) }
         precondition(rows >= 0 && classes >= 1, "CrossEntropy: bad shape [\(rows), \(classes)]")
         pool.forEachRange(rows, grain: max(1, elementwiseGrain / classes)) { rr in
             for r in rr {
@@ -30,6 +31,7 @@ public enum CrossEntropy {
     // dlogits[N,K] += scale · (probs − onehot(label))
     public static func backward(dlogits: UnsafeMutablePointer<Float>, probs: UnsafePointer<Float>, labels: UnsafePointer<Int32>,
                                 rows: Int, classes: Int, scale: Float, pool: ThreadPool = .shared) {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.loss, profileStart) }
         pool.forEachRange(rows, grain: max(1, elementwiseGrain / classes)) { rr in
             for r in rr {
                 let d = dlogits + r &* classes, p = probs + r &* classes

@@ -4,6 +4,7 @@ import ViTMergeCore
 public enum Elementwise {
     // y[n] += alpha · x[n]
     public static func axpy(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, alpha: Float, count: Int, pool: ThreadPool = .shared) {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.elementwise, profileStart) }
         let a = V16(repeating: alpha)
         pool.forEachRange(count) { r in
             var i = r.lowerBound
@@ -16,6 +17,7 @@ public enum Elementwise {
     // (bit-identical to copying base and applying one axpy per j)
     public static func linearCombination(out: UnsafeMutablePointer<Float>, base: UnsafePointer<Float>, xs: [UnsafePointer<Float>],
                                          coefficients cs: [Float], count: Int, pool: ThreadPool = .shared) {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.elementwise, profileStart) }
         precondition(xs.count == cs.count, "linearCombination: \(xs.count) inputs, \(cs.count) coefficients")
         let vcs = cs.map { V16(repeating: $0) }
         pool.forEachRange(count) { r in
@@ -37,6 +39,7 @@ public enum Elementwise {
 
     // x[n] *= alpha
     public static func scale(_ x: UnsafeMutablePointer<Float>, alpha: Float, count: Int, pool: ThreadPool = .shared) {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.elementwise, profileStart) }
         let a = V16(repeating: alpha)
         pool.forEachRange(count) { r in
             var i = r.lowerBound
@@ -47,6 +50,7 @@ public enum Elementwise {
 
     // out[n] = a[n] + b[n]
     public static func add(out: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>, count: Int, pool: ThreadPool = .shared) {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.elementwise, profileStart) }
         pool.forEachRange(count) { r in
             var i = r.lowerBound
             while i &+ 16 <= r.upperBound { vstore(vload(a + i) + vload(b + i), out + i); i &+= 16 }
@@ -56,6 +60,7 @@ public enum Elementwise {
 
     // out[N,C] += bias[C]
     public static func biasAddForward(out: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, rows: Int, cols: Int, pool: ThreadPool = .shared) {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.elementwise, profileStart) }
         pool.forEachRange(rows, grain: max(1, elementwiseGrain / max(cols, 1))) { rr in
             for r in rr {
                 let o = out + r &* cols
@@ -68,6 +73,7 @@ public enum Elementwise {
 
     // dbias[C] += Σ_n dout[n,C]   (column-parallel: each sum runs in row order for any thread count)
     public static func biasAddBackward(dbias: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, rows: Int, cols: Int, pool: ThreadPool = .shared) {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.elementwise, profileStart) }
         pool.forEachColumnRange(rows: rows, cols: cols) { cr in
             var c = cr.lowerBound
             while c &+ 16 <= cr.upperBound {

@@ -60,6 +60,7 @@ public enum GELU {
 
     // out[n] = gelu(inp[n])
     public static func forward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int, pool: ThreadPool = .shared) {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.activation, profileStart) }
         let h = V16(repeating: 0.5), k = V16(repeating: invSqrt2), one = V16(repeating: 1)
         map16(count, pool: pool) { i, n in
             let x = loadPartial(inp + i, n)
@@ -69,6 +70,7 @@ public enum GELU {
 
     // dinp[n] += gelu'(inp[n]) · dout[n],  gelu'(x) = Φ(x) + x·φ(x)
     public static func backward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>, count: Int, pool: ThreadPool = .shared) {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.activation, profileStart) }
         let h = V16(repeating: 0.5), k = V16(repeating: invSqrt2), one = V16(repeating: 1), c = V16(repeating: invSqrt2Pi)
         map16(count, pool: pool) { i, n in
             let x = loadPartial(inp + i, n)
@@ -96,6 +98,7 @@ public enum GELU {
 public enum QuickGELU {
     // out[n] = x·σ(1.702x)
     public static func forward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int, pool: ThreadPool = .shared) {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.activation, profileStart) }
         let a = V16(repeating: -1.702), one = V16(repeating: 1)
         map16(count, pool: pool) { i, n in
             let x = loadPartial(inp + i, n)
@@ -105,6 +108,7 @@ public enum QuickGELU {
 
     // dinp[n] += (σ + 1.702·x·σ·(1 − σ)) · dout[n]
     public static func backward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>, count: Int, pool: ThreadPool = .shared) {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.activation, profileStart) }
         let a = V16(repeating: -1.702), one = V16(repeating: 1), k = V16(repeating: 1.702)
         map16(count, pool: pool) { i, n in
             let x = loadPartial(inp + i, n)

@@ -32,6 +32,7 @@ public func sgemm(
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
     pool: ThreadPool = .shared
 ) {
+    let profileStart = Profiler.begin(); defer { Profiler.end(.gemm, profileStart) }
     precondition(m >= 0 && n >= 0 && k >= 0, "sgemm: negative size m \(m) n \(n) k \(k)")
     precondition(lda >= max(1, transA ? m : k) && ldb >= max(1, transB ? k : n) && ldc >= max(1, n),
                  "sgemm: leading dimensions lda \(lda) ldb \(ldb) ldc \(ldc) too small for m \(m) n \(n) k \(k)")
@@ -56,6 +57,7 @@ public func sgemmBatched(
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, strideC: (Int, Int),
     batch: (Int, Int), pool: ThreadPool = .shared
 ) {
+    let profileStart = Profiler.begin(); defer { Profiler.end(.gemm, profileStart) }
     precondition(batch.0 >= 0 && batch.1 >= 0, "sgemmBatched: negative batch \(batch)")
     precondition(m >= 0 && n >= 0 && k >= 0, "sgemmBatched: negative size m \(m) n \(n) k \(k)")
     precondition(lda >= max(1, transA ? m : k) && ldb >= max(1, transB ? k : n) && ldc >= max(1, n),

@@ -7,6 +7,7 @@ public enum LayerNorm {
     public static func forward(out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
                                inp: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
                                rows: Int, cols: Int, eps: Float, pool: ThreadPool = .shared) {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.layerNorm, profileStart) }
         precondition(rows >= 0 && cols >= 1, "LayerNorm: bad shape [\(rows), \(cols)]")
         pool.forEachRange(rows, grain: max(1, elementwiseGrain / cols)) { rr in
             for r in rr {
@@ -48,6 +49,7 @@ public enum LayerNorm {
     public static func backward(dinp: UnsafeMutablePointer<Float>, dweight: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>,
                                 dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                 mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, rows: Int, cols: Int, pool: ThreadPool = .shared) {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.layerNorm, profileStart) }
         precondition(rows >= 0 && cols >= 1, "LayerNorm: bad shape [\(rows), \(cols)]")
         let invC = 1 / Float(cols)
         // dinp: row-parallel.

@@ -5,6 +5,7 @@ import ViTMergeCore
 public enum Softmax {
     // out[N,C] = softmax(inp) per row (out may equal inp)
     public static func forward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, rows: Int, cols: Int, pool: ThreadPool = .shared) {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.attention, profileStart) }
         if UnsafePointer(out) != inp { out.update(from: inp, count: rows * cols) }
         Attention.softmaxRowsInPlace(out, rows: rows, cols: cols, pool: pool)
     }
@@ -12,6 +13,7 @@ public enum Softmax {
     // dinp[N,C] += out ⊙ (dout − Σ_row dout ⊙ out)
     public static func backward(dinp: UnsafeMutablePointer<Float>, out: UnsafePointer<Float>, dout: UnsafePointer<Float>,
                                 rows: Int, cols: Int, pool: ThreadPool = .shared) {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.attention, profileStart) }
         pool.forEachRange(rows, grain: max(1, elementwiseGrain / max(cols, 1))) { rr in
             for r in rr {
                 let p = out + r &* cols, g = dout + r &* cols, d = dinp + r &* cols

@@ -17,13 +17,18 @@ public struct BatchSampler: Sendable {
         self.seed = seed
     }
 
-    /// Example indices of 0-based `step`.
-    public func indices(step: Int) -> ArraySlice<Int> {
-        let epoch = step / stepsPerEpoch, within = step % stepsPerEpoch
+    /// The order in which epoch `epoch` visits the examples.
+    public func order(epoch: Int) -> [Int] {
         var order = Array(0..<count)
         var rng = RNG(seed: seed, stream: UInt64(epoch))
         rng.shuffle(&order)
-        return order[(within * batchSize)..<((within + 1) * batchSize)]
+        return order
+    }
+
+    /// Example indices of 0-based `step` (draws the epoch's order; `Trainer` caches it instead).
+    public func indices(step: Int) -> ArraySlice<Int> {
+        let within = step % stepsPerEpoch
+        return order(epoch: step / stepsPerEpoch)[(within * batchSize)..<((within + 1) * batchSize)]
     }
 }
 

@@ -115,6 +115,9 @@ public final class Trainer {
     /// Masked image modeling buffers: target pixels, decoder output / its gradient, token gradient.
     var target: [Float] = [], decoded: [Float] = [], tokenGradient: [Float] = []
     var isMasked: [Bool] = []
+    /// The current epoch's example order (drawn once per epoch, not per step).
+    var epochOrder: [Int] = []
+    var orderEpoch = -1
 
     /// For `.masked`, the model's head is the decoder: num_classes must equal the patch's pixel count.
     public init(model: ViT, train: LabeledImages, mode: TrainMode, settings: TrainSettings) {
@@ -152,12 +155,22 @@ public final class Trainer {
         return (loss, lr, norm)
     }
 
+    /// `sampler.indices(step:)`, with the epoch's order cached.
+    func batchIndices(step s: Int) -> ArraySlice<Int> {
+        let epoch = s / sampler.stepsPerEpoch, within = s % sampler.stepsPerEpoch
+        if epoch != orderEpoch {
+            epochOrder = sampler.order(epoch: epoch)
+            orderEpoch = epoch
+        }
+        return epochOrder[(within * sampler.batchSize)..<((within + 1) * sampler.batchSize)]
+    }
+
     /// Cross-entropy on batch `s`; leaves its gradient in `grads`.
     func supervisedLoss(step s: Int) -> Float {
         let b = sampler.batchSize
         return input.withUnsafeMutableBufferPointer { inp in
             labels.withUnsafeMutableBufferPointer { lab in
-                train.fill(sampler.indices(step: s), input: inp.baseAddress!, labels: lab.baseAddress!)
+                train.fill(batchIndices(step: s), input: inp.baseAddress!, labels: lab.baseAddress!)
                 model.forward(input: inp.baseAddress!, batch: b, acts: acts)
                 let loss = model.crossEntropy(labels: lab.baseAddress!, batch: b, acts: acts)
                 grads.zero()
@@ -183,7 +196,7 @@ public final class Trainer {
                 decoded.withUnsafeMutableBufferPointer { dec in
                     tokenGradient.withUnsafeMutableBufferPointer { dtok in
                         let x = inp.baseAddress!, target = tgt.baseAddress!, pred = dec.baseAddress!
-                        train.fill(sampler.indices(step: s), input: x, labels: nil)
+                        train.fill(batchIndices(step: s), input: x, labels: nil)
                         // Per image: choose the masked patches, keep their pixels as targets, fill them with −1.
                         var order = Array(0..<np)
                         for i in 0..<b {

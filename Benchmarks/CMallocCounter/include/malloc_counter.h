@@ -1,0 +1,8 @@
+// Heap-allocation counting for vitmerge-bench: this target defines malloc, calloc, realloc,
+// posix_memalign, aligned_alloc and memalign, forwarding to glibc's __libc_* entry points and
+// counting every call. Linked into the benchmark executable only (ELF interposition makes every
+// library in the process, the Swift runtime included, call these).
+#pragma once
+
+/// Allocation calls (malloc, calloc, realloc, posix_memalign, aligned_alloc, memalign) so far.
+unsigned long vm_malloc_count(void);
