@@ -165,7 +165,17 @@ final class Bench {
         }
     }
 
+    /// `swift --version`'s first line when a toolchain is on PATH, else the compile-time range.
     func swiftVersion() -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["swift", "--version"]
+        let pipe = Pipe(); p.standardOutput = pipe; p.standardError = FileHandle.nullDevice
+        if (try? p.run()) != nil {
+            p.waitUntilExit()
+            let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            if p.terminationStatus == 0, let line = out.split(separator: "\n").first { return String(line) }
+        }
         #if compiler(>=6.3)
         return "6.3+"
         #elseif compiler(>=6.2)

@@ -65,10 +65,12 @@ public final class AdamWOptimizer {
     }
 
     /// Clips the trainable gradients to `maxNorm` (if > 0) and applies one AdamW update with `lr`.
-    /// Returns the gradient norm before clipping.
+    /// Returns the gradient norm before clipping. A non-finite norm leaves parameters, moments
+    /// and step untouched (the caller reports it; see `Trainer.run`).
     @discardableResult
     public func update(parameters: ViTParameters, grads: Arena, lr: Float, maxNorm: Double, pool: ThreadPool = .shared) -> Double {
         let norm = gradientNorm(grads, pool: pool)
+        guard norm.isFinite else { return norm }
         if maxNorm > 0 && norm > maxNorm {
             let s = Float(maxNorm / (norm + 1e-6))
             for g in groups { Elementwise.scale(grads.base + g.offset, alpha: s, count: g.count, pool: pool) }

@@ -18,6 +18,20 @@ public enum TrainMode: String, Codable, Sendable, CaseIterable {
     case masked = "mim"
 }
 
+/// Errors that stop training.
+public enum TrainingError: Error, CustomStringConvertible {
+    /// The loss or a gradient became NaN or ±∞ at `step` (1-based); `tensor` is the first
+    /// parameter or gradient tensor, in checkpoint order, holding a non-finite value.
+    case nonFinite(step: Int, loss: Float, tensor: String)
+
+    public var description: String {
+        switch self {
+        case .nonFinite(let step, let loss, let tensor):
+            "training diverged at step \(step): loss \(loss), first non-finite tensor \(tensor); the update was not applied and no checkpoint was written for this step (the last one on disk is intact). Lower --lr, keep --clip on, or check the data"
+        }
+    }
+}
+
 /// Hyper-parameters of one training run (AdamW, warm-up + cosine, clipping).
 public struct TrainSettings: Codable, Sendable, Equatable {
     public var steps: Int
@@ -254,11 +268,15 @@ public final class Trainer {
     /// Trains until `settings.steps`, calling `log` after every step and `save` every
     /// `checkpointEvery` steps and at the end.
     public func run(validation: LabeledImages? = nil, log: (StepLog) -> Void = { _ in },
-                    save: (Trainer) throws -> Void = { _ in }) rethrows {
+                    save: (Trainer) throws -> Void = { _ in }) throws {
         let start = DispatchTime.now().uptimeNanoseconds
         let first = optimizer.step
         while optimizer.step < settings.steps {
+            let before = optimizer.step
             let (loss, lr, norm) = step()
+            if !loss.isFinite || !norm.isFinite || optimizer.step == before {
+                throw TrainingError.nonFinite(step: before + 1, loss: loss, tensor: firstNonFiniteTensor())
+            }
             let done = optimizer.step
             let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             let rate = Double((done - first) * sampler.batchSize) / max(elapsed, 1e-9)
@@ -270,6 +288,17 @@ public final class Trainer {
             log(entry)
             if (settings.checkpointEvery > 0 && done % settings.checkpointEvery == 0) || done == settings.steps { try save(self) }
         }
+    }
+
+    /// The first parameter, else gradient, tensor (checkpoint order) with a NaN or ±∞.
+    func firstNonFiniteTensor() -> String {
+        for (arena, kind) in [(model.parameters.arena, "parameter"), (grads, "gradient")] {
+            for r in model.table.layout.regions {
+                let p = arena.base + r.offset
+                if (0..<r.shape.count).contains(where: { !p[$0].isFinite }) { return "\(r.name) (\(kind))" }
+            }
+        }
+        return "none (the loss itself)"
     }
 
     // MARK: Resumable state

@@ -86,6 +86,32 @@ final class TrainingTests: XCTestCase {
         XCTAssertThrowsError(try t2.restoreState(from: state)) { XCTAssertTrue("\($0)".contains("same command line"), "\($0)") }
     }
 
+    func testNonFiniteLossStopsTrainingNamingStepAndTensorAndKeepsTheLastCheckpoint() throws {
+        let (config, data) = try tinySetup()
+        let settings = TrainSettings(steps: 6, batchSize: 16, lr: 1e-3, seed: 1, checkpointEvery: 2)
+        let state = NSTemporaryDirectory() + "vitmerge-nan-\(getpid()).safetensors"
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let model = ViT(config: config, seed: 3)
+        let trainer = Trainer(model: model, train: data, mode: .full, settings: settings)
+        var saved: [Int] = []
+        XCTAssertThrowsError(try trainer.run(save: { t in
+            try t.saveState(to: state)
+            saved.append(t.optimizer.step)
+            if t.optimizer.step == 2 { model.parameters["blocks.0.mlp.fc1.weight"]!.pointer[5] = .nan }  // poison after the save
+        })) { error in
+            guard case TrainingError.nonFinite(let step, _, let tensor) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(step, 3)
+            XCTAssertEqual(tensor, "blocks.0.mlp.fc1.weight (parameter)")
+            XCTAssertTrue("\(error)".contains("Lower --lr"), "\(error)")
+        }
+        XCTAssertEqual(saved, [2], "nothing may be saved after the divergence")
+        XCTAssertEqual(trainer.optimizer.step, 2, "the diverged update must not be applied")
+        let resumed = Trainer(model: ViT(config: config, seed: 3), train: data, mode: .full, settings: settings)
+        try resumed.restoreState(from: state)
+        XCTAssertEqual(resumed.optimizer.step, 2)
+        XCTAssertTrue(resumed.model.parameters["blocks.0.mlp.fc1.weight"]!.array.allSatisfy(\.isFinite), "the checkpoint on disk is the last good one")
+    }
+
     // MARK: Masked image modeling
 
     func mimSetup() throws -> (ViTConfig, LabeledImages) {
