@@ -90,6 +90,18 @@ public enum Golden {
         try report.rows.append(compare("forward", forwardTensors + [("loss", [lossValue])], file, forwardTolerance))
         if !activationTensors.isEmpty { try report.rows.append(compare("activations", activationTensors, file, forwardTolerance)) }
 
+        // Jacobian-vector product for the recorded tangent (before the backward reuses activations).
+        let jvpName = "jvp." + outName
+        if file.contains(jvpName) {
+            let tangent = ViTParameters(config: config)
+            try loadParameters(tangent, from: file, prefix: "jvp.tangent.")
+            let tangents = ViTTangents(config: config, capacity: batch)
+            model.jvp(tangent: tangent.base, batch: batch, acts: acts, tangents: tangents)
+            let jv = Array(UnsafeBufferPointer(start: tangents.output, count: batch * (k > 0 ? k : d)))
+            try report.rows.append(compare("jvp", [(jvpName, jv)], file, forwardTolerance))
+            report.computed[jvpName] = jv
+        }
+
         // Backward with the input gradient.
         var gradInput = [Float](repeating: 0, count: input.count)
         input.withUnsafeBufferPointer { inp in

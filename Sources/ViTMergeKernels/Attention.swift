@@ -63,6 +63,36 @@ public enum Attention {
                      beta: 1, c: dqkv + dim, ldc: d3, strideC: qkvStride, batch: (batch, heads), pool: pool)
     }
 
+    // Forward-mode derivative: tout[B,T,D] = ∂out·tqkv, the tangent of `forward`'s output for a
+    // tangent tqkv[B,T,3D] of its input, using the saved probabilities att; tatt[B,H,T,T] is scratch.
+    // tS = scale·(tQ·Kᵀ + Q·tKᵀ); tP = P ⊙ (tS − rowsum(P ⊙ tS)); tO = tP·V + P·tV.
+    public static func jvp(
+        tout: UnsafeMutablePointer<Float>, tatt: UnsafeMutablePointer<Float>, tqkv: UnsafePointer<Float>,
+        qkv: UnsafePointer<Float>, att: UnsafePointer<Float>,
+        batch: Int, tokens: Int, dim: Int, heads: Int, pool: ThreadPool = .shared
+    ) {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.attention, profileStart) }
+        precondition(batch >= 0 && tokens >= 1 && heads >= 1 && dim % heads == 0,
+                     "Attention: dim \(dim) must be a multiple of heads \(heads)")
+        guard batch > 0 else { return }
+        let (t, hd, d3) = (tokens, dim / heads, 3 * dim)
+        let scale = 1 / Float(hd).squareRoot()
+        let attStride = (heads * t * t, t * t), qkvStride = (t * d3, hd), outStride = (t * dim, hd)
+        sgemmBatched(transA: false, transB: true, m: t, n: t, k: hd, alpha: scale,
+                     a: tqkv, lda: d3, strideA: qkvStride, b: qkv + dim, ldb: d3, strideB: qkvStride,
+                     beta: 0, c: tatt, ldc: t, strideC: attStride, batch: (batch, heads), pool: pool)
+        sgemmBatched(transA: false, transB: true, m: t, n: t, k: hd, alpha: scale,
+                     a: qkv, lda: d3, strideA: qkvStride, b: tqkv + dim, ldb: d3, strideB: qkvStride,
+                     beta: 1, c: tatt, ldc: t, strideC: attStride, batch: (batch, heads), pool: pool)
+        softmaxBackwardRowsInPlace(tatt, att: att, rows: batch * heads * t, cols: t, pool: pool)
+        sgemmBatched(transA: false, transB: false, m: t, n: hd, k: t,
+                     a: UnsafePointer(tatt), lda: t, strideA: attStride, b: qkv + 2 * dim, ldb: d3, strideB: qkvStride,
+                     beta: 0, c: tout, ldc: dim, strideC: outStride, batch: (batch, heads), pool: pool)
+        sgemmBatched(transA: false, transB: false, m: t, n: hd, k: t,
+                     a: att, lda: t, strideA: attStride, b: tqkv + 2 * dim, ldb: d3, strideB: qkvStride,
+                     beta: 1, c: tout, ldc: dim, strideC: outStride, batch: (batch, heads), pool: pool)
+    }
+
     /// x[rows, cols] ← softmax of each row, in place (max subtracted first).
     static func softmaxRowsInPlace(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, pool: ThreadPool) {
         pool.parallelFor(rows, minChunk: max(1, 16_384 / max(cols, 1))) { range in

@@ -120,6 +120,33 @@ public enum LayerNorm {
 
     // MARK: References (Double)
 
+    // Forward-mode derivative of `forward` (mean/rstd saved by it): with x̂ = (x − μ)·r,
+    // tout = r·(tinp − mean(tinp) − x̂·mean(x̂ ⊙ tinp)) ⊙ weight + x̂ ⊙ tweight + tbias
+    public static func jvp(tout: UnsafeMutablePointer<Float>, tinp: UnsafePointer<Float>, inp: UnsafePointer<Float>,
+                           mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                           tweight: UnsafePointer<Float>, tbias: UnsafePointer<Float>, rows: Int, cols: Int,
+                           pool: ThreadPool = .shared) {
+        let profileStart = Profiler.begin(); defer { Profiler.end(.layerNorm, profileStart) }
+        precondition(rows >= 0 && cols >= 1, "LayerNorm: bad shape [\(rows), \(cols)]")
+        let invC = 1 / Float(cols)
+        pool.forEachRange(rows, grain: max(1, elementwiseGrain / cols)) { rr in
+            for r in rr {
+                let x = inp + r &* cols, tx = tinp + r &* cols, y = tout + r &* cols
+                let mu = mean[r], rs = rstd[r]
+                var st: Float = 0, sxt: Float = 0
+                for i in 0..<cols {
+                    st += tx[i]
+                    sxt += (x[i] - mu) * rs * tx[i]
+                }
+                let mt = st * invC, mxt = sxt * invC
+                for i in 0..<cols {
+                    let xhat = (x[i] - mu) * rs
+                    y[i] = rs * (tx[i] - mt - xhat * mxt) * weight[i] + xhat * tweight[i] + tbias[i]
+                }
+            }
+        }
+    }
+
     public static func forwardReference(out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
                                         inp: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
                                         rows: Int, cols: Int, eps: Float) {

@@ -263,3 +263,49 @@ final class LinearCombinationTests: XCTestCase {
         }
     }
 }
+
+/// Forward-mode kernels against central finite differences of their forward kernels.
+final class JVPKernelTests: XCTestCase {
+    /// (f(x + h·t) − f(x − h·t)) / 2h for a float kernel f.
+    func directional(_ x: [Float], _ t: [Float], h: Float = 1e-3, _ f: ([Float]) -> [Float]) -> [Float] {
+        let up = f(zip(x, t).map { $0 + h * $1 }), down = f(zip(x, t).map { $0 - h * $1 })
+        return zip(up, down).map { ($0 - $1) / (2 * h) }
+    }
+
+    func testAttentionJVPMatchesFiniteDifferences() {
+        for (batch, tokens, dim, heads) in [(2, 5, 12, 3), (1, 17, 16, 2), (3, 7, 6, 1)] {
+            let qkv = randomArray(batch * tokens * 3 * dim, seed: UInt64(tokens)), tq = randomArray(qkv.count, seed: 99)
+            func attention(_ x: [Float]) -> [Float] {
+                var out = [Float](repeating: 0, count: batch * tokens * dim), att = [Float](repeating: 0, count: batch * heads * tokens * tokens)
+                Attention.forward(out: &out, att: &att, qkv: x, batch: batch, tokens: tokens, dim: dim, heads: heads)
+                return out
+            }
+            var out = [Float](repeating: 0, count: batch * tokens * dim), att = [Float](repeating: 0, count: batch * heads * tokens * tokens)
+            Attention.forward(out: &out, att: &att, qkv: qkv, batch: batch, tokens: tokens, dim: dim, heads: heads)
+            var tout = [Float](repeating: .nan, count: out.count), tatt = [Float](repeating: .nan, count: att.count)
+            Attention.jvp(tout: &tout, tatt: &tatt, tqkv: tq, qkv: qkv, att: att, batch: batch, tokens: tokens, dim: dim, heads: heads)
+            assertClose(tout, directional(qkv, tq, attention), atol: 2e-3, rtol: 1e-2, "attention jvp \(batch)×\(tokens)×\(dim)/\(heads)")
+        }
+    }
+
+    func testLayerNormJVPMatchesFiniteDifferences() {
+        for (rows, cols) in [(3, 1), (5, 17), (4, 96)] {
+            let x = randomArray(rows * cols, seed: 1), w = randomArray(cols, seed: 2, lo: 0.5, hi: 1.5), b = randomArray(cols, seed: 3)
+            let tx = randomArray(x.count, seed: 4), tw = randomArray(cols, seed: 5), tb = randomArray(cols, seed: 6)
+            // One flat input [x | w | b] so the finite difference perturbs all three along (tx, tw, tb).
+            func layerNorm(_ all: [Float]) -> [Float] {
+                var out = [Float](repeating: 0, count: rows * cols), mean = [Float](repeating: 0, count: rows), rstd = mean
+                let xs = Array(all[0..<(rows * cols)]), ws = Array(all[(rows * cols)..<(rows * cols + cols)]), bs = Array(all[(rows * cols + cols)...])
+                LayerNorm.forward(out: &out, mean: &mean, rstd: &rstd, inp: xs, weight: ws, bias: bs, rows: rows, cols: cols, eps: 1e-5)
+                return out
+            }
+            var out = [Float](repeating: 0, count: rows * cols), mean = [Float](repeating: 0, count: rows), rstd = mean
+            LayerNorm.forward(out: &out, mean: &mean, rstd: &rstd, inp: x, weight: w, bias: b, rows: rows, cols: cols, eps: 1e-5)
+            var tout = [Float](repeating: .nan, count: out.count)
+            LayerNorm.jvp(tout: &tout, tinp: tx, inp: x, mean: mean, rstd: rstd, weight: w, tweight: tw, tbias: tb, rows: rows, cols: cols)
+            let fd = directional(x + w + b, tx + tw + tb, layerNorm)
+            // cols = 1 normalizes to exactly 0: the tangent of x̂ is 0 there (bias tangent remains).
+            assertClose(tout, fd, atol: 2e-3, rtol: 1e-2, "layernorm jvp \(rows)×\(cols)")
+        }
+    }
+}

@@ -28,6 +28,7 @@ final class GoldenTests: XCTestCase {
             let report = try Golden.verify(path: path)
             XCTAssertTrue(report.rows.contains { $0.group == "gradients" } && report.rows.contains { $0.group == "adamw.param" },
                           "\(path): golden file lacks gradients or AdamW results")
+            XCTAssertTrue(report.rows.contains { $0.group == "jvp" }, "\(path): the JVP (torch.func.jvp) was not checked")
             for row in report.rows where !row.passed {
                 XCTFail("\((path as NSString).lastPathComponent) \(row.group): max abs \(row.maxAbs), max rel \(row.maxRel), worst \(row.worst) (atol \(row.atol), rtol \(row.rtol))")
             }
