@@ -16,6 +16,11 @@ public enum TrainMode: String, Codable, Sendable, CaseIterable {
     /// linear decoder (stored as the head, num_classes = patch pixels) reconstructs the masked
     /// pixels; the loss is their mean squared error. Labels are not used.
     case masked = "mim"
+    /// Linearized (tangent-space) fine-tuning, aligned: the model is replaced by its first-order
+    /// Taylor expansion at the starting point θ0, f_lin(x; θ) = f(x; θ0) + J(θ0)·(θ − θ0); the
+    /// encoder trains, the (probed) head stays frozen. Forward = primal at θ0 plus a JVP; the
+    /// gradient is the ordinary backward at θ0 with f_lin's loss gradient.
+    case linearized
 }
 
 /// Errors that stop training.
@@ -83,11 +88,15 @@ public struct StepLog: Sendable {
 /// Accuracy and mean cross-entropy of `model` on `data`.
 /// `acts` may be passed in to reuse one activation arena across many evaluations (allocating
 /// and first-touching it costs more than a forward pass of a small model).
-public func evaluate(_ model: ViT, on data: LabeledImages, batchSize: Int = 128, acts reused: ViTActivations? = nil)
+/// With `tangent` (laid out like the parameters) the linearized model is evaluated:
+/// f_lin = f(x; θ_model) + J(θ_model)·tangent (tangent-space models and their merges).
+public func evaluate(_ model: ViT, on data: LabeledImages, batchSize: Int = 128, acts reused: ViTActivations? = nil,
+                     tangent: UnsafePointer<Float>? = nil, tangents reusedTangents: ViTTangents? = nil)
     -> (accuracy: Double, loss: Double) {
     precondition(model.config.numClasses > 0, "evaluate needs a model with a head")
     let acts = reused ?? model.makeActivations(capacity: min(batchSize, max(data.count, 1)))
     let capacity = acts.capacity
+    let tangents = tangent == nil ? nil : (reusedTangents ?? ViTTangents(config: model.config, capacity: capacity))
     let k = model.config.numClasses
     var input = [Float](repeating: 0, count: capacity * data.imageSize)
     var labels = [Int32](repeating: 0, count: capacity)
@@ -99,6 +108,10 @@ public func evaluate(_ model: ViT, on data: LabeledImages, batchSize: Int = 128,
             labels.withUnsafeMutableBufferPointer { lab in
                 data.fill(start..<(start + b), input: inp.baseAddress!, labels: lab.baseAddress!)
                 model.forward(input: inp.baseAddress!, batch: b, acts: acts)
+                if let tangent, let tangents {
+                    model.jvp(tangent: tangent, batch: b, acts: acts, tangents: tangents)
+                    Elementwise.add(out: acts.output, a: acts.output, b: tangents.output, count: b * model.config.numClasses, pool: model.pool)
+                }
                 lossSum += Double(model.crossEntropy(labels: lab.baseAddress!, batch: b, acts: acts)) * Double(b)
             }
         }
@@ -126,6 +139,10 @@ public final class Trainer {
     let grads: Arena
     var input: [Float]
     var labels: [Int32]
+    /// Linearized mode: the trained parameters θ (the model keeps θ0), θ − θ0, and tangent storage.
+    public let theta: ViTParameters?
+    var delta: [Float] = []
+    var tangents: ViTTangents?
     /// Masked image modeling buffers: target pixels, decoder output / its gradient, token gradient.
     var target: [Float] = [], decoded: [Float] = [], tokenGradient: [Float] = []
     var isMasked: [Bool] = []
@@ -143,7 +160,12 @@ public final class Trainer {
         self.train = train
         sampler = BatchSampler(count: train.count, batchSize: settings.batchSize, seed: settings.seed)
         optimizer = AdamWOptimizer(table: model.table, weightDecay: settings.weightDecay) { name in
-            mode == .full || !ParameterTable.isHead(name)
+            mode == .full || mode == .masked || !ParameterTable.isHead(name)
+        }
+        theta = mode == .linearized ? model.parameters.copy() : nil
+        if mode == .linearized {
+            delta = [Float](repeating: 0, count: model.table.layout.count)
+            tangents = ViTTangents(config: model.config, capacity: min(settings.batchSize, train.count))
         }
         acts = model.makeActivations(capacity: sampler.batchSize)
         grads = model.makeGradients()
@@ -165,9 +187,23 @@ public final class Trainer {
         let s = optimizer.step
         let loss = mode == .masked ? maskedLoss(step: s) : supervisedLoss(step: s)
         let lr = schedule.lr(step: s + 1)
-        let norm = optimizer.update(parameters: model.parameters, grads: grads, lr: lr, maxNorm: settings.clipNorm, pool: model.pool)
+        let norm = optimizer.update(parameters: trained, grads: grads, lr: lr, maxNorm: settings.clipNorm, pool: model.pool)
         return (loss, lr, norm)
     }
+
+    /// Accuracy and loss of the model being trained (f_lin in linearized mode).
+    public func evaluateTrained(on data: LabeledImages) -> (accuracy: Double, loss: Double) {
+        guard let theta else { return evaluate(model, on: data) }
+        var tangent = [Float](repeating: 0, count: delta.count)
+        tangent.withUnsafeMutableBufferPointer { tv in
+            Elementwise.linearCombination(out: tv.baseAddress!, base: theta.base, xs: [UnsafePointer(model.parameters.base)],
+                                          coefficients: [-1], count: tv.count, pool: model.pool)
+        }
+        return tangent.withUnsafeBufferPointer { evaluate(model, on: data, tangent: $0.baseAddress!) }
+    }
+
+    /// The parameters being trained: θ in linearized mode (the model holds θ0), else the model's.
+    public var trained: ViTParameters { theta ?? model.parameters }
 
     /// `sampler.indices(step:)`, with the epoch's order cached.
     func batchIndices(step s: Int) -> ArraySlice<Int> {
@@ -186,6 +222,16 @@ public final class Trainer {
             labels.withUnsafeMutableBufferPointer { lab in
                 train.fill(batchIndices(step: s), input: inp.baseAddress!, labels: lab.baseAddress!)
                 model.forward(input: inp.baseAddress!, batch: b, acts: acts)
+                if let theta, let tangents {
+                    // f_lin = f(θ0) + J(θ0)·(θ − θ0), written over the primal logits for the loss.
+                    let n = delta.count
+                    delta.withUnsafeMutableBufferPointer { dv in
+                        Elementwise.linearCombination(out: dv.baseAddress!, base: theta.base, xs: [UnsafePointer(model.parameters.base)],
+                                                      coefficients: [-1], count: n, pool: model.pool)
+                        model.jvp(tangent: dv.baseAddress!, batch: b, acts: acts, tangents: tangents)
+                    }
+                    Elementwise.add(out: acts.output, a: acts.output, b: tangents.output, count: b * model.config.numClasses, pool: model.pool)
+                }
                 let loss = model.crossEntropy(labels: lab.baseAddress!, batch: b, acts: acts)
                 grads.zero()
                 model.backward(input: inp.baseAddress!, batch: b, acts: acts, grads: grads,
@@ -283,7 +329,7 @@ public final class Trainer {
             var entry = StepLog(step: done, steps: settings.steps, loss: loss, lr: lr, gradNorm: norm, imagesPerSecond: rate,
                                 secondsLeft: elapsed / Double(done - first) * Double(settings.steps - done))
             if let validation, (settings.evalEvery > 0 && done % settings.evalEvery == 0) || done == settings.steps {
-                entry.validationAccuracy = evaluate(model, on: validation).accuracy
+                entry.validationAccuracy = evaluateTrained(on: validation).accuracy
             }
             log(entry)
             if (settings.checkpointEvery > 0 && done % settings.checkpointEvery == 0) || done == settings.steps { try save(self) }
@@ -292,7 +338,7 @@ public final class Trainer {
 
     /// The first parameter, else gradient, tensor (checkpoint order) with a NaN or ±∞.
     func firstNonFiniteTensor() -> String {
-        for (arena, kind) in [(model.parameters.arena, "parameter"), (grads, "gradient")] {
+        for (arena, kind) in [(trained.arena, "parameter"), (grads, "gradient")] {
             for r in model.table.layout.regions {
                 let p = arena.base + r.offset
                 if (0..<r.shape.count).contains(where: { !p[$0].isFinite }) { return "\(r.name) (\(kind))" }
@@ -312,7 +358,7 @@ public final class Trainer {
         meta["mode"] = mode.rawValue
         meta["settings"] = settings.json
         var w = SafeTensorsWriter(metadata: meta)
-        let p = model.parameters
+        let p = trained
         for r in p.table.layout.regions {
             try w.add(r.name, floats: UnsafeBufferPointer(start: p.base + r.offset, count: r.shape.count), shape: r.shape.dims)
         }
@@ -331,7 +377,7 @@ public final class Trainer {
             throw IOError.invalidFile(path: path, reason: "it was written by a run with another config, mode or settings",
                                       hint: "resume with exactly the same command line, or delete the state file to start over")
         }
-        let p = model.parameters
+        let p = trained
         for r in p.table.layout.regions { try file.copyFloats(r.name, into: p.base + r.offset, shape: r.shape.dims) }
         let m = try file.floats("optimizer.m", shape: [optimizer.m.count]), v = try file.floats("optimizer.v", shape: [optimizer.v.count])
         m.withUnsafeBufferPointer { mp in v.withUnsafeBufferPointer { vp in optimizer.restore(step: step, m: mp.baseAddress!, v: vp.baseAddress!) } }

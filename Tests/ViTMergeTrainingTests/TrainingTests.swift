@@ -112,6 +112,59 @@ final class TrainingTests: XCTestCase {
         XCTAssertTrue(resumed.model.parameters["blocks.0.mlp.fc1.weight"]!.array.allSatisfy(\.isFinite), "the checkpoint on disk is the last good one")
     }
 
+    // MARK: Linearized fine-tuning
+
+    func testLinearizedGradientMatchesFiniteDifferencesOfTheLinearizedLoss() throws {
+        let (config, data) = try tinySetup()
+        let model = ViT(config: config, seed: 5)
+        let trainer = Trainer(model: model, train: data, mode: .linearized, settings: TrainSettings(steps: 3, batchSize: 8, lr: 2e-2, seed: 1))
+        try trainer.run()  // move θ away from θ0 so f_lin differs from f
+        let theta = trainer.trained
+        _ = trainer.supervisedLoss(step: 7)
+        let grads = UnsafeBufferPointer(start: trainer.grads.base, count: trainer.grads.count).map { $0 }
+        var checked = 0
+        for name in ["blocks.0.mlp.fc1.weight", "blocks.0.attn.qkv.weight", "pos_embed", "norm.bias", "patch_embed.proj.weight"] {
+            let region = theta.table.layout.regions.first { $0.name == name }!
+            for i in (region.offset..<(region.offset + region.shape.count)).sorted(by: { abs(grads[$0]) > abs(grads[$1]) }).prefix(3) {
+                let orig = theta.base[i], h: Float = 1e-2
+                theta.base[i] = orig + h; let up = Double(trainer.supervisedLoss(step: 7))
+                theta.base[i] = orig - h; let down = Double(trainer.supervisedLoss(step: 7))
+                theta.base[i] = orig
+                let fd = (up - down) / (2 * Double(h))
+                XCTAssertEqual(Double(grads[i]), fd, accuracy: 0.03 * abs(fd) + 2e-5, "\(name)[\(i - region.offset)]")
+                checked += 1
+            }
+        }
+        XCTAssertEqual(checked, 15)
+        // θ0 (the model) is untouched; the head of θ is the frozen head.
+        XCTAssertEqual(theta["head.weight"]!.array.map(\.bitPattern), model.parameters["head.weight"]!.array.map(\.bitPattern))
+        XCTAssertEqual(model.parameters["blocks.0.mlp.fc1.weight"]!.array, ViT(config: config, seed: 5).parameters["blocks.0.mlp.fc1.weight"]!.array)
+    }
+
+    func testLinearizedTrainingLearnsAndResumesBitExactly() throws {
+        let (config, data) = try tinySetup()
+        let pre = ViT(config: config, seed: 8)
+        try Trainer(model: pre, train: data, mode: .full, settings: TrainSettings(steps: 30, batchSize: 20, lr: 5e-3, seed: 1)).run()
+        let settings = TrainSettings(steps: 30, batchSize: 20, lr: 5e-3, seed: 2, checkpointEvery: 15)
+        let trainer = Trainer(model: ViT(parameters: pre.parameters.copy()), train: data, mode: .linearized, settings: settings)
+        let before = trainer.evaluateTrained(on: data).loss
+        try trainer.run()
+        let after = trainer.evaluateTrained(on: data).loss
+        XCTAssertLessThan(after, before * 0.95, "linearized fine-tuning should reduce the training loss (\(before) → \(after))")
+
+        let state = NSTemporaryDirectory() + "vitmerge-lin-resume-\(getpid()).safetensors"
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        struct Killed: Error {}
+        XCTAssertThrowsError(try Trainer(model: ViT(parameters: pre.parameters.copy()), train: data, mode: .linearized, settings: settings)
+            .run(save: { t in try t.saveState(to: state); throw Killed() }))
+        let resumed = Trainer(model: ViT(parameters: pre.parameters.copy()), train: data, mode: .linearized, settings: settings)
+        try resumed.restoreState(from: state)
+        try resumed.run()
+        let a = UnsafeBufferPointer(start: trainer.trained.base, count: trainer.trained.arena.count)
+        let b = UnsafeBufferPointer(start: resumed.trained.base, count: resumed.trained.arena.count)
+        XCTAssertTrue(a.elementsEqual(b) { $0.bitPattern == $1.bitPattern }, "resumed linearized run differs from the uninterrupted one")
+    }
+
     // MARK: Masked image modeling
 
     func mimSetup() throws -> (ViTConfig, LabeledImages) {
@@ -152,8 +205,10 @@ final class TrainingTests: XCTestCase {
         let model = ViT(config: config, seed: 2)
         let trainer = Trainer(model: model, train: data, mode: .masked, settings: settings)
         let before = trainer.maskedLoss(step: 0)
+        let decoderBefore = model.parameters["head.weight"]!.array
         try trainer.run()
         let after = trainer.maskedLoss(step: 0)
+        XCTAssertNotEqual(decoderBefore, model.parameters["head.weight"]!.array, "the decoder (head) must train")
         XCTAssertLessThan(after, before * 0.95, "masked reconstruction loss on a fixed batch should fall (\(before) → \(after))")
 
         let state = NSTemporaryDirectory() + "vitmerge-mim-resume-\(getpid()).safetensors"
