@@ -128,6 +128,13 @@ extension Bench {
                 let step = bestTime(minSeconds: options.minSeconds) { _ = trainer.step() }
                 record("vit", "\(name) train step", [batch], threads: th, value: Double(batch) / step, unit: "img/s",
                        peer: torchPeer("\(name) train step", th))
+                // Linearized (tangent-space) step: primal forward + JVP + backward at θ0, AdamW on θ.
+                let linear = Trainer(model: ViT(config: config, seed: 1), train: images, mode: .linearized,
+                                     settings: TrainSettings(steps: 1_000_000, batchSize: batch, lr: 1e-4, seed: 1))
+                let linStep = bestTime(minSeconds: options.minSeconds) { _ = linear.step() }
+                record("vit", "\(name) linearized train step", [batch], threads: th, value: Double(batch) / linStep, unit: "img/s",
+                       peer: ("normal train step", Double(batch) / step))
+                records[records.count - 1].name += String(format: " (%.2f× its time)", linStep / step)
                 // Heap allocations per training step after warm-up (malloc interposer; 0 is the target).
                 let before = vm_malloc_count()
                 for _ in 0..<5 { _ = trainer.step() }

@@ -34,37 +34,65 @@ public struct MergeTask: Sendable {
 
 public enum Split: String, Sendable { case validation, test }
 
-/// Evaluates merged encoders θ_pre + Σ c_i τ_i on each task with that task's head.
+/// Evaluates merged encoders θ_pre + Σ c_i τ_i on each task with that task's head. With
+/// `linearized`, the merged model is the tangent-space one: f(x; θ_pre) + J(θ_pre)·(Σ c_i τ_i)
+/// (task vectors from linearized fine-tuning; the head stays the task's own).
 public final class MergeEvaluator {
     public let pretrained: ViTParameters
     public let tasks: [MergeTask]
     public let pool: ThreadPool
+    public let linearized: Bool
     /// One model per class count, reused (encoder written in place, head swapped per task).
-    private var models: [Int: (model: ViT, acts: ViTActivations)] = [:]
+    private var models: [Int: Loaded] = [:]
 
-    public init(pretrained: ViTParameters, tasks: [MergeTask], pool: ThreadPool = .shared) {
+    struct Loaded {
+        let model: ViT
+        let acts: ViTActivations
+        let tangents: ViTTangents?
+        /// Linearized: encoder − θ_pre over the encoder, 0 over the head.
+        let tangent: UnsafeMutablePointer<Float>?
+    }
+
+    public init(pretrained: ViTParameters, tasks: [MergeTask], pool: ThreadPool = .shared, linearized: Bool = false) {
         self.pretrained = pretrained
         self.tasks = tasks
         self.pool = pool
+        self.linearized = linearized
     }
+
+    deinit { for m in models.values { m.tangent?.deallocate() } }
 
     var encoderCount: Int { pretrained.table.encoderEnd }
 
-    private func model(classes: Int) -> (model: ViT, acts: ViTActivations) {
+    private func model(classes: Int) -> Loaded {
         if let m = models[classes] { return m }
         var c = pretrained.config
         c.numClasses = classes
         let m = ViT(parameters: ViTParameters(config: c), pool: pool)
-        models[classes] = (m, m.makeActivations(capacity: 128))
+        var tangent: UnsafeMutablePointer<Float>? = nil
+        if linearized {
+            tangent = .allocate(capacity: m.table.layout.count)
+            tangent!.initialize(repeating: 0, count: m.table.layout.count)
+        }
+        models[classes] = Loaded(model: m, acts: m.makeActivations(capacity: 128),
+                                 tangents: linearized ? ViTTangents(config: c, capacity: 128) : nil, tangent: tangent)
         return models[classes]!
     }
 
-    /// A model holding `encoder` and task `index`'s head, with its reusable activations.
-    func load(encoder: [Float], task index: Int) -> (model: ViT, acts: ViTActivations) {
+    /// A model holding `encoder` (linearized: θ_pre, with encoder − θ_pre as its tangent) and
+    /// task `index`'s head, with its reusable activations.
+    func load(encoder: [Float], task index: Int) -> Loaded {
         let t = tasks[index]
         let loaded = model(classes: t.classes)
         let p = loaded.model.parameters
-        encoder.withUnsafeBufferPointer { p.base.update(from: $0.baseAddress!, count: encoderCount) }
+        if let tangent = loaded.tangent {
+            p.base.update(from: pretrained.base, count: encoderCount)
+            encoder.withUnsafeBufferPointer { e in
+                for i in 0..<encoderCount { tangent[i] = e[i] - pretrained.base[i] }
+            }
+        } else {
+            encoder.withUnsafeBufferPointer { p.base.update(from: $0.baseAddress!, count: encoderCount) }
+        }
         let d = p.config.embedDim
         t.head.withUnsafeBufferPointer { h in
             (p.base + p.table.headW!).update(from: h.baseAddress!, count: t.classes * d)
@@ -84,18 +112,21 @@ public final class MergeEvaluator {
 
     /// A standalone copy of `encoder` with task `index`'s head (for saving a merged model).
     public func model(encoder: [Float], task index: Int) -> ViTParameters {
-        load(encoder: encoder, task: index).model.parameters.copy()
+        precondition(!linearized, "a linearized merge is θ_pre plus a tangent, not one parameter set")
+        return load(encoder: encoder, task: index).model.parameters.copy()
     }
 
     /// Accuracy of `encoder` with task `index`'s head on its split.
     public func accuracy(encoder: [Float], task index: Int, split: Split) -> Double {
-        let (m, acts) = load(encoder: encoder, task: index)
-        return evaluate(m, on: split == .validation ? tasks[index].validation : tasks[index].test, acts: acts).accuracy
+        let l = load(encoder: encoder, task: index)
+        return evaluate(l.model, on: split == .validation ? tasks[index].validation : tasks[index].test, acts: l.acts,
+                        tangent: l.tangent.map { UnsafePointer($0) }, tangents: l.tangents).accuracy
     }
 
     /// Predicted classes of `encoder` with task `index`'s head on the first `limit` images of its split.
     public func predictions(encoder: [Float], task index: Int, split: Split, limit: Int = .max) -> [Int] {
-        let (m, acts) = load(encoder: encoder, task: index)
+        let l = load(encoder: encoder, task: index)
+        let (m, acts) = (l.model, l.acts)
         let data = split == .validation ? tasks[index].validation : tasks[index].test
         let n = min(limit, data.count)
         let k = tasks[index].classes
@@ -107,6 +138,10 @@ public final class MergeEvaluator {
             input.withUnsafeMutableBufferPointer { inp in
                 data.fill(start..<(start + b), input: inp.baseAddress!, labels: nil)
                 m.forward(input: inp.baseAddress!, batch: b, acts: acts)
+                if let tangent = l.tangent, let tangents = l.tangents {
+                    m.jvp(tangent: tangent, batch: b, acts: acts, tangents: tangents)
+                    for i in 0..<(b * k) { acts.output[i] += tangents.output[i] }
+                }
             }
             for i in 0..<b {
                 var best = 0

@@ -12,6 +12,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Task file (.safetensors).") var task: String
     @Option(help: "train | val | test") var split = "test"
     @Option(help: "Seed of the validation split (as used in training).") var seed: UInt64 = 0
+    @Option(help: "Linearized checkpoints: the starting model θ0 (default: the 'base' recorded in the checkpoint).") var base: String?
     @Flag(help: "Print JSON.") var json = false
     @OptionGroup var runtime: RuntimeOptions
 
@@ -19,11 +20,25 @@ struct Eval: ParsableCommand {
         runtime.apply()
         let splits = try TaskSplits(path: task, seed: seed)
         let data = try splits.split(split)
-        let (params, _) = try Checkpoint.load(path: checkpoint)
+        let (params, meta) = try Checkpoint.load(path: checkpoint)
         guard params.config.numClasses == splits.dataset.classes.count else {
             throw ValidationError("\(checkpoint) has a head for \(params.config.numClasses) classes but \(task) has \(splits.dataset.classes.count); probe or fine-tune on this task first")
         }
-        let (acc, loss) = evaluate(ViT(parameters: params), on: data)
+        let acc: Double, loss: Double
+        if meta["mode"] == "linearized" {
+            guard let basePath = base ?? meta["base"] else {
+                throw ValidationError("\(checkpoint) is a linearized model: give its starting checkpoint with --base")
+            }
+            let theta0 = try Checkpoint.load(path: basePath).parameters
+            guard theta0.config == params.config else {
+                throw ValidationError("--base \(basePath) has another config than \(checkpoint); give the checkpoint linearized fine-tuning started from")
+            }
+            var tangent = [Float](repeating: 0, count: params.table.layout.count)
+            for i in 0..<tangent.count { tangent[i] = params.base[i] - theta0.base[i] }
+            (acc, loss) = tangent.withUnsafeBufferPointer { evaluate(ViT(parameters: theta0), on: data, tangent: $0.baseAddress!) }
+        } else {
+            (acc, loss) = evaluate(ViT(parameters: params), on: data)
+        }
         if json {
             printJSON(["checkpoint": checkpoint, "task": splits.dataset.name, "split": split, "accuracy": acc, "loss": loss, "count": data.count])
         } else {

@@ -14,7 +14,7 @@ struct ExperimentOptions: ParsableArguments {
     @Option(parsing: .upToNextOption, help: "Task files.")
     var tasks: [String] = ["data/tasks/mnist.safetensors", "data/tasks/fashion.safetensors",
                            "data/tasks/letters.safetensors", "data/tasks/kana.safetensors"]
-    @Option(help: "Comma-separated fine-tuning modes among probe, aligned, full.")
+    @Option(help: "Comma-separated fine-tuning modes among probe, aligned, full, linearized.")
     var modes = "probe,aligned,full"
     @Option(help: "Pre-trained checkpoint (the committed supervised glyph model by default); ignored with --scheme.")
     var pretrained = "data/pretrained/vit_mini_glyphs.safetensors"
@@ -35,8 +35,8 @@ struct ExperimentOptions: ParsableArguments {
 
     func validate() throws {
         let m = modeList
-        if m.isEmpty || !m.allSatisfy({ ["probe", "aligned", "full"].contains($0) }) {
-            throw ValidationError("--modes takes a comma-separated subset of probe, aligned, full")
+        if m.isEmpty || !m.allSatisfy({ ["probe", "aligned", "full", "linearized"].contains($0) }) {
+            throw ValidationError("--modes takes a comma-separated subset of probe, aligned, full, linearized")
         }
         if tasks.count < 2 { throw ValidationError("give at least two --tasks to merge") }
         if probeSteps < 1 || finetuneSteps < 1 || batchSize < 1 { throw ValidationError("steps and batch size must be ≥ 1") }
@@ -131,6 +131,14 @@ final class ExperimentRunner {
                     return model.parameters
                 }))
             }
+            if modes.contains("linearized") {
+                perMode.append(("linearized", try stage("\(dir)/linearized.safetensors", "linearized fine-tuning \(names[i])", task: names[i]) {
+                    let trainer = Trainer(model: ViT(parameters: probe.copy()), train: s.train, mode: .linearized,
+                                          settings: settings(o.finetuneSteps, lr: o.lr, wd: 0.05))
+                    try trainer.run()
+                    return trainer.trained
+                }))
+            }
             if modes.contains("full") {
                 perMode.append(("full", try stage("\(dir)/full.safetensors", "full fine-tuning \(names[i])", task: names[i]) {
                     let p = withHead(pre, classes: classes)
@@ -141,8 +149,18 @@ final class ExperimentRunner {
                 }))
             }
             for (mode, p) in perMode {
-                let m = ViT(parameters: p)
-                let v = evaluate(m, on: s.validation).accuracy, t = evaluate(m, on: s.test).accuracy
+                let v: Double, t: Double
+                if mode == "linearized" {  // f_lin = f(θ_probe) + J(θ_probe)·(θ − θ_probe)
+                    let m = ViT(parameters: probe)
+                    var tangent = [Float](repeating: 0, count: p.table.layout.count)
+                    for j in 0..<tangent.count { tangent[j] = p.base[j] - probe.base[j] }
+                    (v, t) = tangent.withUnsafeBufferPointer { tv in
+                        (evaluate(m, on: s.validation, tangent: tv.baseAddress!).accuracy, evaluate(m, on: s.test, tangent: tv.baseAddress!).accuracy)
+                    }
+                } else {
+                    let m = ViT(parameters: p)
+                    (v, t) = (evaluate(m, on: s.validation).accuracy, evaluate(m, on: s.test).accuracy)
+                }
                 accuracy[mode, default: [:]][names[i]] = t
                 if mode == "probe" { accuracy["pretrained_probe", default: [:]][names[i]] = t }
                 models[mode, default: []].append(p)
@@ -151,7 +169,8 @@ final class ExperimentRunner {
             }
             say(String(format: "%@: test accuracy probe %.3f", names[i], accuracy["probe"]![names[i]]!)
                 + (accuracy["aligned"].map { String(format: ", aligned %.3f", $0[names[i]]!) } ?? "")
-                + (accuracy["full"].map { String(format: ", full %.3f", $0[names[i]]!) } ?? ""))
+                + (accuracy["full"].map { String(format: ", full %.3f", $0[names[i]]!) } ?? "")
+                + (accuracy["linearized"].map { String(format: ", linearized %.3f", $0[names[i]]!) } ?? ""))
         }
         results["accuracy"] = accuracy.filter { $0.key == "pretrained_probe" || modes.contains($0.key) }
 
@@ -169,7 +188,7 @@ final class ExperimentRunner {
                 try TaskVector(task: names[i], base: parameterHash(pre), values: tasks[i].tau)
                     .save(to: "\(o.out)/\(names[i])/task_vector_\(mode).safetensors", table: pre.table)
             }
-            let ev = MergeEvaluator(pretrained: pre, tasks: tasks)
+            let ev = MergeEvaluator(pretrained: pre, tasks: tasks, linearized: mode == "linearized")
             let add = ev.addition(tasks: all)
             say(String(format: "%@ task addition: λ %.2f, normalized accuracy val %.3f test %.3f", mode, add.lambda, add.validation, add.test))
             additions[mode] = ["lambda": add.lambda, "val_normalized": add.validation, "test_normalized": add.test,

@@ -11,10 +11,10 @@ extension TrainMode: ExpressibleByArgument {}
 struct FineTune: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finetune",
-        abstract: "Fine-tune on a task: aligned = encoder only with the probed head frozen; full = encoder and a fresh head.")
+        abstract: "Fine-tune on a task: aligned = encoder only with the probed head frozen; full = encoder and a fresh head; linearized = aligned, in the tangent space of the starting model.")
 
-    @Option(help: "aligned | full") var mode: TrainMode
-    @Option(help: "Starting checkpoint: the probed model for aligned, the pre-trained encoder for full.") var checkpoint: String
+    @Option(help: "aligned | full | linearized") var mode: TrainMode
+    @Option(help: "Starting checkpoint: the probed model for aligned and linearized, the pre-trained encoder for full.") var checkpoint: String
     @Option(help: "Task file (.safetensors).") var task: String
     @Option(help: "Output checkpoint.") var output: String
     @Option(help: "Resumable training state (written every --checkpoint-every steps).") var state: String?
@@ -33,7 +33,7 @@ struct FineTune: ParsableCommand {
         let splits = try TaskSplits(path: task, seed: train.seed)
         let (start, _) = try Checkpoint.load(path: checkpoint)
         let classes = splits.dataset.classes.count
-        if mode == .aligned && start.config.numClasses != classes {
+        if mode != .full && start.config.numClasses != classes {
             throw ValidationError("aligned fine-tuning needs a checkpoint whose head has \(classes) classes (run `vitmerge probe` first); \(checkpoint) has \(start.config.numClasses)")
         }
         let params = withHead(start, classes: classes)
@@ -44,8 +44,9 @@ struct FineTune: ParsableCommand {
         try trainer.run(validation: splits.validation, log: train.progress("finetune-\(mode.rawValue)")) { t in
             if let state { try t.saveState(to: state) }
         }
-        let (acc, _) = evaluate(model, on: splits.validation)
-        try Checkpoint.save(model.parameters, to: output, metadata: [
+        let (acc, _) = trainer.evaluateTrained(on: splits.validation)
+        // Linearized: the file holds θ; evaluating it needs θ0 = `base` (f_lin = f(θ0) + J(θ0)(θ − θ0)).
+        try Checkpoint.save(trainer.trained, to: output, metadata: [
             "command": CommandLine.arguments.joined(separator: " "), "task": splits.dataset.name, "mode": mode.rawValue,
             "base": checkpoint, "val_accuracy": String(format: "%.4f", acc)])
         print(String(format: "wrote %@ (validation accuracy %.4f)", output, acc))

@@ -25,7 +25,7 @@ struct ReportWriter {
         if let env = results["environment"] as? [String: Any] { s += "Machine: \(env["cpu"] ?? "?"), \(env["threads"] ?? "?") threads.\n" }
 
         s += "\n## Accuracy on test (fraction)\n\n| mode | " + tasks.joined(separator: " | ") + " | mean |\n|---|" + String(repeating: "---|", count: tasks.count + 1) + "\n"
-        for mode in ["pretrained_probe", "aligned", "full"] where acc[mode] != nil {
+        for mode in ["pretrained_probe", "aligned", "full", "linearized"] where acc[mode] != nil {
             s += "| \(mode) | " + tasks.map { f(acc[mode]?[$0]) }.joined(separator: " | ") + " | \(f(mean(acc[mode]))) |\n"
         }
 
@@ -69,7 +69,7 @@ struct ReportWriter {
                   _ counts: [String: [[String: Any]]], _ neg: [String: [String: Any]], _ dis: [String: [String: Any]],
                   _ merges: [String: [String: Any]]) -> [(String, Bool, String)] {
         var out: [(String, Bool, String)] = []
-        for mode in ["aligned", "full"] {
+        for mode in ["aligned", "full", "linearized"] {
             guard let a = acc[mode], let p = acc["pretrained_probe"] else { continue }
             let worse = tasks.filter { (a[$0] ?? 0) <= (p[$0] ?? 0) }
             out.append(("Fine-tuning (\(mode)) beats the linear probe on the pre-trained encoder on every task.", worse.isEmpty,
@@ -100,6 +100,16 @@ struct ReportWriter {
                 out.append(("Negation (\(mode)) lowers the target's accuracy by ≥ 10 points while the control keeps ≥ 95% of its pre-trained accuracy (test).",
                             t <= t0 - 0.1 && c >= 0.95 * c0, "(target \(f(t0)) → \(f(t)), control \(f(c0)) → \(f(c)))"))
             }
+        }
+        if let l = add["linearized"]?["test_normalized"] as? Double, let a = add["aligned"]?["test_normalized"] as? Double {
+            out.append(("Linearized (tangent-space) task vectors add better than aligned non-linear ones, by ≥ 1 point (tangent-space paper).",
+                        l >= a + 0.01, "(test normalized \(f(l)) vs \(f(a)))"))
+        }
+        if let l = dis["linearized"], let a = dis["aligned"] {
+            let xl = meanXi(l["error"] as? [[Double]] ?? [], l["alphas"] as? [Double] ?? [], radius: 1)
+            let xa = meanXi(a["error"] as? [[Double]] ?? [], a["alphas"] as? [Double] ?? [], radius: 1)
+            out.append(("Linearized task vectors are more weight-disentangled than non-linear ones (lower ξ for |α| ≤ 1).", xl < xa,
+                        "(\(f(xl)) vs \(f(xa)))"))
         }
         if let a = dis["aligned"], let fu = dis["full"] {
             let xa = meanXi(a["error"] as? [[Double]] ?? [], a["alphas"] as? [Double] ?? [], radius: 1)
