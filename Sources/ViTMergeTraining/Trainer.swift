@@ -28,11 +28,15 @@ public enum TrainingError: Error, CustomStringConvertible {
     /// The loss or a gradient became NaN or ±∞ at `step` (1-based); `tensor` is the first
     /// parameter or gradient tensor, in checkpoint order, holding a non-finite value.
     case nonFinite(step: Int, loss: Float, tensor: String)
+    /// Stopped by Ctrl-C (`Interrupt`) after `step` steps, once the state had been saved.
+    case interrupted(step: Int)
 
     public var description: String {
         switch self {
         case .nonFinite(let step, let loss, let tensor):
             "training diverged at step \(step): loss \(loss), first non-finite tensor \(tensor); the update was not applied and no checkpoint was written for this step (the last one on disk is intact). Lower --lr, keep --clip on, or check the data"
+        case .interrupted(let step):
+            "stopped by Ctrl-C after step \(step); the training state was saved at that step (when a --state file was given): rerun the same command with --resume to continue"
         }
     }
 }
@@ -332,7 +336,13 @@ public final class Trainer {
                 entry.validationAccuracy = evaluateTrained(on: validation).accuracy
             }
             log(entry)
-            if (settings.checkpointEvery > 0 && done % settings.checkpointEvery == 0) || done == settings.steps { try save(self) }
+            let scheduled = (settings.checkpointEvery > 0 && done % settings.checkpointEvery == 0) || done == settings.steps
+            if scheduled { try save(self) }
+            if Interrupt.requested && done < settings.steps {
+                if !scheduled { try save(self) }
+                Interrupt.clear()
+                throw TrainingError.interrupted(step: done)
+            }
         }
     }
 

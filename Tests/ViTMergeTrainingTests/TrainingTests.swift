@@ -112,6 +112,30 @@ final class TrainingTests: XCTestCase {
         XCTAssertTrue(resumed.model.parameters["blocks.0.mlp.fc1.weight"]!.array.allSatisfy(\.isFinite), "the checkpoint on disk is the last good one")
     }
 
+    func testCtrlCSavesTheStateAndStopsAndResumeFinishesIdentically() throws {
+        let (config, data) = try tinySetup()
+        let settings = TrainSettings(steps: 8, batchSize: 16, lr: 2e-3, seed: 4, checkpointEvery: 100)
+        let state = NSTemporaryDirectory() + "vitmerge-int-\(getpid()).safetensors"
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let straight = ViT(config: config, seed: 6)
+        try Trainer(model: straight, train: data, mode: .full, settings: settings).run()
+
+        let first = Trainer(model: ViT(config: config, seed: 6), train: data, mode: .full, settings: settings)
+        XCTAssertThrowsError(try first.run(log: { if $0.step == 3 { Interrupt.request() } }, save: { try $0.saveState(to: state) })) { error in
+            guard case TrainingError.interrupted(let step) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(step, 3)
+            XCTAssertTrue("\(error)".contains("--resume"))
+        }
+        XCTAssertFalse(Interrupt.requested, "a handled stop request is cleared")
+        let resumed = Trainer(model: ViT(config: config, seed: 77), train: data, mode: .full, settings: settings)
+        try resumed.restoreState(from: state)
+        XCTAssertEqual(resumed.optimizer.step, 3)
+        try resumed.run()
+        let a = UnsafeBufferPointer(start: straight.parameters.base, count: straight.parameters.arena.count)
+        let b = UnsafeBufferPointer(start: resumed.model.parameters.base, count: resumed.model.parameters.arena.count)
+        XCTAssertTrue(a.elementsEqual(b) { $0.bitPattern == $1.bitPattern })
+    }
+
     // MARK: Linearized fine-tuning
 
     func testLinearizedGradientMatchesFiniteDifferencesOfTheLinearizedLoss() throws {
