@@ -21,6 +21,7 @@ struct Eval: ParsableCommand {
         let splits = try TaskSplits(path: task, seed: seed)
         let data = try splits.split(split)
         let (params, meta) = try Checkpoint.load(path: checkpoint)
+        try splits.check(fits: params.config, checkpoint: checkpoint)
         guard params.config.numClasses == splits.dataset.classes.count else {
             throw ValidationError("\(checkpoint) has a head for \(params.config.numClasses) classes but \(task) has \(splits.dataset.classes.count); probe or fine-tune on this task first")
         }

@@ -103,6 +103,7 @@ final class ExperimentRunner {
         let (pre, meta) = try Checkpoint.load(path: prePath)
         say("pre-trained encoder \(prePath) (\(meta["scheme"] ?? "unknown scheme"), \(pre.table.parameterCount) parameters)")
         let splits = try o.tasks.map { try TaskSplits(path: $0, seed: o.seed) }
+        for s in splits { try s.check(fits: pre.config, checkpoint: prePath) }
         let names = splits.map(\.dataset.name)
         let modes = o.modeList
         results["pretraining"] = meta["scheme"] ?? "unknown"

@@ -33,6 +33,7 @@ struct FineTune: ParsableCommand {
         Interrupt.install()  // Ctrl-C: save the state, stop, say how to resume
         let splits = try TaskSplits(path: task, seed: train.seed)
         let (start, _) = try Checkpoint.load(path: checkpoint)
+        try splits.check(fits: start.config, checkpoint: checkpoint)
         let classes = splits.dataset.classes.count
         if mode != .full && start.config.numClasses != classes {
             throw ValidationError("aligned fine-tuning needs a checkpoint whose head has \(classes) classes (run `vitmerge probe` first); \(checkpoint) has \(start.config.numClasses)")

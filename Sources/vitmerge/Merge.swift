@@ -55,6 +55,7 @@ struct MergeInputs: ParsableArguments {
         for (i, path) in finetuned.enumerated() {
             let s = try TaskSplits(path: tasks[i], seed: seed)
             let (ft, meta) = try Checkpoint.load(path: path)
+            try s.check(fits: ft.config, checkpoint: path)
             if let trained = meta["task"], trained != s.dataset.name {
                 throw ValidationError("\(path) was fine-tuned on task '\(trained)' but is paired with \(tasks[i]) ('\(s.dataset.name)'): give --finetuned and --tasks in the same order")
             }

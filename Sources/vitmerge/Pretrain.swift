@@ -36,7 +36,9 @@ struct Pretrain: ParsableCommand {
         let splits = try TaskSplits(path: data, seed: train.seed, validationFraction: 0.05)
         var settings = train.settings(checkpointEvery: checkpointEvery)
         settings.maskRatio = maskRatio
-        let (params, metadata) = try pretrain(scheme: scheme, splits: splits, config: try loadConfig(config), settings: settings,
+        let cfg = try loadConfig(config)
+        try splits.check(fits: cfg, checkpoint: "--config \(config)")
+        let (params, metadata) = try pretrain(scheme: scheme, splits: splits, config: cfg, settings: settings,
                                               state: state, resume: resume, log: train.progress("pretrain-\(scheme)"))
         try Checkpoint.save(params, to: output, metadata: metadata.merging([
             "command": CommandLine.arguments.joined(separator: " "), "data": data]) { $1 })

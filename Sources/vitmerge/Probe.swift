@@ -19,6 +19,7 @@ struct Probe: ParsableCommand {
         runtime.apply()
         let splits = try TaskSplits(path: task, seed: train.seed)
         let (base, _) = try Checkpoint.load(path: checkpoint)
+        try splits.check(fits: base.config, checkpoint: checkpoint)
         let model = ViT(parameters: withHead(base, classes: splits.dataset.classes.count))
         let features = extractFeatures(model, splits.train)
         linearProbe(model, train: splits.train, features: features, settings: train.settings(), log: train.progress("probe"))

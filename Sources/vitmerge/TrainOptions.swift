@@ -68,6 +68,11 @@ func printJSON(_ object: [String: Any]) {
     if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) { print(String(decoding: data, as: UTF8.self)) }
 }
 
+/// Bad input found while running a command (reported without the usage text; exit code 1).
+struct InputError: Error, CustomStringConvertible {
+    let description: String
+}
+
 /// A task file split into train / validation (seeded, stratified, from train only) / test.
 struct TaskSplits {
     let dataset: TaskDataset
@@ -81,6 +86,18 @@ struct TaskSplits {
             (train, validation) = dataset.splitValidation(fraction: validationFraction, seed: seed)
         }
         test = dataset.test
+        for (name, split) in [("train", train), ("validation", validation), ("test", test)] where split.count == 0 {
+            throw InputError(description: "\(path): the \(name) split is empty" + (name == "validation"
+                ? " (it is drawn from train: give at least 2 training images per class)" : "; prepare the task with images in every split"))
+        }
+    }
+
+    /// Throws unless the task's images have the channels and size `config` (from `checkpoint`) expects.
+    func check(fits config: ViTConfig, checkpoint: String) throws {
+        let t = train
+        guard (t.channels, t.height, t.width) == (config.inChannels, config.imageHeight, config.imageWidth) else {
+            throw InputError(description: "\(dataset.name) has \(t.channels)×\(t.height)×\(t.width) images but \(checkpoint) expects \(config.inChannels)×\(config.imageHeight)×\(config.imageWidth); resize the task (scripts/prepare_data.py) or use a model made for this size")
+        }
     }
 
     func split(_ name: String) throws -> LabeledImages {
