@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "ViTMerge", targets: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining", "ViTMergeMerging", "ViTMergeReport"]),
         .executable(name: "vitmerge", targets: ["vitmerge"]),
         .executable(name: "vitmerge-bench", targets: ["ViTMergeBench"]),
+        .executable(name: "vitmerge-fuzz", targets: ["vitmerge-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -42,6 +43,7 @@ let package = Package(
                                                   "ViTMergeMerging", "CSleef", "CMallocCounter"],
             path: "Benchmarks/ViTMergeBench", swiftSettings: simdSettings),
         .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
+        .executableTarget(name: "vitmerge-fuzz", dependencies: ["ViTMergeCore", "ViTMergeIO", "ViTMergeModel"], swiftSettings: simdSettings),
         .testTarget(name: "ViTMergeCoreTests", dependencies: ["ViTMergeCore"], swiftSettings: simdSettings),
         .testTarget(name: "ViTMergeKernelsTests", dependencies: ["ViTMergeKernels", "ViTMergeCore"],
                     swiftSettings: simdSettings),

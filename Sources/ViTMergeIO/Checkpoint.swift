@@ -9,7 +9,12 @@ public enum Checkpoint {
     /// file has none (if both exist they must agree). Every tensor must be present with the
     /// config's shape, and no unknown tensor may appear.
     public static func load(path: String, config given: ViTConfig? = nil) throws -> (parameters: ViTParameters, metadata: [String: String]) {
-        let file = try SafeTensorsFile.read(path: path)
+        try load(file: SafeTensorsFile.read(path: path), config: given)
+    }
+
+    /// `load(path:config:)` for a file already read (`file.path` names it in errors).
+    public static func load(file: SafeTensorsFile, config given: ViTConfig? = nil) throws -> (parameters: ViTParameters, metadata: [String: String]) {
+        let path = file.path
         let config: ViTConfig
         if let json = file.metadata["config"] {
             do { config = try ViTConfig.parse(json: Data(json.utf8)) } catch {
@@ -23,6 +28,13 @@ public enum Checkpoint {
         } else {
             throw IOError.invalidFile(path: path, reason: "no model config in the metadata",
                                       hint: "pass the config (--config cfg.json), or export with scripts/export_timm.py")
+        }
+        // The file must hold every parameter: check the size before allocating the model, so a
+        // config in the header cannot make us allocate more than the file could fill.
+        let table = ParameterTable(config: config)
+        guard table.layout.count <= file.dataByteCount / 4 else {
+            throw IOError.invalidFile(path: path, reason: "its config needs \(table.layout.count) parameters but the file holds only \(file.dataByteCount) bytes of tensors",
+                                      hint: "the file is truncated or its config is wrong")
         }
         let params = ViTParameters(config: config)
         let expected = Set(params.table.names)

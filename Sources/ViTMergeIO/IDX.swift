@@ -14,8 +14,12 @@ public enum IDX {
         guard let raw = FileManager.default.contents(atPath: path) else {
             throw IOError.cannotRead(path: path, reason: "no such file or not readable")
         }
-        let bytes = raw.count >= 2 && raw[raw.startIndex] == 0x1F && raw[raw.startIndex + 1] == 0x8B
-            ? try gunzip(raw, path: path) : [UInt8](raw)
+        return try decode([UInt8](raw), path: path)
+    }
+
+    /// An IDX file's bytes, raw or gzip-compressed.
+    public static func decode(_ raw: [UInt8], path: String) throws -> (shape: [Int], data: [UInt8]) {
+        let bytes = raw.count >= 2 && raw[0] == 0x1F && raw[1] == 0x8B ? try gunzip(Data(raw), path: path) : raw
         return try parse(bytes, path: path)
     }
 

@@ -34,6 +34,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
     private let bytes: [UInt8]
     private let entries: [String: TensorInfo]
     public let names: [String]
+    /// Bytes of tensor data in the file (after the header).
+    public var dataByteCount: Int { entries.values.reduce(0) { $0 + $1.byteCount } }
 
     public static func read(path: String) throws(IOError) -> SafeTensorsFile {
         guard let data = FileManager.default.contents(atPath: path) else {

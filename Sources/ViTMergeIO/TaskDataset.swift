@@ -29,7 +29,12 @@ public struct TaskDataset: Sendable {
     public let validation: LabeledImages?
 
     public static func load(path: String) throws -> TaskDataset {
-        let file = try SafeTensorsFile.read(path: path)
+        try load(file: SafeTensorsFile.read(path: path))
+    }
+
+    /// `load(path:)` for a file already read (`file.path` names it in errors and gives the task its name).
+    public static func load(file: SafeTensorsFile) throws -> TaskDataset {
+        let path = file.path
         guard let classesJSON = file.metadata["classes"],
               let classes = try? JSONSerialization.jsonObject(with: Data(classesJSON.utf8)) as? [String], !classes.isEmpty else {
             throw IOError.invalidFile(path: path, reason: "metadata 'classes' is missing or not a JSON list of names",

@@ -80,7 +80,12 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         func check(_ ok: Bool, _ why: @autoclosure () -> String) throws(ModelError) {
             if !ok { throw .invalidConfig(why()) }
         }
-        try check(patchSize >= 1, "patch_size must be ≥ 1, got \(patchSize)")
+        // Bounds first, so nothing derived below can overflow (a config may come from an untrusted file).
+        try check(patchSize >= 1 && patchSize <= 4096, "patch_size must be in 1…4096, got \(patchSize)")
+        try check(imageHeight <= 1 << 16 && imageWidth <= 1 << 16, "img_size \(imageHeight)×\(imageWidth) is implausibly large (max 65536)")
+        try check(inChannels <= 4096 && numClasses <= 1 << 24, "in_chans (max 4096) or num_classes (max 16777216) is implausibly large")
+        try check(embedDim <= 1 << 16 && depth <= 1024 && numHeads <= 1 << 16, "embed_dim (max 65536), depth (max 1024) or num_heads is implausibly large")
+        try check(mlpRatio.isFinite && mlpRatio <= 64, "mlp_ratio must be a finite number ≤ 64, got \(mlpRatio)")
         try check(imageHeight >= patchSize && imageWidth >= patchSize,
                   "img_size \(imageHeight)×\(imageWidth) is smaller than patch_size \(patchSize)")
         try check(imageHeight % patchSize == 0 && imageWidth % patchSize == 0,
@@ -90,7 +95,7 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         try check(embedDim >= 1 && depth >= 0 && numHeads >= 1, "embed_dim, depth and num_heads must be positive")
         try check(embedDim % numHeads == 0, "embed_dim \(embedDim) must be divisible by num_heads \(numHeads)")
         try check(mlpRatio > 0 && hiddenDim >= 1, "mlp_ratio \(mlpRatio) gives an empty MLP")
-        try check(normEps > 0, "norm_eps must be positive, got \(normEps)")
+        try check(normEps > 0 && normEps.isFinite, "norm_eps must be positive and finite, got \(normEps)")
         try check(classToken || globalPool == .avg, "global_pool 'token' needs class_token true")
         try check(embedDim <= 1 << 16 && depth <= 1024 && tokens <= 1 << 16, "model is implausibly large")
     }
