@@ -29,12 +29,13 @@ public enum Checkpoint {
             throw IOError.invalidFile(path: path, reason: "no model config in the metadata",
                                       hint: "pass the config (--config cfg.json), or export with scripts/export_timm.py")
         }
-        // The file must hold every parameter: check the size before allocating the model, so a
-        // config in the header cannot make us allocate more than the file could fill.
+        // Every parameter must be in the file with its shape and dtype: checked before the model is
+        // allocated, so a config in the header cannot make us allocate more than the file holds.
         let table = ParameterTable(config: config)
-        guard table.layout.count <= file.dataByteCount / 4 else {
-            throw IOError.invalidFile(path: path, reason: "its config needs \(table.layout.count) parameters but the file holds only \(file.dataByteCount) bytes of tensors",
-                                      hint: "the file is truncated or its config is wrong")
+        for r in table.layout.regions {
+            guard let info = file.info(r.name) else { throw IOError.missingTensor(path: path, tensor: r.name, available: file.names) }
+            guard info.dtype == .f32 else { throw IOError.dtypeMismatch(path: path, tensor: r.name, expected: "F32", found: info.dtype.rawValue) }
+            guard info.shape == r.shape.dims else { throw IOError.shapeMismatch(path: path, tensor: r.name, expected: r.shape.dims, found: info.shape) }
         }
         let params = ViTParameters(config: config)
         let expected = Set(params.table.names)

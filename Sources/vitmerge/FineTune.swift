@@ -30,6 +30,7 @@ struct FineTune: ParsableCommand {
 
     func run() throws {
         runtime.apply()
+        try ensureWritable(output, state)
         Interrupt.install()  // Ctrl-C: save the state, stop, say how to resume
         let splits = try TaskSplits(path: task, seed: train.seed)
         let (start, _) = try Checkpoint.load(path: checkpoint)

@@ -32,6 +32,7 @@ struct Pretrain: ParsableCommand {
 
     func run() throws {
         runtime.apply()
+        try ensureWritable(output, state)
         Interrupt.install()  // Ctrl-C: save the state, stop, say how to resume
         let splits = try TaskSplits(path: data, seed: train.seed, validationFraction: 0.05)
         var settings = train.settings(checkpointEvery: checkpointEvery)

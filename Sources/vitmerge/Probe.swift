@@ -17,6 +17,7 @@ struct Probe: ParsableCommand {
 
     func run() throws {
         runtime.apply()
+        try ensureWritable(output)
         let splits = try TaskSplits(path: task, seed: train.seed)
         let (base, _) = try Checkpoint.load(path: checkpoint)
         try splits.check(fits: base.config, checkpoint: checkpoint)

@@ -68,6 +68,18 @@ func printJSON(_ object: [String: Any]) {
     if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) { print(String(decoding: data, as: UTF8.self)) }
 }
 
+/// Throws unless `path` can be written (its directory exists and is writable): checked before
+/// long work, so a typo in an output path does not cost a training run.
+func ensureWritable(_ paths: String?...) throws {
+    for case let path? in paths {
+        let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue, access(dir, W_OK) == 0 else {
+            throw IOError.cannotWrite(path: path, reason: "its directory \(dir) does not exist or is not writable")
+        }
+    }
+}
+
 /// Bad input found while running a command (reported without the usage text; exit code 1).
 struct InputError: Error, CustomStringConvertible {
     let description: String

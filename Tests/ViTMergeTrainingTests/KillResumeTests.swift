@@ -1,0 +1,109 @@
+import Foundation
+import XCTest
+import ViTMergeCore
+import ViTMergeIO
+import ViTMergeModel
+
+/// Crash safety with a real child process: `vitmerge finetune` killed with SIGKILL at a random
+/// point after its first saved state, then resumed, must end bit-identical to an uninterrupted run;
+/// and bad command lines must fail with a message and a non-zero exit, leaving files intact.
+final class KillResumeTests: XCTestCase {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The `vitmerge` executable built next to this test bundle (`swift test` builds it).
+    func binary() throws -> URL {
+        let dir = Bundle.main.bundleURL.deletingLastPathComponent()
+        for candidate in [dir.appendingPathComponent("vitmerge"), Self.repo.appendingPathComponent(".build/debug/vitmerge")]
+        where FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        throw XCTSkip("the vitmerge executable was not found next to the tests (build it with `swift build`)")
+    }
+
+    func temporaryDirectory() throws -> URL {
+        let d = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("vitmerge-kill-\(getpid())-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+        return d
+    }
+
+    @discardableResult
+    func run(_ exe: URL, _ args: [String], killWhenExists: String? = nil, afterMilliseconds delay: Int = 0) throws -> (status: Int32, output: String, killed: Bool) {
+        let p = Process()
+        p.executableURL = exe
+        p.arguments = args
+        p.currentDirectoryURL = Self.repo
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        var killed = false
+        if let path = killWhenExists {
+            while p.isRunning && !FileManager.default.fileExists(atPath: path) { usleep(2_000) }
+            usleep(UInt32(delay * 1000))
+            if p.isRunning { kill(p.processIdentifier, SIGKILL); killed = true }
+        }
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, output, killed)
+    }
+
+    func testKilledFineTuneResumesBitIdentical() throws {
+        let exe = try binary()
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("cfg.json").path
+        try #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 10, "embed_dim": 16, "depth": 1, "num_heads": 2}"#
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let start = dir.appendingPathComponent("start.safetensors").path
+        XCTAssertEqual(try run(exe, ["init", "--config", config, "--seed", "3", "--output", start]).status, 0)
+        func finetune(_ out: String, _ state: String, resume: Bool = false) -> [String] {
+            ["finetune", "--mode", "full", "--checkpoint", start, "--task", "data/tasks/mnist.safetensors", "--output", out,
+             "--steps", "60", "--batch-size", "16", "--state", state, "--checkpoint-every", "4", "--quiet", "--threads", "1"]
+                + (resume ? ["--resume"] : [])
+        }
+        let straight = dir.appendingPathComponent("straight.safetensors").path
+        let r0 = try run(exe, finetune(straight, dir.appendingPathComponent("s0").path))
+        XCTAssertEqual(r0.status, 0, r0.output)
+
+        var rng = RNG(seed: UInt64(getpid()))
+        let out = dir.appendingPathComponent("resumed.safetensors").path, state = dir.appendingPathComponent("s1").path
+        var kills = 0
+        // Kill at a random moment after the first state exists, resume and kill again, then resume to the end.
+        var r = try run(exe, finetune(out, state), killWhenExists: state, afterMilliseconds: rng.int(below: 40))
+        kills += r.killed ? 1 : 0
+        if r.killed {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out), "a killed run must not leave an output checkpoint")
+            r = try run(exe, finetune(out, state, resume: true), killWhenExists: state, afterMilliseconds: 20 + rng.int(below: 60))
+            kills += r.killed ? 1 : 0
+        }
+        if r.killed { r = try run(exe, finetune(out, state, resume: true)) }
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertGreaterThanOrEqual(kills, 1, "the child finished before it could be killed; the test did not test anything")
+        let a = try Checkpoint.load(path: straight).parameters, b = try Checkpoint.load(path: out).parameters
+        let pa = UnsafeBufferPointer(start: a.base, count: a.arena.count), pb = UnsafeBufferPointer(start: b.base, count: b.arena.count)
+        XCTAssertTrue(pa.elementsEqual(pb) { $0.bitPattern == $1.bitPattern }, "killed-and-resumed weights differ from the uninterrupted run")
+    }
+
+    func testBadCommandLinesFailCleanlyAndLeaveFilesIntact() throws {
+        let exe = try binary()
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let keep = dir.appendingPathComponent("existing.safetensors").path
+        try Data("precious".utf8).write(to: URL(fileURLWithPath: keep))
+        let cases: [([String], String)] = [
+            (["eval", "--checkpoint", "/nonexistent/model.safetensors", "--task", "data/tasks/mnist.safetensors"], "cannot read"),
+            (["eval", "--checkpoint", keep, "--task", "data/tasks/mnist.safetensors"], "existing.safetensors"),
+            (["probe", "--checkpoint", "data/pretrained/vit_mini_glyphs.safetensors", "--task", "data/tasks/mnist.safetensors",
+              "--output", "/nonexistent-dir/x.safetensors", "--steps", "1"], "cannot write"),
+            (["merge", "--pretrained", "data/pretrained/vit_mini_glyphs.safetensors", "--finetuned", keep, "--tasks",
+              "data/tasks/mnist.safetensors", "--lambda", "50"], "--lambda"),
+            (["finetune", "--mode", "mim", "--checkpoint", keep, "--task", "data/tasks/mnist.safetensors", "--output", keep, "--steps", "1"],
+             "aligned or full"),
+        ]
+        for (args, mention) in cases {
+            let r = try run(exe, args)
+            XCTAssertNotEqual(r.status, 0, "\(args) should fail")
+            XCTAssertTrue(r.output.contains(mention), "\(args): message should mention '\(mention)', got: \(r.output)")
+            XCTAssertFalse(r.output.contains("Fatal error") || r.output.contains("crashed"), "\(args) crashed: \(r.output)")
+        }
+        XCTAssertEqual(try String(contentsOfFile: keep, encoding: .utf8), "precious", "a failed command damaged an existing file")
+    }
+}
