@@ -88,6 +88,31 @@ final class KillResumeTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let keep = dir.appendingPathComponent("existing.safetensors").path
         try Data("precious".utf8).write(to: URL(fileURLWithPath: keep))
+        // Task files: labels outside the class list, an empty train split, images of the wrong size.
+        func task(_ name: String, train: Int, size: Int, label: Int64) throws -> String {
+            var w = SafeTensorsWriter(metadata: ["classes": #"["a", "b"]"#])
+            try w.add("train.images", bytes: [UInt8](repeating: 9, count: train * size * size), shape: [train, 1, size, size])
+            try w.add("train.labels", int64s: (0..<train).map { Int64($0 % 2) == 0 ? label : 1 }, shape: [train])
+            try w.add("test.images", bytes: [UInt8](repeating: 9, count: 2 * size * size), shape: [2, 1, size, size])
+            try w.add("test.labels", int64s: [0, 1], shape: [2])
+            let path = dir.appendingPathComponent(name).path
+            try w.write(to: path)
+            return path
+        }
+        let probe = "data/pretrained/vit_mini_glyphs.safetensors"
+        let taskCases: [(String, String)] = [
+            (try task("labels.safetensors", train: 8, size: 28, label: 7), "outside 0..<2"),
+            (try task("empty.safetensors", train: 0, size: 28, label: 0), "train split is empty"),
+            (try task("size.safetensors", train: 8, size: 32, label: 0), "1×32×32 images but"),
+        ]
+        for (path, mention) in taskCases {
+            let out = dir.appendingPathComponent("probe-out.safetensors").path
+            let r = try run(exe, ["probe", "--checkpoint", probe, "--task", path, "--output", out, "--steps", "1"])
+            XCTAssertNotEqual(r.status, 0, "\(path) should be refused")
+            XCTAssertTrue(r.output.contains(mention), "\(path): message should mention '\(mention)', got: \(r.output)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out), "no output may be written for bad input")
+        }
+
         let cases: [([String], String)] = [
             (["eval", "--checkpoint", "/nonexistent/model.safetensors", "--task", "data/tasks/mnist.safetensors"], "cannot read"),
             (["eval", "--checkpoint", keep, "--task", "data/tasks/mnist.safetensors"], "existing.safetensors"),
