@@ -10,7 +10,9 @@ TSAN_FAST="CoreTests|GEMMTests.testBitIdenticalAcrossThreadCounts|KernelTests.te
 case "${1:-all}" in
   tsan-fast) swift test --sanitize=thread --scratch-path .build-tsan --filter "$TSAN_FAST" ;;
   tsan) swift test --sanitize=thread --scratch-path .build-tsan ;;
-  asan) swift test --sanitize=address --scratch-path .build-asan ;;
+  # LeakSanitizer is off: its only reports are objects XCTest, Foundation.Process and
+  # FoundationXML keep at exit (no frame of ViTMerge's own modules); memory errors still abort.
+  asan) ASAN_OPTIONS=detect_leaks=0 swift test --sanitize=address --scratch-path .build-asan ;;
   all) "$0" tsan && "$0" asan ;;
   *) echo "usage: $0 [tsan-fast|tsan|asan|all]" >&2; exit 2 ;;
 esac
