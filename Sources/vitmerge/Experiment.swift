@@ -133,7 +133,8 @@ final class ExperimentRunner {
                 }))
             }
             if modes.contains("linearized") {
-                perMode.append(("linearized", try stage("\(dir)/linearized.safetensors", "linearized fine-tuning \(names[i])", task: names[i]) {
+                perMode.append(("linearized", try stage("\(dir)/linearized.safetensors", "linearized fine-tuning \(names[i])", task: names[i],
+                                                      metadata: ["mode": "linearized", "base": "\(dir)/probe.safetensors"]) {
                     let trainer = Trainer(model: ViT(parameters: probe.copy()), train: s.train, mode: .linearized,
                                           settings: settings(o.finetuneSteps, lr: o.lr, wd: 0.05))
                     try trainer.run()
@@ -291,14 +292,15 @@ final class ExperimentRunner {
     }
 
     /// Loads `path` if a previous run finished it, else runs `make` and saves atomically.
-    func stage(_ path: String, _ what: String, task: String, _ make: () throws -> ViTParameters) throws -> ViTParameters {
+    func stage(_ path: String, _ what: String, task: String, metadata extra: [String: String] = [:],
+               _ make: () throws -> ViTParameters) throws -> ViTParameters {
         if FileManager.default.fileExists(atPath: path) {
             say("\(what): reusing \(path)")
             return try Checkpoint.load(path: path).parameters
         }
         let t0 = Date()
         let p = try make()
-        try Checkpoint.save(p, to: path, metadata: ["stage": what, "task": task])
+        try Checkpoint.save(p, to: path, metadata: extra.merging(["stage": what, "task": task]) { $1 })
         say("\(what): done in \(formatSeconds(Date().timeIntervalSince(t0)))")
         return p
     }
