@@ -107,10 +107,8 @@ extension Bench {
 
     /// Forward (inference) and full training step (forward, backward, AdamW) img/s at batch 32.
     func vitSuite() {
-        let configs: [(String, ViTConfig)] = options.quick ? [("vit_mini_patch4_28", .mini28())]
-            : [("vit_mini_patch4_28", .mini28()), ("vit_tiny_patch16_224", .vitTiny())]
         let batch = 32
-        for (name, config) in configs {
+        for (name, config) in vitConfigs {
             let images = randomImages(config, count: batch)
             for th in options.threads {
                 ThreadPool.shared.threads = th
@@ -123,14 +121,12 @@ extension Bench {
                 }
                 record("vit", "\(name) forward", [batch], threads: th, value: Double(batch) / fwd, unit: "img/s",
                        peer: torchPeer("\(name) forward", th))
-                let trainer = Trainer(model: model, train: images, mode: .full,
-                                      settings: TrainSettings(steps: 1_000_000, batchSize: batch, lr: 1e-4, seed: 1))
+                let trainer = benchTrainer(model, images, .full)
                 let step = bestTime(minSeconds: options.minSeconds) { _ = trainer.step() }
                 record("vit", "\(name) train step", [batch], threads: th, value: Double(batch) / step, unit: "img/s",
                        peer: torchPeer("\(name) train step", th))
                 // Linearized (tangent-space) step: primal forward + JVP + backward at θ0, AdamW on θ.
-                let linear = Trainer(model: ViT(config: config, seed: 1), train: images, mode: .linearized,
-                                     settings: TrainSettings(steps: 1_000_000, batchSize: batch, lr: 1e-4, seed: 1))
+                let linear = benchTrainer(ViT(config: config, seed: 1), images, .linearized)
                 let linStep = bestTime(minSeconds: options.minSeconds) { _ = linear.step() }
                 record("vit", "\(name) linearized train step", [batch], threads: th, value: Double(batch) / linStep, unit: "img/s",
                        peer: ("normal train step", Double(batch) / step))
@@ -149,15 +145,12 @@ extension Bench {
 
     /// Time per kernel category in one training step (forward, loss, backward, AdamW), as a table.
     func profileSuite() {
-        let configs: [(String, ViTConfig)] = options.quick ? [("vit_mini_patch4_28", .mini28())]
-            : [("vit_mini_patch4_28", .mini28()), ("vit_tiny_patch16_224", .vitTiny())]
         let batch = 32
-        for (name, config) in configs {
+        for (name, config) in vitConfigs {
             let images = randomImages(config, count: batch)
             for th in options.threads {
                 ThreadPool.shared.threads = th
-                let trainer = Trainer(model: ViT(config: config, seed: 1), train: images, mode: .full,
-                                      settings: TrainSettings(steps: 1_000_000, batchSize: batch, lr: 1e-4, seed: 1))
+                let trainer = benchTrainer(ViT(config: config, seed: 1), images, .full)
                 for _ in 0..<2 { _ = trainer.step() }
                 let steps = config.imageHeight > 100 ? 3 : 20
                 Profiler.reset()
@@ -185,6 +178,16 @@ extension Bench {
     func printProfileLine(_ label: String, _ sec: Double, _ total: Double, _ calls: Int?) {
         print("  " + label.padding(toLength: 52, withPad: " ", startingAt: 0)
               + String(format: "%9.3f ms  %5.1f%%", sec * 1e3, 100 * sec / total) + (calls.map { "  \($0) calls" } ?? ""))
+    }
+
+    /// The ViT suites' models: the 28×28 demo model, and ViT-Ti/16 at 224 unless --quick.
+    var vitConfigs: [(String, ViTConfig)] {
+        [("vit_mini_patch4_28", .mini28())] + (options.quick ? [] : [("vit_tiny_patch16_224", .vitTiny())])
+    }
+
+    /// A trainer whose batch is all of `images` (batch 32), run for as many steps as timed.
+    func benchTrainer(_ model: ViT, _ images: LabeledImages, _ mode: TrainMode) -> Trainer {
+        Trainer(model: model, train: images, mode: mode, settings: TrainSettings(steps: 1_000_000, batchSize: images.count, lr: 1e-4, seed: 1))
     }
 
     func randomImages(_ c: ViTConfig, count: Int) -> LabeledImages {

@@ -138,10 +138,7 @@ public final class MergeEvaluator {
             input.withUnsafeMutableBufferPointer { inp in
                 data.fill(start..<(start + b), input: inp.baseAddress!, labels: nil)
                 m.forward(input: inp.baseAddress!, batch: b, acts: acts)
-                if let tangent = l.tangent, let tangents = l.tangents {
-                    m.jvp(tangent: tangent, batch: b, acts: acts, tangents: tangents)
-                    for i in 0..<(b * k) { acts.output[i] += tangents.output[i] }
-                }
+                if let tangent = l.tangent, let tangents = l.tangents { m.addJVP(tangent: tangent, batch: b, acts: acts, tangents: tangents) }
             }
             for i in 0..<b {
                 var best = 0

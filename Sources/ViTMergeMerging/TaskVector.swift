@@ -38,10 +38,7 @@ public struct TaskVector: Sendable {
         guard sameEncoder(finetuned.config, pretrained.config) else {
             throw MergeError.incompatible("'\(task)' has encoder config \(finetuned.config.json), the base \(pretrained.config.json)")
         }
-        let n = pretrained.table.encoderEnd
-        var v = [Float](repeating: 0, count: n)
-        for i in 0..<n { v[i] = finetuned.base[i] - pretrained.base[i] }
-        self.init(task: task, base: parameterHash(pretrained), values: v)
+        self.init(task: task, base: parameterHash(pretrained), values: finetuned.difference(from: pretrained, count: pretrained.table.encoderEnd))
     }
 
     /// Writes encoder tensors with timm names and metadata kind/base/task, atomically.

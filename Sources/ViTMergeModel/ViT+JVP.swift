@@ -117,6 +117,14 @@ extension ViT {
         }
     }
 
+    /// Turns the last forward's output into the linearized model's, f(θ) + J(θ)·tangent: runs
+    /// `jvp` and adds its result to `acts.output` (tangent-space training, evaluation, merges).
+    public func addJVP(tangent v: UnsafePointer<Float>, batch: Int, acts: ViTActivations, tangents tg: ViTTangents) {
+        jvp(tangent: v, batch: batch, acts: acts, tangents: tg)
+        let width = config.numClasses > 0 ? config.numClasses : config.embedDim
+        Elementwise.add(out: acts.output, a: acts.output, b: tg.output, count: batch * width, pool: pool)
+    }
+
     /// Tangent of `linear`: tout = tinp·wᵀ + inp·t_wᵀ (+ t_bias).
     func linearJVP(_ tout: UnsafeMutablePointer<Float>, _ tinp: UnsafePointer<Float>, _ inp: UnsafePointer<Float>,
                    _ w: UnsafePointer<Float>, _ tw: UnsafePointer<Float>, _ tbias: UnsafePointer<Float>?, rows: Int, inF: Int, outF: Int) {

@@ -1,4 +1,5 @@
 import ViTMergeCore
+import ViTMergeKernels
 
 /// Offsets (in floats, from the arena base) of one transformer block's tensors.
 public struct BlockOffsets: Sendable {
@@ -91,6 +92,24 @@ public final class ViTParameters: @unchecked Sendable {
     public subscript(name: String) -> Tensor? { arena.tensor(name) }
 
     /// A copy with the same config and values.
+    /// out[0..<count] = self − base, elementwise over the arena (all of it by default; a prefix,
+    /// e.g. `table.encoderEnd`, when the heads differ). One rounding per element, as `a - b`.
+    public func difference(from base: ViTParameters, into out: UnsafeMutablePointer<Float>, count: Int? = nil,
+                           pool: ThreadPool = .shared) {
+        let n = count ?? arena.count
+        precondition(n <= arena.count && n <= base.arena.count, "difference: \(n) values exceed an arena")
+        Elementwise.linearCombination(out: out, base: self.base, xs: [UnsafePointer(base.base)], coefficients: [-1], count: n, pool: pool)
+    }
+
+    /// self − base as an array (see `difference(from:into:count:)`).
+    public func difference(from base: ViTParameters, count: Int? = nil) -> [Float] {
+        let n = count ?? arena.count
+        return [Float](unsafeUninitializedCapacity: n) { buf, initialized in
+            difference(from: base, into: buf.baseAddress!, count: n)
+            initialized = n
+        }
+    }
+
     public func copy() -> ViTParameters {
         let p = ViTParameters(config: config)
         p.base.update(from: base, count: arena.count)

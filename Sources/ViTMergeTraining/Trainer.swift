@@ -112,10 +112,7 @@ public func evaluate(_ model: ViT, on data: LabeledImages, batchSize: Int = 128,
             labels.withUnsafeMutableBufferPointer { lab in
                 data.fill(start..<(start + b), input: inp.baseAddress!, labels: lab.baseAddress!)
                 model.forward(input: inp.baseAddress!, batch: b, acts: acts)
-                if let tangent, let tangents {
-                    model.jvp(tangent: tangent, batch: b, acts: acts, tangents: tangents)
-                    Elementwise.add(out: acts.output, a: acts.output, b: tangents.output, count: b * model.config.numClasses, pool: model.pool)
-                }
+                if let tangent, let tangents { model.addJVP(tangent: tangent, batch: b, acts: acts, tangents: tangents) }
                 lossSum += Double(model.crossEntropy(labels: lab.baseAddress!, batch: b, acts: acts)) * Double(b)
             }
         }
@@ -198,12 +195,7 @@ public final class Trainer {
     /// Accuracy and loss of the model being trained (f_lin in linearized mode).
     public func evaluateTrained(on data: LabeledImages) -> (accuracy: Double, loss: Double) {
         guard let theta else { return evaluate(model, on: data) }
-        var tangent = [Float](repeating: 0, count: delta.count)
-        tangent.withUnsafeMutableBufferPointer { tv in
-            Elementwise.linearCombination(out: tv.baseAddress!, base: theta.base, xs: [UnsafePointer(model.parameters.base)],
-                                          coefficients: [-1], count: tv.count, pool: model.pool)
-        }
-        return tangent.withUnsafeBufferPointer { evaluate(model, on: data, tangent: $0.baseAddress!) }
+        return theta.difference(from: model.parameters).withUnsafeBufferPointer { evaluate(model, on: data, tangent: $0.baseAddress!) }
     }
 
     /// The parameters being trained: θ in linearized mode (the model holds θ0), else the model's.
@@ -228,13 +220,10 @@ public final class Trainer {
                 model.forward(input: inp.baseAddress!, batch: b, acts: acts)
                 if let theta, let tangents {
                     // f_lin = f(θ0) + J(θ0)·(θ − θ0), written over the primal logits for the loss.
-                    let n = delta.count
                     delta.withUnsafeMutableBufferPointer { dv in
-                        Elementwise.linearCombination(out: dv.baseAddress!, base: theta.base, xs: [UnsafePointer(model.parameters.base)],
-                                                      coefficients: [-1], count: n, pool: model.pool)
-                        model.jvp(tangent: dv.baseAddress!, batch: b, acts: acts, tangents: tangents)
+                        theta.difference(from: model.parameters, into: dv.baseAddress!, pool: model.pool)
+                        model.addJVP(tangent: dv.baseAddress!, batch: b, acts: acts, tangents: tangents)
                     }
-                    Elementwise.add(out: acts.output, a: acts.output, b: tangents.output, count: b * model.config.numClasses, pool: model.pool)
                 }
                 let loss = model.crossEntropy(labels: lab.baseAddress!, batch: b, acts: acts)
                 grads.zero()

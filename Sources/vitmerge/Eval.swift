@@ -34,9 +34,7 @@ struct Eval: ParsableCommand {
             guard theta0.config == params.config else {
                 throw ValidationError("--base \(basePath) has another config than \(checkpoint); give the checkpoint linearized fine-tuning started from")
             }
-            var tangent = [Float](repeating: 0, count: params.table.layout.count)
-            for i in 0..<tangent.count { tangent[i] = params.base[i] - theta0.base[i] }
-            (acc, loss) = tangent.withUnsafeBufferPointer { evaluate(ViT(parameters: theta0), on: data, tangent: $0.baseAddress!) }
+            (acc, loss) = params.difference(from: theta0).withUnsafeBufferPointer { evaluate(ViT(parameters: theta0), on: data, tangent: $0.baseAddress!) }
         } else {
             (acc, loss) = evaluate(ViT(parameters: params), on: data)
         }

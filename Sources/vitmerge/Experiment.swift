@@ -154,9 +154,7 @@ final class ExperimentRunner {
                 let v: Double, t: Double
                 if mode == "linearized" {  // f_lin = f(θ_probe) + J(θ_probe)·(θ − θ_probe)
                     let m = ViT(parameters: probe)
-                    var tangent = [Float](repeating: 0, count: p.table.layout.count)
-                    for j in 0..<tangent.count { tangent[j] = p.base[j] - probe.base[j] }
-                    (v, t) = tangent.withUnsafeBufferPointer { tv in
+                    (v, t) = p.difference(from: probe).withUnsafeBufferPointer { tv in
                         (evaluate(m, on: s.validation, tangent: tv.baseAddress!).accuracy, evaluate(m, on: s.test, tangent: tv.baseAddress!).accuracy)
                     }
                 } else {

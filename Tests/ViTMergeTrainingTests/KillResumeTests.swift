@@ -77,9 +77,8 @@ final class KillResumeTests: XCTestCase {
         if r.killed { r = try run(exe, finetune(out, state, resume: true)) }
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertGreaterThanOrEqual(kills, 1, "the child finished before it could be killed; the test did not test anything")
-        let a = try Checkpoint.load(path: straight).parameters, b = try Checkpoint.load(path: out).parameters
-        let pa = UnsafeBufferPointer(start: a.base, count: a.arena.count), pb = UnsafeBufferPointer(start: b.base, count: b.arena.count)
-        XCTAssertTrue(pa.elementsEqual(pb) { $0.bitPattern == $1.bitPattern }, "killed-and-resumed weights differ from the uninterrupted run")
+        assertBitIdentical(try Checkpoint.load(path: straight).parameters, try Checkpoint.load(path: out).parameters,
+                           "killed-and-resumed weights differ from the uninterrupted run")
     }
 
     func testBadCommandLinesFailCleanlyAndLeaveFilesIntact() throws {

@@ -71,9 +71,7 @@ final class TrainingTests: XCTestCase {
         try trainer.restoreState(from: state)
         XCTAssertEqual(trainer.optimizer.step, 10)
         try trainer.run()
-        let a = UnsafeBufferPointer(start: straight.parameters.base, count: straight.parameters.arena.count)
-        let b = UnsafeBufferPointer(start: resumed.parameters.base, count: resumed.parameters.arena.count)
-        XCTAssertTrue(a.elementsEqual(b) { $0.bitPattern == $1.bitPattern }, "resumed weights differ from the uninterrupted run")
+        assertBitIdentical(straight.parameters, resumed.parameters, "resumed weights differ from the uninterrupted run")
     }
 
     func testResumeRejectsAStateFromOtherSettings() throws {
@@ -131,9 +129,7 @@ final class TrainingTests: XCTestCase {
         try resumed.restoreState(from: state)
         XCTAssertEqual(resumed.optimizer.step, 3)
         try resumed.run()
-        let a = UnsafeBufferPointer(start: straight.parameters.base, count: straight.parameters.arena.count)
-        let b = UnsafeBufferPointer(start: resumed.model.parameters.base, count: resumed.model.parameters.arena.count)
-        XCTAssertTrue(a.elementsEqual(b) { $0.bitPattern == $1.bitPattern })
+        assertBitIdentical(straight.parameters, resumed.model.parameters, "resumed weights differ from the uninterrupted run")
     }
 
     // MARK: Linearized fine-tuning
@@ -184,9 +180,7 @@ final class TrainingTests: XCTestCase {
         let resumed = Trainer(model: ViT(parameters: pre.parameters.copy()), train: data, mode: .linearized, settings: settings)
         try resumed.restoreState(from: state)
         try resumed.run()
-        let a = UnsafeBufferPointer(start: trainer.trained.base, count: trainer.trained.arena.count)
-        let b = UnsafeBufferPointer(start: resumed.trained.base, count: resumed.trained.arena.count)
-        XCTAssertTrue(a.elementsEqual(b) { $0.bitPattern == $1.bitPattern }, "resumed linearized run differs from the uninterrupted one")
+        assertBitIdentical(trainer.trained, resumed.trained, "resumed linearized run differs from the uninterrupted one")
     }
 
     // MARK: Masked image modeling
@@ -247,8 +241,12 @@ final class TrainingTests: XCTestCase {
         try t2.restoreState(from: state)
         XCTAssertEqual(t2.optimizer.step, 20)
         try t2.run()
-        let a = UnsafeBufferPointer(start: model.parameters.base, count: model.parameters.arena.count)
-        let b = UnsafeBufferPointer(start: resumed.parameters.base, count: resumed.parameters.arena.count)
-        XCTAssertTrue(a.elementsEqual(b) { $0.bitPattern == $1.bitPattern }, "resumed masked pre-training differs from the uninterrupted run")
+        assertBitIdentical(model.parameters, resumed.parameters, "resumed masked pre-training differs from the uninterrupted run")
     }
+}
+
+/// Asserts two parameter sets are equal bit for bit (every value of the arena, padding included).
+func assertBitIdentical(_ a: ViTParameters, _ b: ViTParameters, _ message: String, file: StaticString = #filePath, line: UInt = #line) {
+    let pa = UnsafeBufferPointer(start: a.base, count: a.arena.count), pb = UnsafeBufferPointer(start: b.base, count: b.arena.count)
+    XCTAssertTrue(pa.elementsEqual(pb) { $0.bitPattern == $1.bitPattern }, message, file: file, line: line)
 }
