@@ -17,6 +17,9 @@ let package = Package(
         .executable(name: "vitmerge-bench", targets: ["ViTMergeBench"]),
         .executable(name: "vitmerge-fuzz", targets: ["vitmerge-fuzz"]),
     ],
+    // `swift build --traits MPI` adds data-parallel training over MPI (needs libopenmpi-dev);
+    // the default build needs no MPI.
+    traits: [.trait(name: "MPI", description: "Data-parallel training with MPI (Open MPI: apt-get install libopenmpi-dev openmpi-bin)")],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
@@ -33,9 +36,13 @@ let package = Package(
                 swiftSettings: simdSettings),
         .target(name: "ViTMergeReport", dependencies: [], swiftSettings: simdSettings),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "mpi-c", providers: [.apt(["libopenmpi-dev"])]),
+        .target(name: "ViTMergeMPI", dependencies: ["ViTMergeCore", .target(name: "CMPI", condition: .when(traits: ["MPI"]))],
+                swiftSettings: simdSettings),
         .executableTarget(
             name: "vitmerge",
             dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining", "ViTMergeMerging", "ViTMergeReport",
+                           .target(name: "ViTMergeMPI", condition: .when(traits: ["MPI"])),
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: simdSettings),
         .executableTarget(

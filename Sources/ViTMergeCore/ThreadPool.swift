@@ -12,14 +12,18 @@ import Synchronization
 /// number of threads; kernels whose results must not depend on the thread count (reductions)
 /// split by a fixed chunk size instead of by `nth`.
 public final class ThreadPool: @unchecked Sendable {
-    /// The process-wide pool: `VITMERGE_THREADS` threads if set, else one per active core.
+    /// The process-wide pool: `VITMERGE_THREADS` threads if set, else one per active core,
+    /// shared out among the processes an MPI launcher started on this node.
     public static let shared = ThreadPool(threads: ThreadPool.defaultThreadCount)
 
     public static var defaultThreadCount: Int {
-        if let s = ProcessInfo.processInfo.environment["VITMERGE_THREADS"], let n = Int(s), n > 0 {
+        let env = ProcessInfo.processInfo.environment
+        if let s = env["VITMERGE_THREADS"], let n = Int(s), n > 0 {
             return min(n, 256)
         }
-        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+        // Open MPI's mpirun and MPICH's Hydra say how many ranks share this node.
+        let local = (env["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? env["MPI_LOCALNRANKS"]).flatMap { Int($0) } ?? 1
+        return max(1, ProcessInfo.processInfo.activeProcessorCount / max(local, 1))
     }
 
     /// Number of threads (including the caller) that `run` uses; at most `capacity`.

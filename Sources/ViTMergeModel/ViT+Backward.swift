@@ -29,9 +29,14 @@ extension ViT {
     /// With `tokenGradient` [batch, T, D] the pass starts from a gradient on the final tokens
     /// (`acts.tokensPointer`, e.g. from a per-token decoder) instead: head, fc_norm and pooling
     /// are skipped.
+    ///
+    /// `gradientReady`, if given, is told each arena range as soon as its gradients are final, in
+    /// descending contiguous order: [end of the blocks, end), each block last to first, then the
+    /// embeddings [0, first block) — so data-parallel training can start reducing them while the
+    /// backward goes on. A range is not reported when the pass stops before reaching it.
     public func backward(input: UnsafePointer<Float>, batch: Int, acts: ViTActivations, grads: Arena,
                          gradInput: UnsafeMutablePointer<Float>? = nil, options: BackwardOptions = BackwardOptions(),
-                         tokenGradient: UnsafePointer<Float>? = nil) {
+                         tokenGradient: UnsafePointer<Float>? = nil, gradientReady: ((Range<Int>) -> Void)? = nil) {
         let c = config
         precondition(grads.count == table.layout.count, "backward: gradient arena has the wrong layout")
         precondition(batch >= 1 && batch <= acts.capacity, "backward: batch \(batch) exceeds activation capacity \(acts.capacity)")
@@ -89,6 +94,8 @@ extension ViT {
             LayerNorm.backward(dinp: dres, dweight: g + w, dbias: g + bias, dout: dln, inp: lastOut, weight: p + w,
                                mean: acts.ptr(acts.normMean!), rstd: acts.ptr(acts.normRstd!), rows: n, cols: d, pool: pool)
         }
+        let blocksEnd = tab.blocksEnd
+        gradientReady?(blocksEnd..<tab.layout.count)
 
         // Blocks, last to first; dres holds dLoss/d(block output).
         for l in stride(from: tab.blocks.count - 1, through: 0, by: -1) {
@@ -125,6 +132,7 @@ extension ViT {
             }
             LayerNorm.backward(dinp: dres, dweight: g + o.norm1W, dbias: g + o.norm1B, dout: dln, inp: blockIn,
                                weight: p + o.norm1W, mean: acts.ptr(a.ln1Mean), rstd: acts.ptr(a.ln1Rstd), rows: n, cols: d, pool: pool)
+            gradientReady?(o.norm1W..<(l + 1 < tab.blocks.count ? tab.blocks[l + 1].norm1W : blocksEnd))
         }
 
         // dres now holds dLoss/d(block-0 input); through norm_pre to the embeddings.
@@ -146,6 +154,7 @@ extension ViT {
                       b: acts.ptr(acts.patches) + b * np * c.patchDim, ldb: c.patchDim, beta: 1, c: g + tab.patchW, ldc: c.patchDim, pool: pool)
                 if let pb = tab.patchB { Elementwise.biasAddBackward(dbias: g + pb, dout: rows, rows: np, cols: d, pool: pool) }
             }
+            gradientReady?(0..<(tab.blocks.first?.norm1W ?? blocksEnd))
         }
         if let gradInput {
             let dpatches = acts.ptr(acts.dpatches)

@@ -71,6 +71,9 @@ public struct ParameterTable: Sendable {
         name.hasSuffix(".bias") || name.contains("norm") || name == "cls_token" || name == "pos_embed"
     }
 
+    /// The arena offset just past the last block: the final norm, fc_norm and head follow it.
+    public var blocksEnd: Int { normW ?? fcNormW ?? headW ?? layout.count }
+
     /// The arena range [lo, hi) covering the head tensors (empty when there is no head). The
     /// head is laid out last, so the encoder is the prefix [0, encoderEnd).
     public var encoderEnd: Int { headW ?? layout.count }

@@ -37,8 +37,10 @@ public final class ViT: @unchecked Sendable {
 
     /// Mean cross-entropy of the last forward's logits against `labels` [batch] (each in
     /// 0..<numClasses); writes dLoss/dLogits into `acts.outputGradient` for `backward`.
+    /// `gradientScale` (default 1/batch) multiplies the gradient: 1/global batch when this batch is
+    /// one rank's share of a data-parallel step.
     @discardableResult
-    public func crossEntropy(labels: UnsafePointer<Int32>, batch: Int, acts: ViTActivations) -> Float {
+    public func crossEntropy(labels: UnsafePointer<Int32>, batch: Int, acts: ViTActivations, gradientScale: Float? = nil) -> Float {
         guard let logits = acts.logits, let probs = acts.probs, let losses = acts.losses else {
             preconditionFailure("crossEntropy needs a model with a head (num_classes > 0)")
         }
@@ -47,7 +49,7 @@ public final class ViT: @unchecked Sendable {
                                         labels: labels, rows: batch, classes: k, pool: pool)
         acts.outputGradient.update(repeating: 0, count: batch * k)
         CrossEntropy.backward(dlogits: acts.outputGradient, probs: acts.ptr(probs), labels: labels,
-                              rows: batch, classes: k, scale: 1 / Float(batch), pool: pool)
+                              rows: batch, classes: k, scale: gradientScale ?? 1 / Float(batch), pool: pool)
         return loss
     }
 }

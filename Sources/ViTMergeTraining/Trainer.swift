@@ -97,17 +97,25 @@ public struct StepLog: Sendable {
 public func evaluate(_ model: ViT, on data: LabeledImages, batchSize: Int = 128, acts reused: ViTActivations? = nil,
                      tangent: UnsafePointer<Float>? = nil, tangents reusedTangents: ViTTangents? = nil)
     -> (accuracy: Double, loss: Double) {
+    let (correct, lossSum) = evaluateSums(model, on: data, range: 0..<data.count, batchSize: batchSize, acts: reused,
+                                          tangent: tangent, tangents: reusedTangents)
+    return (Double(correct) / Double(max(data.count, 1)), lossSum / Double(max(data.count, 1)))
+}
+
+/// Correct predictions and summed cross-entropy over examples `range` of `data` (see `evaluate`).
+func evaluateSums(_ model: ViT, on data: LabeledImages, range: Range<Int>, batchSize: Int = 128, acts reused: ViTActivations? = nil,
+                  tangent: UnsafePointer<Float>? = nil, tangents reusedTangents: ViTTangents? = nil) -> (correct: Int, lossSum: Double) {
     precondition(model.config.numClasses > 0, "evaluate needs a model with a head")
-    let acts = reused ?? model.makeActivations(capacity: min(batchSize, max(data.count, 1)))
+    let acts = reused ?? model.makeActivations(capacity: min(batchSize, max(range.count, 1)))
     let capacity = acts.capacity
     let tangents = tangent == nil ? nil : (reusedTangents ?? ViTTangents(config: model.config, capacity: capacity))
     let k = model.config.numClasses
     var input = [Float](repeating: 0, count: capacity * data.imageSize)
     var labels = [Int32](repeating: 0, count: capacity)
     var correct = 0, lossSum = 0.0
-    var start = 0
-    while start < data.count {
-        let b = min(capacity, data.count - start)
+    var start = range.lowerBound
+    while start < range.upperBound {
+        let b = min(capacity, range.upperBound - start)
         input.withUnsafeMutableBufferPointer { inp in
             labels.withUnsafeMutableBufferPointer { lab in
                 data.fill(start..<(start + b), input: inp.baseAddress!, labels: lab.baseAddress!)
@@ -124,18 +132,35 @@ public func evaluate(_ model: ViT, on data: LabeledImages, batchSize: Int = 128,
         }
         start += b
     }
-    return (Double(correct) / Double(max(data.count, 1)), lossSum / Double(max(data.count, 1)))
+    return (correct, lossSum)
 }
 
 /// Supervised training of a ViT on labelled images: full fine-tuning / pre-training, or aligned
 /// fine-tuning with the head frozen. Deterministic for a seed, and resumable to the same bits.
+///
+/// Data-parallel over a `Collective` of N ranks: every rank draws the same global batch, computes
+/// the loss and gradients of its contiguous share (scaled by 1/global batch, so the sum over ranks
+/// is the global batch's gradient), and the gradients are summed across ranks; every rank then
+/// applies the same AdamW update, so the parameters stay identical (checked at every save).
 public final class Trainer {
     public let model: ViT
     public let mode: TrainMode
     public let settings: TrainSettings
     public let optimizer: AdamWOptimizer
+    public let group: Collective
+    /// This rank's images within each global batch.
+    public let share: Range<Int>
+    /// How gradients are summed across ranks (when there are several).
+    public var gradientSync = GradientSync.overlapped {
+        didSet { reducer?.sync = gradientSync }
+    }
+    /// Times the ranks' parameters were found to differ at a save and were reset to rank 0's.
+    public internal(set) var resynchronizations = 0
     let train: LabeledImages
     let sampler: BatchSampler
+    let reducer: GradientReducer?
+    /// Another rank was interrupted (Ctrl-C) during the last step.
+    var peerInterrupted = false
     let acts: ViTActivations
     let grads: Arena
     var input: [Float]
@@ -152,28 +177,36 @@ public final class Trainer {
     var orderEpoch = -1
 
     /// For `.masked`, the model's head is the decoder: num_classes must equal the patch's pixel count.
-    public init(model: ViT, train: LabeledImages, mode: TrainMode, settings: TrainSettings) {
+    /// With a `group` of N ranks, the global batch (`settings.batchSize`, at most the training set)
+    /// must hold at least N images.
+    public init(model: ViT, train: LabeledImages, mode: TrainMode, settings: TrainSettings, group: Collective = SingleProcess.shared) {
         precondition(mode != .masked || model.config.numClasses == model.config.patchDim,
                      "masked image modeling needs num_classes = patch pixels (\(model.config.patchDim)): the head is the decoder")
         self.model = model
         self.mode = mode
         self.settings = settings
         self.train = train
+        self.group = group
         sampler = BatchSampler(count: train.count, batchSize: settings.batchSize, seed: settings.seed)
+        precondition(sampler.batchSize >= group.size, "a global batch of \(sampler.batchSize) cannot be shared by \(group.size) ranks")
+        share = group.share(of: sampler.batchSize)
         optimizer = AdamWOptimizer(table: model.table, weightDecay: settings.weightDecay) { name in
             mode == .full || mode == .masked || !ParameterTable.isHead(name)
         }
         theta = mode == .linearized ? model.parameters.copy() : nil
         if mode == .linearized {
             delta = [Float](repeating: 0, count: model.table.layout.count)
-            tangents = ViTTangents(config: model.config, capacity: min(settings.batchSize, train.count))
+            tangents = ViTTangents(config: model.config, capacity: share.count)
         }
-        acts = model.makeActivations(capacity: sampler.batchSize)
+        acts = model.makeActivations(capacity: share.count)
         grads = model.makeGradients()
-        input = [Float](repeating: 0, count: sampler.batchSize * train.imageSize)
-        labels = [Int32](repeating: 0, count: sampler.batchSize)
+        // Summed across ranks: the trainable span (aligned and linearized runs leave the head out).
+        reducer = group.size == 1 ? nil
+            : GradientReducer(group: group, gradients: grads.base, span: mode == .full || mode == .masked ? 0..<grads.count : 0..<model.table.encoderEnd)
+        input = [Float](repeating: 0, count: share.count * train.imageSize)
+        labels = [Int32](repeating: 0, count: share.count)
         if mode == .masked {
-            let c = model.config, b = sampler.batchSize
+            let c = model.config, b = share.count
             target = [Float](repeating: 0, count: b * c.numPatches * c.patchDim)
             decoded = [Float](repeating: 0, count: b * c.tokens * c.patchDim)
             tokenGradient = [Float](repeating: 0, count: b * c.tokens * c.embedDim)
@@ -186,34 +219,57 @@ public final class Trainer {
     /// One optimizer step on batch `optimizer.step` (0-based); returns the loss, lr and gradient norm.
     public func step() -> (loss: Float, lr: Float, gradNorm: Double) {
         let s = optimizer.step
-        let loss = mode == .masked ? maskedLoss(step: s) : supervisedLoss(step: s)
+        var loss = mode == .masked ? maskedLoss(step: s) : supervisedLoss(step: s)
+        if let reducer {
+            reducer.finish()
+            // The global loss (each rank's share is already weighted) and whether any rank got Ctrl-C.
+            var scalars: (Double, Double) = (Double(loss), Interrupt.requested ? 1 : 0)
+            withUnsafeMutableBytes(of: &scalars) { group.allreduceSum($0.baseAddress!.assumingMemoryBound(to: Double.self), count: 2) }
+            loss = Float(scalars.0)
+            peerInterrupted = scalars.1 > 0
+        }
         let lr = schedule.lr(step: s + 1)
         let norm = optimizer.update(parameters: trained, grads: grads, lr: lr, maxNorm: settings.clipNorm, pool: model.pool)
         return (loss, lr, norm)
     }
 
     /// Accuracy and loss of the model being trained (f_lin in linearized mode).
+    /// With several ranks, each evaluates its share of `data` and the counts are summed (every
+    /// rank must call this).
     public func evaluateTrained(on data: LabeledImages) -> (accuracy: Double, loss: Double) {
-        guard let theta else { return evaluate(model, on: data) }
-        return theta.difference(from: model.parameters).withUnsafeBufferPointer { evaluate(model, on: data, tangent: $0.baseAddress!) }
+        let range = group.share(of: data.count)
+        var sums: (Double, Double)
+        if let theta {
+            sums = theta.difference(from: model.parameters).withUnsafeBufferPointer {
+                let r = evaluateSums(model, on: data, range: range, tangent: $0.baseAddress!)
+                return (Double(r.correct), r.lossSum)
+            }
+        } else {
+            let r = evaluateSums(model, on: data, range: range)
+            sums = (Double(r.correct), r.lossSum)
+        }
+        withUnsafeMutableBytes(of: &sums) { group.allreduceSum($0.baseAddress!.assumingMemoryBound(to: Double.self), count: 2) }
+        let n = Double(max(data.count, 1))
+        return (sums.0 / n, sums.1 / n)
     }
 
     /// The parameters being trained: θ in linearized mode (the model holds θ0), else the model's.
     public var trained: ViTParameters { theta ?? model.parameters }
 
-    /// `sampler.indices(step:)`, with the epoch's order cached.
+    /// This rank's share of `sampler.indices(step:)`, with the epoch's order cached.
     func batchIndices(step s: Int) -> ArraySlice<Int> {
         let epoch = s / sampler.stepsPerEpoch, within = s % sampler.stepsPerEpoch
         if epoch != orderEpoch {
             epochOrder = sampler.order(epoch: epoch)
             orderEpoch = epoch
         }
-        return epochOrder[(within * sampler.batchSize)..<((within + 1) * sampler.batchSize)]
+        let first = within * sampler.batchSize
+        return epochOrder[(first + share.lowerBound)..<(first + share.upperBound)]
     }
 
     /// Cross-entropy on batch `s`; leaves its gradient in `grads`.
     func supervisedLoss(step s: Int) -> Float {
-        let b = sampler.batchSize
+        let b = share.count
         return input.withUnsafeMutableBufferPointer { inp in
             labels.withUnsafeMutableBufferPointer { lab in
                 train.fill(batchIndices(step: s), input: inp.baseAddress!, labels: lab.baseAddress!)
@@ -225,19 +281,23 @@ public final class Trainer {
                         model.addJVP(tangent: dv.baseAddress!, batch: b, acts: acts, tangents: tangents)
                     }
                 }
-                let loss = model.crossEntropy(labels: lab.baseAddress!, batch: b, acts: acts)
+                let global = sampler.batchSize
+                let loss = model.crossEntropy(labels: lab.baseAddress!, batch: b, acts: acts, gradientScale: 1 / Float(global))
                 grads.zero()
+                reducer?.begin()
                 model.backward(input: inp.baseAddress!, batch: b, acts: acts, grads: grads,
-                               options: BackwardOptions(head: mode == .full, encoder: true))
-                return loss
+                               options: BackwardOptions(head: mode == .full, encoder: true), gradientReady: reducer?.hook)
+                // This rank's share of the global batch's mean loss.
+                return b == global ? loss : Float(Double(loss) * Double(b) / Double(global))
             }
         }
     }
 
     /// Masked-patch reconstruction loss on batch `s` (see `TrainMode.masked`); leaves its gradient
-    /// in `grads`. The masks come from RNG(seed, stream: step), so a resumed run masks the same patches.
+    /// in `grads`. The masks come from RNG(seed, stream: step), so a resumed run masks the same
+    /// patches, and every rank draws the whole global batch's masks (keeping its share's).
     func maskedLoss(step s: Int) -> Float {
-        let c = model.config, b = sampler.batchSize, pool = model.pool
+        let c = model.config, b = share.count, pool = model.pool
         let (np, pd, t, d, ps, gw) = (c.numPatches, c.patchDim, c.tokens, c.embedDim, c.patchSize, c.gridWidth)
         let prefix = c.classToken ? 1 : 0
         let maskedCount = min(np, max(1, Int((Double(np) * settings.maskRatio).rounded())))
@@ -252,8 +312,10 @@ public final class Trainer {
                         train.fill(batchIndices(step: s), input: x, labels: nil)
                         // Per image: choose the masked patches, keep their pixels as targets, fill them with −1.
                         var order = Array(0..<np)
-                        for i in 0..<b {
+                        for image in 0..<share.upperBound {
                             rng.shuffle(&order)
+                            guard image >= share.lowerBound else { continue }
+                            let i = image - share.lowerBound
                             for j in 0..<np { isMasked[i * np + j] = false }
                             for j in order.prefix(maskedCount) { isMasked[i * np + j] = true }
                             for patch in 0..<np where isMasked[i * np + patch] {
@@ -272,7 +334,7 @@ public final class Trainer {
                               beta: 0, c: pred, ldc: pd, pool: pool)
                         Elementwise.biasAddForward(out: pred, bias: p + decB, rows: b * t, cols: pd, pool: pool)
                         // Mean squared error over the masked pixels; the decoder output becomes its gradient.
-                        let scale = 1 / Float(b * maskedCount * pd)
+                        let scale = 1 / Float(sampler.batchSize * maskedCount * pd)
                         var sum = 0.0
                         for i in 0..<b {
                             for r in 0..<t {
@@ -296,7 +358,9 @@ public final class Trainer {
                         Elementwise.biasAddBackward(dbias: g + decB, dout: pred, rows: b * t, cols: pd, pool: pool)
                         sgemm(transA: false, transB: false, m: b * t, n: d, k: pd, a: pred, lda: pd, b: p + decW, ldb: d,
                               beta: 0, c: dtok.baseAddress!, ldc: d, pool: pool)
-                        model.backward(input: x, batch: b, acts: acts, grads: grads, tokenGradient: dtok.baseAddress!)
+                        reducer?.begin()
+                        model.backward(input: x, batch: b, acts: acts, grads: grads, tokenGradient: dtok.baseAddress!,
+                                       gradientReady: reducer?.hook)
                         return Float(sum * Double(scale))
                     }
                 }
@@ -309,6 +373,7 @@ public final class Trainer {
     public func run(validation: LabeledImages? = nil, log: (StepLog) -> Void = { _ in },
                     save: (Trainer) throws -> Void = { _ in }) throws {
         let start = DispatchTime.now().uptimeNanoseconds
+        if group.size > 1 { broadcastState() }
         let first = optimizer.step
         while optimizer.step < settings.steps {
             let before = optimizer.step
@@ -326,8 +391,10 @@ public final class Trainer {
             }
             log(entry)
             let scheduled = (settings.checkpointEvery > 0 && done % settings.checkpointEvery == 0) || done == settings.steps
+            let interrupted = (Interrupt.requested || peerInterrupted) && done < settings.steps
+            if group.size > 1 && (scheduled || interrupted) { ensureRanksAgree() }
             if scheduled { try save(self) }
-            if Interrupt.requested && done < settings.steps {
+            if interrupted {
                 if !scheduled { try save(self) }
                 Interrupt.clear()
                 throw TrainingError.interrupted(step: done)

@@ -22,6 +22,7 @@ struct FineTune: ParsableCommand {
     @Flag(help: "Continue from --state.") var resume = false
     @OptionGroup var train: TrainOptions
     @OptionGroup var runtime: RuntimeOptions
+    @OptionGroup var parallel: ParallelOptions
 
     func validate() throws {
         if resume && state == nil { throw ValidationError("--resume needs --state FILE") }
@@ -30,9 +31,12 @@ struct FineTune: ParsableCommand {
 
     func run() throws {
         runtime.apply()
-        try ensureWritable(output, state)
+        let group = try World.join()
+        let root = group.isRoot  // rank 0 checks and writes the files and the log
+        if root { try ensureWritable(output, state) }
         Interrupt.install()  // Ctrl-C: save the state, stop, say how to resume
         let splits = try TaskSplits(path: task, seed: train.seed)
+        try checkShares(batchSize: train.batchSize, train: splits.train, group: group)
         let (start, _) = try Checkpoint.load(path: checkpoint)
         try splits.check(fits: start.config, checkpoint: checkpoint)
         let classes = splits.dataset.classes.count
@@ -42,17 +46,31 @@ struct FineTune: ParsableCommand {
         let params = withHead(start, classes: classes)
         if mode == .full { reinitializeHead(params, seed: train.seed) }
         let model = ViT(parameters: params)
-        let trainer = Trainer(model: model, train: splits.train, mode: mode, settings: train.settings(checkpointEvery: checkpointEvery))
-        if resume, let state, FileManager.default.fileExists(atPath: state) { try trainer.restoreState(from: state) }
-        try trainer.run(validation: splits.validation, log: train.progress("finetune-\(mode.rawValue)")) { t in
-            if let state { try t.saveState(to: state) }
+        let trainer = Trainer(model: model, train: splits.train, mode: mode, settings: train.settings(checkpointEvery: checkpointEvery),
+                              group: group)
+        trainer.gradientSync = parallel.gradSync
+        // Under MPI only rank 0 reads the state; `run` gives every rank its parameters and moments.
+        if root, resume, let state, FileManager.default.fileExists(atPath: state) { try trainer.restoreState(from: state) }
+        if root && group.size > 1 && !train.quiet { print(World.describe(globalBatch: min(train.batchSize, splits.train.count))) }
+        try trainer.run(validation: splits.validation, log: root ? train.progress("finetune-\(mode.rawValue)") : { _ in }) { t in
+            if root, let state { try t.saveState(to: state) }
         }
         let (acc, _) = trainer.evaluateTrained(on: splits.validation)
+        guard root else { return }
+        if trainer.resynchronizations > 0 { print("note: the ranks' parameters differed \(trainer.resynchronizations) time(s) at a save and were reset to rank 0's") }
         // Linearized: the file holds θ; evaluating it needs θ0 = `base` (f_lin = f(θ0) + J(θ0)(θ − θ0)).
         try Checkpoint.save(trainer.trained, to: output, metadata: [
             "command": CommandLine.arguments.joined(separator: " "), "task": splits.dataset.name, "mode": mode.rawValue,
             "base": checkpoint, "val_accuracy": String(format: "%.4f", acc)])
         print(String(format: "wrote %@ (validation accuracy %.4f)", output, acc))
+    }
+}
+
+/// Throws unless every rank of `group` gets at least one image of each global batch.
+func checkShares(batchSize: Int, train: LabeledImages, group: Collective) throws {
+    let global = min(batchSize, train.count)
+    if global < group.size {
+        throw InputError(description: "a global batch of \(global) images cannot be shared by \(group.size) ranks: use --batch-size ≥ \(group.size) (the global batch is split across the ranks) or fewer ranks")
     }
 }
 

@@ -23,6 +23,7 @@ struct Pretrain: ParsableCommand {
     @Flag(help: "Continue from --state.") var resume = false
     @OptionGroup var train: TrainOptions
     @OptionGroup var runtime: RuntimeOptions
+    @OptionGroup var parallel: ParallelOptions
 
     func validate() throws {
         if !["supervised", "mim"].contains(scheme) { throw ValidationError("--scheme must be supervised or mim") }
@@ -32,15 +33,21 @@ struct Pretrain: ParsableCommand {
 
     func run() throws {
         runtime.apply()
-        try ensureWritable(output, state)
+        let group = try World.join()
+        let root = group.isRoot  // rank 0 checks and writes the files and the log
+        if root { try ensureWritable(output, state) }
         Interrupt.install()  // Ctrl-C: save the state, stop, say how to resume
         let splits = try TaskSplits(path: data, seed: train.seed, validationFraction: 0.05)
+        try checkShares(batchSize: train.batchSize, train: splits.train, group: group)
         var settings = train.settings(checkpointEvery: checkpointEvery)
         settings.maskRatio = maskRatio
         let cfg = try loadConfig(config)
         try splits.check(fits: cfg, checkpoint: "--config \(config)")
-        let (params, metadata) = try pretrain(scheme: scheme, splits: splits, config: cfg, settings: settings,
-                                              state: state, resume: resume, log: train.progress("pretrain-\(scheme)"))
+        if root && group.size > 1 && !train.quiet { print(World.describe(globalBatch: min(train.batchSize, splits.train.count))) }
+        let (params, metadata) = try pretrain(scheme: scheme, splits: splits, config: cfg, settings: settings, state: state, resume: resume,
+                                              log: root ? train.progress("pretrain-\(scheme)") : { _ in }, group: group,
+                                              gradientSync: parallel.gradSync)
+        guard root else { return }
         try Checkpoint.save(params, to: output, metadata: metadata.merging([
             "command": CommandLine.arguments.joined(separator: " "), "data": data]) { $1 })
         print("wrote \(output) (" + (metadata["test_accuracy"].map { "pre-training test accuracy \($0)" }
@@ -51,20 +58,24 @@ struct Pretrain: ParsableCommand {
 /// Pre-trains a model from scratch with `scheme` ("supervised" or "mim") and returns the
 /// checkpoint to save with its metadata: supervised keeps its classification head; mim keeps the
 /// encoder only (num_classes 0; the decoder is dropped).
+/// With a `group` of several ranks the training is data-parallel; only rank 0 reads `state` and
+/// writes it.
 func pretrain(scheme: String, splits: TaskSplits, config: ViTConfig, settings: TrainSettings, state: String?, resume: Bool,
-              log: (StepLog) -> Void) throws -> (ViTParameters, [String: String]) {
+              log: (StepLog) -> Void, group: Collective = SingleProcess.shared, gradientSync: GradientSync = .overlapped)
+    throws -> (ViTParameters, [String: String]) {
     var cfg = config
     let mim = scheme == "mim"
     cfg.numClasses = mim ? cfg.patchDim : splits.dataset.classes.count
     let model = ViT(config: cfg, seed: settings.seed)
-    let trainer = Trainer(model: model, train: splits.train, mode: mim ? .masked : .full, settings: settings)
-    if resume, let state, FileManager.default.fileExists(atPath: state) { try trainer.restoreState(from: state) }
+    let trainer = Trainer(model: model, train: splits.train, mode: mim ? .masked : .full, settings: settings, group: group)
+    trainer.gradientSync = gradientSync
+    if group.isRoot, resume, let state, FileManager.default.fileExists(atPath: state) { try trainer.restoreState(from: state) }
     var last: Float = .nan
     try trainer.run(validation: mim ? nil : splits.validation, log: { last = $0.loss; log($0) }) { t in
-        if let state { try t.saveState(to: state) }
+        if group.isRoot, let state { try t.saveState(to: state) }
     }
     var metadata = ["scheme": scheme, "settings": settings.json, "final_loss": String(format: "%.5f", last)]
     if mim { return (withHead(model.parameters, classes: 0), metadata) }
-    metadata["test_accuracy"] = String(format: "%.4f", evaluate(model, on: splits.test).accuracy)
+    metadata["test_accuracy"] = String(format: "%.4f", trainer.evaluateTrained(on: splits.test).accuracy)
     return (model.parameters, metadata)
 }
