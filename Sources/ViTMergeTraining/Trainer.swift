@@ -219,6 +219,14 @@ public final class Trainer {
     /// One optimizer step on batch `optimizer.step` (0-based); returns the loss, lr and gradient norm.
     public func step() -> (loss: Float, lr: Float, gradNorm: Double) {
         let s = optimizer.step
+        let loss = gradients(step: s)
+        let lr = schedule.lr(step: s + 1)
+        let norm = optimizer.update(parameters: trained, grads: grads, lr: lr, maxNorm: settings.clipNorm, pool: model.pool)
+        return (loss, lr, norm)
+    }
+
+    /// The global batch `s`'s loss, with its gradient (summed across the ranks) in `grads`.
+    func gradients(step s: Int) -> Float {
         var loss = mode == .masked ? maskedLoss(step: s) : supervisedLoss(step: s)
         if let reducer {
             reducer.finish()
@@ -228,9 +236,7 @@ public final class Trainer {
             loss = Float(scalars.0)
             peerInterrupted = scalars.1 > 0
         }
-        let lr = schedule.lr(step: s + 1)
-        let norm = optimizer.update(parameters: trained, grads: grads, lr: lr, maxNorm: settings.clipNorm, pool: model.pool)
-        return (loss, lr, norm)
+        return loss
     }
 
     /// Accuracy and loss of the model being trained (f_lin in linearized mode).

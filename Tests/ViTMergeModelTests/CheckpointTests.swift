@@ -86,3 +86,41 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(run(1), run(2))
     }
 }
+
+final class GradientReadyTests: XCTestCase {
+    /// `backward`'s ready ranges arrive in descending contiguous order, cover the whole arena,
+    /// and are final when reported (nothing later writes into them).
+    func testReadyRangesCoverTheArenaInOrderAndAreFinal() {
+        let configs = [
+            ViTConfig(imageSize: 8, patchSize: 4, inChannels: 1, numClasses: 3, embedDim: 8, depth: 3, numHeads: 2),
+            ViTConfig(imageSize: 8, patchSize: 4, inChannels: 2, numClasses: 3, embedDim: 8, depth: 2, numHeads: 2,
+                      qkvBias: false, classToken: false, globalPool: .avg, fcNorm: true, preNorm: true),
+        ]
+        for config in configs {
+            let model = ViT(config: config, seed: 5)
+            let batch = 3
+            var rng = RNG(seed: 2)
+            let input = (0..<(batch * config.inChannels * 64)).map { _ in rng.uniformFloat() }
+            let labels: [Int32] = [0, 2, 1]
+            let acts = model.makeActivations(capacity: batch)
+            let grads = model.makeGradients()
+            model.forward(input: input, batch: batch, acts: acts)
+            model.crossEntropy(labels: labels, batch: batch, acts: acts)
+            var reported: [(Range<Int>, [Float])] = []
+            input.withUnsafeBufferPointer { x in
+                model.backward(input: x.baseAddress!, batch: batch, acts: acts, grads: grads) { range in
+                    reported.append((range, Array(UnsafeBufferPointer(start: grads.base + range.lowerBound, count: range.count))))
+                }
+            }
+            var next = grads.count
+            for (range, snapshot) in reported {
+                XCTAssertEqual(range.upperBound, next, "ranges must be contiguous and descending")
+                next = range.lowerBound
+                let now = Array(UnsafeBufferPointer(start: grads.base + range.lowerBound, count: range.count))
+                XCTAssertEqual(now.map(\.bitPattern), snapshot.map(\.bitPattern), "range \(range) changed after it was reported ready")
+            }
+            XCTAssertEqual(next, 0, "the ranges must cover the whole arena")
+            XCTAssertEqual(reported.count, config.depth + 2)
+        }
+    }
+}
