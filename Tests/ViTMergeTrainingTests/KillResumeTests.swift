@@ -11,9 +11,11 @@ final class KillResumeTests: XCTestCase {
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// The `vitmerge` executable built next to this test bundle (`swift test` builds it).
-    func binary() throws -> URL {
+    func binary() throws -> URL { try Self.builtBinary() }
+
+    static func builtBinary() throws -> URL {
         let dir = Bundle.main.bundleURL.deletingLastPathComponent()
-        for candidate in [dir.appendingPathComponent("vitmerge"), Self.repo.appendingPathComponent(".build/debug/vitmerge")]
+        for candidate in [dir.appendingPathComponent("vitmerge"), repo.appendingPathComponent(".build/debug/vitmerge")]
         where FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
         throw XCTSkip("the vitmerge executable was not found next to the tests (build it with `swift build`)")
     }
