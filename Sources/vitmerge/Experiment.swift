@@ -31,9 +31,18 @@ struct ExperimentOptions: ParsableArguments {
     @Option(help: "Seed (validation split, batches, heads).") var seed: UInt64 = 0
     @Option(help: "Disentanglement grid step over [−3, 3].") var alphaStep = 0.5
     @Option(help: "Validation images per task for the disentanglement error.") var disentangleImages = 100
+    @Flag(help: "Print the independent per-task jobs as commands (for a job array, e.g. scripts/slurm_experiment.sh) and exit.")
+    var plan = false
+    @Option(help: "Run one job of --plan and exit: a task index (0-based, in --tasks order) or 'pretrain'. The full command then reuses the jobs' checkpoints.")
+    var job: String?
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
+        if let j = job, j != "pretrain" && Int(j).map({ !(0..<tasks.count).contains($0) }) ?? true {
+            throw ValidationError("--job must be 'pretrain' or a task index between 0 and \(tasks.count - 1)")
+        }
+        if job == "pretrain" && scheme == nil { throw ValidationError("--job pretrain needs --scheme (without it the pre-trained model is loaded)") }
+        if plan && job != nil { throw ValidationError("give --plan or --job, not both") }
         let m = modeList
         if m.isEmpty || !m.allSatisfy({ ["probe", "aligned", "full", "linearized"].contains($0) }) {
             throw ValidationError("--modes takes a comma-separated subset of probe, aligned, full, linearized")
@@ -59,10 +68,12 @@ struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the experiment on the embedded data and committed pre-trained model (about 10 minutes on 2 cores).")
     @Option(help: "Output directory.") var out = "demo-out"
+    @Flag(help: "Print the independent per-task jobs as commands and exit.") var plan = false
+    @Option(help: "Run one job of --plan (a task index) and exit.") var job: String?
     @OptionGroup var runtime: RuntimeOptions
 
     func run() throws {
-        var o = try ExperimentOptions.parse(["--out", out])
+        var o = try ExperimentOptions.parse(["--out", out] + (plan ? ["--plan"] : []) + (job.map { ["--job", $0] } ?? []))
         o.runtime = runtime
         try ExperimentRunner(options: o).run()
     }
@@ -82,9 +93,14 @@ final class ExperimentRunner {
 
     func run() throws {
         o.runtime.apply()
+        if o.plan { return try printPlan() }
         let fm = FileManager.default
         try fm.createDirectory(atPath: o.out, withIntermediateDirectories: true)
         let prePath = o.scheme.map { "\(o.out)/pretrained_\($0).safetensors" } ?? o.pretrained
+        let job = o.job.flatMap { Int($0) }
+        if job != nil && !fm.fileExists(atPath: prePath) {
+            throw InputError(description: "job \(job!) needs the pre-trained model \(prePath): run the pre-training job first (\(planCommand(job: "pretrain")))")
+        }
         if let scheme = o.scheme, !fm.fileExists(atPath: prePath) {
             say("pre-training (\(scheme)) on \(o.pretrainData) for \(o.pretrainSteps) steps")
             let data = try TaskSplits(path: o.pretrainData, seed: o.seed, validationFraction: 0.05)
@@ -100,6 +116,7 @@ final class ExperimentRunner {
             try Checkpoint.save(p, to: prePath, metadata: metadata.merging(["data": o.pretrainData,
                                                                            "command": CommandLine.arguments.joined(separator: " ")]) { $1 })
         }
+        if o.job == "pretrain" { return say("job pretrain: \(prePath) is ready") }
         let (pre, meta) = try Checkpoint.load(path: prePath)
         say("pre-trained encoder \(prePath) (\(meta["scheme"] ?? "unknown scheme"), \(pre.table.parameterCount) parameters)")
         let splits = try o.tasks.map { try TaskSplits(path: $0, seed: o.seed) }
@@ -114,7 +131,7 @@ final class ExperimentRunner {
         var accuracy: [String: [String: Double]] = [:]
         var models: [String: [ViTParameters]] = [:]  // mode → per task
         var ftVal: [String: [Double]] = [:], ftTest: [String: [Double]] = [:]
-        for (i, s) in splits.enumerated() {
+        for (i, s) in splits.enumerated() where job == nil || job == i {
             let dir = "\(o.out)/\(names[i])"
             try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
             let classes = s.dataset.classes.count
@@ -150,6 +167,10 @@ final class ExperimentRunner {
                     return model.parameters
                 }))
             }
+            if job != nil {
+                say("job \(i) (\(names[i])) done: \(perMode.map(\.0).joined(separator: ", ")) in \(dir)")
+                continue
+            }
             for (mode, p) in perMode {
                 let v: Double, t: Double
                 if mode == "linearized" {  // f_lin = f(θ_probe) + J(θ_probe)·(θ − θ_probe)
@@ -172,6 +193,7 @@ final class ExperimentRunner {
                 + (accuracy["full"].map { String(format: ", full %.3f", $0[names[i]]!) } ?? "")
                 + (accuracy["linearized"].map { String(format: ", linearized %.3f", $0[names[i]]!) } ?? ""))
         }
+        if job != nil { return }
         results["accuracy"] = accuracy.filter { $0.key == "pretrained_probe" || modes.contains($0.key) }
 
         // Stage 2: merges per fine-tuning mode (probe-only task vectors are zero: nothing to merge).
@@ -303,9 +325,42 @@ final class ExperimentRunner {
         return p
     }
 
+    /// This command line with `--job job` in place of `--plan`, quoted for a POSIX shell.
+    func planCommand(job: String) -> String {
+        let args = [CommandLine.arguments[0]] + CommandLine.arguments.dropFirst().filter { $0 != "--plan" } + ["--job", job]
+        return args.map(shellQuoted).joined(separator: " ")
+    }
+
+    /// The fan-out: optional pre-training, one independent job per task (probe, then each
+    /// fine-tuning mode; it writes only OUT/<task>/), then this command without --job, which
+    /// reuses the jobs' checkpoints and runs the merge stages.
+    func printPlan() throws {
+        let names = try o.tasks.map { try TaskDataset.open(path: $0).name }
+        let stages = ["probe"] + o.modeList.filter { $0 != "probe" }
+        print("# ViTMerge experiment plan: \(names.count) independent jobs (0–\(names.count - 1)), then the merge stage.")
+        print("# Each job writes only \(o.out)/<task>/; run them in any order or at once (one node each).")
+        if let scheme = o.scheme {
+            print("# first: pre-training (\(scheme), \(o.pretrainSteps) steps) to \(o.out)/pretrained_\(scheme).safetensors")
+            print(planCommand(job: "pretrain"))
+        }
+        for (i, name) in names.enumerated() {
+            print("# job \(i): \(name): \(stages.joined(separator: ", ")) → \(o.out)/\(name)/{\(stages.joined(separator: ","))}.safetensors")
+            print(planCommand(job: "\(i)"))
+        }
+        print("# last, once every job has finished: merges, task count, negation, disentanglement, report")
+        let args = [CommandLine.arguments[0]] + CommandLine.arguments.dropFirst().filter { $0 != "--plan" }
+        print(args.map(shellQuoted).joined(separator: " "))
+    }
+
     func write(_ text: String, _ name: String) throws {
         try Data(text.utf8).write(to: URL(fileURLWithPath: "\(o.out)/\(name)"), options: .atomic)
     }
+}
+
+/// `s` as one POSIX shell word.
+func shellQuoted(_ s: String) -> String {
+    let plain = !s.isEmpty && s.allSatisfy { $0.isLetter || $0.isNumber || "-_./=:,+@%".contains($0) }
+    return plain ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
 }
 
 /// All k-element subsets of `items`, in lexicographic order.
