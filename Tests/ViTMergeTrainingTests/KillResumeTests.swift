@@ -28,6 +28,13 @@ final class KillResumeTests: XCTestCase {
 
     @discardableResult
     func run(_ exe: URL, _ args: [String], killWhenExists: String? = nil, afterMilliseconds delay: Int = 0) throws -> (status: Int32, output: String, killed: Bool) {
+        try Self.run(exe, args, killWhenExists: killWhenExists, afterMilliseconds: delay)
+    }
+
+    /// Runs `exe args` in the repository (output and errors together); with `killWhenExists`,
+    /// SIGKILLs it `delay` ms after that file appears.
+    @discardableResult
+    static func run(_ exe: URL, _ args: [String], killWhenExists: String? = nil, afterMilliseconds delay: Int = 0) throws -> (status: Int32, output: String, killed: Bool) {
         let p = Process()
         p.executableURL = exe
         p.arguments = args

@@ -1,0 +1,79 @@
+import Foundation
+import XCTest
+import ViTMergeCore
+import ViTMergeIO
+
+/// `experiment --plan` fan-out: the planned per-task jobs, run concurrently as separate
+/// processes, then the merge command, must give exactly what one `experiment` run gives.
+final class ExperimentPlanTests: XCTestCase {
+    /// A small task: the first `train`/`test` images of an embedded task.
+    func smallTask(_ source: String, _ path: String, train: Int, test: Int) throws {
+        let t = try TaskDataset.load(path: KillResumeTests.repo.appendingPathComponent(source).path)
+        var w = SafeTensorsWriter(metadata: ["classes": String(decoding: try JSONEncoder().encode(t.classes), as: UTF8.self),
+                                             "name": URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent])
+        for (split, data, n) in [("train", t.train, train), ("test", t.test, test)] {
+            let size = data.channels * data.height * data.width
+            try w.add("\(split).images", bytes: Array(data.images.prefix(n * size)), shape: [n, data.channels, data.height, data.width])
+            try w.add("\(split).labels", int64s: data.labels.prefix(n).map(Int64.init), shape: [n])
+        }
+        try w.write(to: path)
+    }
+
+    func testPlannedJobsThenMergeEqualOneRun() throws {
+        let exe = try KillResumeTests.builtBinary()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vitmerge-plan-\(getpid())-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let a = dir.appendingPathComponent("digits.safetensors").path, b = dir.appendingPathComponent("clothes.safetensors").path
+        try smallTask("data/tasks/mnist.safetensors", a, train: 60, test: 20)
+        try smallTask("data/tasks/fashion.safetensors", b, train: 60, test: 20)
+        // A tiny model keeps the merge stages fast in a debug build.
+        let config = dir.appendingPathComponent("cfg.json").path, pre = dir.appendingPathComponent("pre.safetensors").path
+        try #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 0, "embed_dim": 16, "depth": 1, "num_heads": 2}"#
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try KillResumeTests.run(exe, ["init", "--config", config, "--seed", "1", "--output", pre]).status, 0)
+        func experiment(_ out: String) -> [String] {
+            ["experiment", "--out", out, "--pretrained", pre, "--tasks", a, b, "--modes", "probe,aligned", "--probe-steps", "3", "--finetune-steps", "3",
+             "--batch-size", "8", "--alpha-step", "3", "--disentangle-images", "6", "--threads", "1"]
+        }
+        let one = dir.appendingPathComponent("one").path, fan = dir.appendingPathComponent("fan").path
+        let whole = try KillResumeTests.run(exe, experiment(one))
+        XCTAssertEqual(whole.status, 0, whole.output)
+
+        let plan = try KillResumeTests.run(exe, experiment(fan) + ["--plan"])
+        XCTAssertEqual(plan.status, 0, plan.output)
+        let commands = plan.output.split(separator: "\n").filter { !$0.hasPrefix("#") }.map(String.init)
+        XCTAssertEqual(commands.count, 3, "two task jobs and the merge command:\n\(plan.output)")
+        // The jobs at once, as a job array would run them.
+        let jobs = commands.filter { $0.contains("--job") }.map { line -> Process in
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", line + " > /dev/null"]
+            p.currentDirectoryURL = KillResumeTests.repo
+            return p
+        }
+        XCTAssertEqual(jobs.count, 2)
+        for p in jobs { try p.run() }
+        for p in jobs { p.waitUntilExit(); XCTAssertEqual(p.terminationStatus, 0) }
+        for task in ["digits", "clothes"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: "\(fan)/\(task)/aligned.safetensors"), "job for \(task) wrote nothing")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: "\(fan)/results.json"), "a job must not run the merge stage")
+        }
+        let merge = try KillResumeTests.run(URL(fileURLWithPath: "/bin/sh"), ["-c", commands.last!])
+        XCTAssertEqual(merge.status, 0, merge.output)
+        XCTAssertTrue(merge.output.contains("reusing"), merge.output)
+
+        for task in ["digits", "clothes"] {
+            for stage in ["probe", "aligned"] {
+                let x = try Checkpoint.load(path: "\(one)/\(task)/\(stage).safetensors").parameters
+                let y = try Checkpoint.load(path: "\(fan)/\(task)/\(stage).safetensors").parameters
+                assertBitIdentical(x, y, "\(task) \(stage): the job's checkpoint differs from the single run's")
+            }
+        }
+        func results(_ d: String) throws -> NSDictionary {
+            let o = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(d)/results.json"))) as! [String: Any]
+            return o.filter { $0.key != "environment" } as NSDictionary
+        }
+        XCTAssertEqual(try results(one), try results(fan), "the fanned-out experiment's results differ from the single run's")
+    }
+}
