@@ -1,3 +1,4 @@
+import Foundation
 import ViTMergeCore
 
 /// How a data-parallel trainer sums gradients across ranks.
@@ -22,6 +23,11 @@ final class GradientReducer {
     var sync = GradientSync.overlapped
     /// [ready, span.upperBound) is final; [started, span.upperBound) has been started.
     private var ready = 0, started = 0
+    /// Wall time spent inside collective calls (starting, progressing, waiting): the
+    /// communication the backward did not hide, plus waiting for slower ranks.
+    private(set) var nanoseconds: UInt64 = 0
+    /// Backward passes reduced so far.
+    private(set) var passes = 0
     /// Stored once, so passing it to every backward allocates nothing.
     private(set) var hook: ((Range<Int>) -> Void)!
 
@@ -40,6 +46,8 @@ final class GradientReducer {
 
     func rangeReady(_ range: Range<Int>) {
         guard sync == .overlapped else { return }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { nanoseconds += DispatchTime.now().uptimeNanoseconds - t0 }
         let lo = max(range.lowerBound, span.lowerBound)
         precondition(range.upperBound >= ready || lo >= ready, "gradient ranges must arrive in descending contiguous order")
         ready = min(ready, lo)
@@ -53,6 +61,9 @@ final class GradientReducer {
     /// After the backward: sums whatever was not started (everything, for `.afterBackward`, or
     /// when the backward stopped early) and waits for all sums.
     func finish() {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { nanoseconds += DispatchTime.now().uptimeNanoseconds - t0 }
+        passes += 1
         if started > span.lowerBound {
             let count = started - span.lowerBound
             if sync == .overlapped {
@@ -67,6 +78,15 @@ final class GradientReducer {
 }
 
 extension Trainer {
+    /// Mean seconds per step spent in gradient collectives in this process (0 for one process).
+    public var communicationSecondsPerStep: Double {
+        guard let reducer, reducer.passes > 0 else { return 0 }
+        return Double(reducer.nanoseconds) / 1e9 / Double(reducer.passes)
+    }
+
+    /// Bytes of gradient each step sums across the ranks (the trainable span; 0 for one process).
+    public var gradientBytesPerStep: Int { (reducer?.span.count ?? 0) * MemoryLayout<Float>.size }
+
     /// Gives every rank rank 0's parameters (θ0 and θ when linearized), AdamW moments and step.
     public func broadcastState() {
         var arenas = [model.parameters.arena, optimizer.m, optimizer.v]

@@ -57,6 +57,7 @@ struct FineTune: ParsableCommand {
         }
         let (acc, _) = trainer.evaluateTrained(on: splits.validation)
         guard root else { return }
+        if group.size > 1 && !train.quiet { print(describeCommunication(trainer)) }
         if trainer.resynchronizations > 0 { print("note: the ranks' parameters differed \(trainer.resynchronizations) time(s) at a save and were reset to rank 0's") }
         // Linearized: the file holds θ; evaluating it needs θ0 = `base` (f_lin = f(θ0) + J(θ0)(θ − θ0)).
         try Checkpoint.save(trainer.trained, to: output, metadata: [
@@ -64,6 +65,15 @@ struct FineTune: ParsableCommand {
             "base": checkpoint, "val_accuracy": String(format: "%.4f", acc)])
         print(String(format: "wrote %@ (validation accuracy %.4f)", output, acc))
     }
+}
+
+/// Rank 0's gradient traffic and the time its collectives took, for the log.
+func describeCommunication(_ t: Trainer) -> String {
+    let n = t.group.size
+    let bytes = Double(t.gradientBytesPerStep)
+    // A ring all-reduce sends (and receives) 2(N−1)/N of the buffer per rank.
+    return String(format: "communication: %.2f MB of gradients summed per step (ring all-reduce: %.2f MB sent per rank); %.1f ms per step in collectives on rank 0 (%@)",
+                  bytes / 1e6, bytes * 2 * Double(n - 1) / Double(n) / 1e6, t.communicationSecondsPerStep * 1e3, t.gradientSync.rawValue)
 }
 
 /// Throws unless every rank of `group` gets at least one image of each global batch.
