@@ -159,7 +159,7 @@ public final class Trainer {
     let train: LabeledImages
     let sampler: BatchSampler
     let reducer: GradientReducer?
-    /// Another rank was interrupted (Ctrl-C) during the last step.
+    /// Some rank was interrupted (Ctrl-C) before the last step's all-reduce.
     var peerInterrupted = false
     let acts: ViTActivations
     let grads: Arena
@@ -397,7 +397,9 @@ public final class Trainer {
             }
             log(entry)
             let scheduled = (settings.checkpointEvery > 0 && done % settings.checkpointEvery == 0) || done == settings.steps
-            let interrupted = (Interrupt.requested || peerInterrupted) && done < settings.steps
+            // Several ranks act on the flag they agreed on in the step's all-reduce (a signal that
+            // arrives after it is seen at the next step), so they all stop at the same step.
+            let interrupted = (group.size > 1 ? peerInterrupted : Interrupt.requested) && done < settings.steps
             if group.size > 1 && (scheduled || interrupted) { ensureRanksAgree() }
             if scheduled { try save(self) }
             if interrupted {

@@ -23,11 +23,13 @@ enum World {
         #endif
     }
 
-    /// The number of ranks an MPI launcher started (Open MPI's mpirun, MPICH's Hydra, srun with
-    /// PMI-2); nil when this process was not started by one.
+    /// The number of ranks a launcher started: Open MPI's mpirun, MPICH's Hydra or srun with
+    /// PMI-2 say so directly; inside an srun step (any --mpi plugin) Slurm gives the step's task
+    /// count. nil when this process was not started by one.
     static var launchedSize: Int? {
         let env = ProcessInfo.processInfo.environment
-        return (env["OMPI_COMM_WORLD_SIZE"] ?? env["PMI_SIZE"]).flatMap { Int($0) }
+        if let n = (env["OMPI_COMM_WORLD_SIZE"] ?? env["PMI_SIZE"]).flatMap({ Int($0) }) { return n }
+        return env["SLURM_PROCID"] == nil ? nil : env["SLURM_STEP_NUM_TASKS"].flatMap { Int($0) }
     }
 
     /// Joins the MPI job when started as one of several ranks; else the single process.
