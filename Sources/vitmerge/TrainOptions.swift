@@ -32,8 +32,10 @@ struct TrainOptions: ParsableArguments {
     }
 
     /// A progress printer: a rewritten line on a terminal, plain lines (every 5%) otherwise.
+    /// Under an MPI launcher it is always plain lines: Open MPI gives ranks a pseudo-terminal
+    /// even when mpirun's output goes to a file.
     func progress(_ label: String) -> (StepLog) -> Void {
-        let tty = isatty(STDOUT_FILENO) != 0
+        let tty = isatty(STDOUT_FILENO) != 0 && World.launchedSize == nil
         return { s in
             if quiet { return }
             if json {

@@ -47,7 +47,8 @@ enum World {
 
     /// A line for the log: ranks, threads, batch shares and the MPI library.
     static func describe(globalBatch: Int) -> String {
-        var line = "data-parallel: \(group.size) ranks × \(ThreadPool.shared.threads) threads, global batch \(globalBatch) "
+        let threads = ThreadPool.shared.threads
+        var line = "data-parallel: \(group.size) ranks × \(threads) thread\(threads == 1 ? "" : "s"), global batch \(globalBatch) "
             + "(\(globalBatch / group.size)\(globalBatch % group.size == 0 ? "" : "–\(globalBatch / group.size + 1)") per rank)"
         #if MPI
         if let mpi { line += ", \(mpi.libraryVersion)" }
