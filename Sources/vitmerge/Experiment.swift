@@ -325,10 +325,15 @@ final class ExperimentRunner {
         return p
     }
 
-    /// This command line with `--job job` in place of `--plan`, quoted for a POSIX shell.
-    func planCommand(job: String) -> String {
-        let args = [CommandLine.arguments[0]] + CommandLine.arguments.dropFirst().filter { $0 != "--plan" } + ["--job", job]
-        return args.map(shellQuoted).joined(separator: " ")
+    /// This command line without --plan and --job, then `--job job` if given, quoted for a POSIX shell.
+    func planCommand(job: String?) -> String {
+        var args: [String] = [], rest = CommandLine.arguments.dropFirst()
+        while let a = rest.popFirst() {
+            if a == "--job" { _ = rest.popFirst(); continue }
+            if a == "--plan" || a.hasPrefix("--job=") { continue }
+            args.append(a)
+        }
+        return ([CommandLine.arguments[0]] + args + (job.map { ["--job", $0] } ?? [])).map(shellQuoted).joined(separator: " ")
     }
 
     /// The fan-out: optional pre-training, one independent job per task (probe, then each
@@ -348,8 +353,7 @@ final class ExperimentRunner {
             print(planCommand(job: "\(i)"))
         }
         print("# last, once every job has finished: merges, task count, negation, disentanglement, report")
-        let args = [CommandLine.arguments[0]] + CommandLine.arguments.dropFirst().filter { $0 != "--plan" }
-        print(args.map(shellQuoted).joined(separator: " "))
+        print(planCommand(job: nil))
     }
 
     func write(_ text: String, _ name: String) throws {
