@@ -5,8 +5,17 @@ extension GEMMProblem {
     @inline(__always)
     func packA(_ i0: Int, _ rows: Int, _ p0: Int, _ kc: Int, _ dst: UnsafeMutablePointer<Float>) {
         let mr = GEMM.mr
-        if transA {
-            // op(A)[i, p] = a[p·lda + i]: mr contiguous floats per step.
+        if transA && rows == mr {
+            // op(A)[i, p] = a[p·lda + i]: mr contiguous floats per step, copied as 4 + 2.
+            var src = UnsafeRawPointer(a + p0 * lda + i0), d = UnsafeMutableRawPointer(dst)
+            let stride = lda * MemoryLayout<Float>.stride
+            for _ in 0..<kc {
+                d.storeBytes(of: src.loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self)
+                d.storeBytes(of: src.loadUnaligned(fromByteOffset: 16, as: SIMD2<Float>.self), toByteOffset: 16, as: SIMD2<Float>.self)
+                src += stride; d += 24
+            }
+        } else if transA {
+            // op(A)[i, p] = a[p·lda + i]: a partial panel, zero-padded.
             for p in 0..<kc {
                 let src = a + (p0 + p) * lda + i0, d = dst + p * mr
                 for r in 0..<rows { d[r] = src[r] }

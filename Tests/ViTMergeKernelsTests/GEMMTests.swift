@@ -36,6 +36,28 @@ final class GEMMTests: XCTestCase {
         } }
     }
 
+    /// Both micro-kernels against a plain sum, whichever one this build's GEMM uses, so an
+    /// AVX-512 CI machine still checks the AVX2 kernel (and the other way round).
+    func testMicroKernelsMatchPlainSums() {
+        for kc in [1, 2, 7, 384] {
+            for nr in [16, 64] {
+                let a = randomArray(6 * kc, seed: UInt64(kc)), b = randomArray(nr * kc, seed: UInt64(kc + nr))
+                var tile = [Float](repeating: .nan, count: 6 * nr)
+                a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in tile.withUnsafeMutableBufferPointer { pt in
+                    if nr == 16 { microKernel6x16(kc, pa.baseAddress!, pb.baseAddress!, pt.baseAddress!) }
+                    else { microKernel6x64(kc, pa.baseAddress!, pb.baseAddress!, pt.baseAddress!) }
+                } } }
+                var expected = [Float](repeating: 0, count: 6 * nr)
+                for r in 0..<6 { for j in 0..<nr {
+                    var sum = 0.0
+                    for p in 0..<kc { sum += Double(a[p * 6 + r]) * Double(b[p * nr + j]) }
+                    expected[r * nr + j] = Float(sum)
+                } }
+                assertClose(tile, expected, atol: 2e-6 * Float(kc).squareRoot() * 4, rtol: 1e-5, "micro-kernel 6×\(nr) kc \(kc)")
+            }
+        }
+    }
+
     func testAlphaBetaAndLeadingDimensions() {
         for ta in [false, true] { for tb in [false, true] { for beta: Float in [0, 1, 0.5] {
             check(ta, tb, 37, 71, 29, alpha: 0.75, beta: beta, pad: 5)
