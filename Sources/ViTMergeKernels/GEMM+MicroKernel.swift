@@ -44,7 +44,7 @@ func microKernel6x64(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Fl
 /// (a: 6 floats per step, b: 16 floats per step). Overwrites tile.
 /// The AVX2 kernel: 12 ymm accumulators, written as SIMD8 pairs and kept out of line. As SIMD16,
 /// or inlined into the macro-kernel, LLVM rotated the accumulators through copies and stack
-/// spills and the kernel ran at 60–70% of the FMA peak instead of 94% (measured on Zen 3).
+/// spills: 62–73% of the FMA peak instead of 93–96% (timed alone on an AVX2-only AMD EPYC).
 @inline(never)
 func microKernel6x16(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ tile: UnsafeMutablePointer<Float>) {
     var c00 = SIMD8<Float>(), c01 = SIMD8<Float>()

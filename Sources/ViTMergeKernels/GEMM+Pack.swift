@@ -8,11 +8,11 @@ extension GEMMProblem {
         if transA && rows == mr {
             // op(A)[i, p] = a[p·lda + i]: mr contiguous floats per step, copied as 4 + 2.
             var src = UnsafeRawPointer(a + p0 * lda + i0), d = UnsafeMutableRawPointer(dst)
-            let stride = lda * MemoryLayout<Float>.stride
+            let srcStride = lda * MemoryLayout<Float>.stride, dstStride = mr * MemoryLayout<Float>.stride
             for _ in 0..<kc {
                 d.storeBytes(of: src.loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self)
                 d.storeBytes(of: src.loadUnaligned(fromByteOffset: 16, as: SIMD2<Float>.self), toByteOffset: 16, as: SIMD2<Float>.self)
-                src += stride; d += 24
+                src += srcStride; d += dstStride
             }
         } else if transA {
             // op(A)[i, p] = a[p·lda + i]: a partial panel, zero-padded.

@@ -15,9 +15,7 @@ final class GEMMTests: XCTestCase {
               beta: beta, c: &fast, ldc: ldc)
         sgemmReference(transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
                        beta: beta, c: &ref, ldc: ldc)
-        // Float accumulation over k terms of size ≤ 1: error grows like √k·ulp.
-        let tol = 2e-6 * Float(max(k, 1)).squareRoot() * 4
-        assertClose(fast, ref, atol: tol, rtol: 1e-5, "sgemm ta \(ta) tb \(tb) m \(m) n \(n) k \(k) α \(alpha) β \(beta) pad \(pad)",
+        assertClose(fast, ref, atol: Self.tolerance(k: k), rtol: 1e-5, "sgemm ta \(ta) tb \(tb) m \(m) n \(n) k \(k) α \(alpha) β \(beta) pad \(pad)",
                     file: file, line: line)
         // Padding columns of C beyond n must be untouched.
         if pad > 0 {
@@ -36,6 +34,9 @@ final class GEMMTests: XCTestCase {
         } }
     }
 
+    /// Float accumulation over k terms of size ≤ 1: the error grows like √k·ulp.
+    static func tolerance(k: Int) -> Float { 2e-6 * Float(max(k, 1)).squareRoot() * 4 }
+
     /// Both micro-kernels against a plain sum, whichever one this build's GEMM uses, so an
     /// AVX-512 CI machine still checks the AVX2 kernel (and the other way round).
     func testMicroKernelsMatchPlainSums() {
@@ -53,7 +54,7 @@ final class GEMMTests: XCTestCase {
                     for p in 0..<kc { sum += Double(a[p * 6 + r]) * Double(b[p * nr + j]) }
                     expected[r * nr + j] = Float(sum)
                 } }
-                assertClose(tile, expected, atol: 2e-6 * Float(kc).squareRoot() * 4, rtol: 1e-5, "micro-kernel 6×\(nr) kc \(kc)")
+                assertClose(tile, expected, atol: Self.tolerance(k: kc), rtol: 1e-5, "micro-kernel 6×\(nr) kc \(kc)")
             }
         }
     }
