@@ -12,55 +12,88 @@ let simdSettings: [SwiftSetting] = [
 let package = Package(
     name: "ViTMerge",
     products: [
-        .library(name: "ViTMerge", targets: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining", "ViTMergeMerging", "ViTMergeReport"]),
+        .library(
+            name: "ViTMerge",
+            targets: [
+                "ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining", "ViTMergeMerging",
+                "ViTMergeReport",
+            ]),
         .executable(name: "vitmerge", targets: ["vitmerge"]),
         .executable(name: "vitmerge-bench", targets: ["ViTMergeBench"]),
         .executable(name: "vitmerge-fuzz", targets: ["vitmerge-fuzz"]),
     ],
     // `swift build --traits MPI` adds data-parallel training over MPI (needs libopenmpi-dev);
     // the default build needs no MPI.
-    traits: [.trait(name: "MPI", description: "Data-parallel training with MPI (Open MPI: apt-get install libopenmpi-dev openmpi-bin)")],
+    traits: [
+        .trait(
+            name: "MPI",
+            description: "Data-parallel training with MPI (Open MPI: apt-get install libopenmpi-dev openmpi-bin)")
+    ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
     ],
     targets: [
-        .systemLibrary(name: "CSleef", path: "Sources/CSleef", pkgConfig: "sleef",
-                       providers: [.apt(["libsleef-dev"])]),
+        .systemLibrary(
+            name: "CSleef", path: "Sources/CSleef", pkgConfig: "sleef",
+            providers: [.apt(["libsleef-dev"])]),
         .target(name: "ViTMergeCore", dependencies: ["CSleef"], swiftSettings: simdSettings),
         .target(name: "ViTMergeKernels", dependencies: ["ViTMergeCore", "CSleef"], swiftSettings: simdSettings),
         .target(name: "ViTMergeModel", dependencies: ["ViTMergeCore", "ViTMergeKernels"], swiftSettings: simdSettings),
-        .target(name: "ViTMergeIO", dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "CZlib"], swiftSettings: simdSettings),
-        .target(name: "ViTMergeTraining", dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO"],
-                swiftSettings: simdSettings),
-        .target(name: "ViTMergeMerging", dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining"],
-                swiftSettings: simdSettings),
+        .target(
+            name: "ViTMergeIO", dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "CZlib"],
+            swiftSettings: simdSettings),
+        .target(
+            name: "ViTMergeTraining", dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO"],
+            swiftSettings: simdSettings),
+        .target(
+            name: "ViTMergeMerging",
+            dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining"],
+            swiftSettings: simdSettings),
         .target(name: "ViTMergeReport", dependencies: [], swiftSettings: simdSettings),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "mpi-c", providers: [.apt(["libopenmpi-dev"])]),
-        .target(name: "ViTMergeMPI", dependencies: ["ViTMergeCore", .target(name: "CMPI", condition: .when(traits: ["MPI"]))],
-                swiftSettings: simdSettings),
-        .executableTarget(
-            name: "vitmerge",
-            dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining", "ViTMergeMerging", "ViTMergeReport",
-                           .target(name: "ViTMergeMPI", condition: .when(traits: ["MPI"])),
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+        .target(
+            name: "ViTMergeMPI",
+            dependencies: ["ViTMergeCore", .target(name: "CMPI", condition: .when(traits: ["MPI"]))],
             swiftSettings: simdSettings),
         .executableTarget(
-            name: "ViTMergeBench", dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining",
-                                                  "ViTMergeMerging", "CSleef", "CMallocCounter"],
+            name: "vitmerge",
+            dependencies: [
+                "ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining", "ViTMergeMerging",
+                "ViTMergeReport",
+                .target(name: "ViTMergeMPI", condition: .when(traits: ["MPI"])),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: simdSettings),
+        .executableTarget(
+            name: "ViTMergeBench",
+            dependencies: [
+                "ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining",
+                "ViTMergeMerging", "CSleef", "CMallocCounter",
+            ],
             path: "Benchmarks/ViTMergeBench", swiftSettings: simdSettings),
         .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
-        .executableTarget(name: "vitmerge-fuzz", dependencies: ["ViTMergeCore", "ViTMergeIO", "ViTMergeModel"], swiftSettings: simdSettings),
+        .executableTarget(
+            name: "vitmerge-fuzz", dependencies: ["ViTMergeCore", "ViTMergeIO", "ViTMergeModel"],
+            swiftSettings: simdSettings),
         .testTarget(name: "ViTMergeCoreTests", dependencies: ["ViTMergeCore"], swiftSettings: simdSettings),
-        .testTarget(name: "ViTMergeKernelsTests", dependencies: ["ViTMergeKernels", "ViTMergeCore"],
-                    swiftSettings: simdSettings),
-        .testTarget(name: "ViTMergeModelTests", dependencies: ["ViTMergeModel", "ViTMergeIO", "ViTMergeKernels", "ViTMergeCore"],
-                    swiftSettings: simdSettings),
-        .testTarget(name: "ViTMergeTrainingTests", dependencies: ["ViTMergeTraining", "ViTMergeModel", "ViTMergeIO", "ViTMergeCore"],
-                    swiftSettings: simdSettings),
-        .testTarget(name: "ViTMergeMergingTests", dependencies: ["ViTMergeMerging", "ViTMergeModel", "ViTMergeIO", "ViTMergeCore"],
-                    swiftSettings: simdSettings),
+        .testTarget(
+            name: "ViTMergeKernelsTests", dependencies: ["ViTMergeKernels", "ViTMergeCore"],
+            swiftSettings: simdSettings),
+        .testTarget(
+            name: "ViTMergeModelTests",
+            dependencies: ["ViTMergeModel", "ViTMergeIO", "ViTMergeKernels", "ViTMergeCore"],
+            swiftSettings: simdSettings),
+        .testTarget(
+            name: "ViTMergeTrainingTests",
+            dependencies: ["ViTMergeTraining", "ViTMergeModel", "ViTMergeIO", "ViTMergeCore"],
+            swiftSettings: simdSettings),
+        .testTarget(
+            name: "ViTMergeMergingTests",
+            dependencies: ["ViTMergeMerging", "ViTMergeModel", "ViTMergeIO", "ViTMergeCore"],
+            swiftSettings: simdSettings),
         .testTarget(name: "ViTMergeReportTests", dependencies: ["ViTMergeReport"], swiftSettings: simdSettings),
-        .testTarget(name: "ViTMergeIOTests", dependencies: ["ViTMergeIO", "ViTMergeCore"], swiftSettings: simdSettings),
+        .testTarget(
+            name: "ViTMergeIOTests", dependencies: ["ViTMergeIO", "ViTMergeCore"], swiftSettings: simdSettings),
     ]
 )

@@ -8,9 +8,12 @@ extension Bench {
     /// backward TN: dW = dyᵀ·x), plus the batched attention GEMMs.
     func gemmSuite() {
         var shapes: [(String, Bool, Bool, Int, Int, Int)] = []
-        for s in (options.quick ? [256, 1024] : [256, 512, 1024, 2048]) { shapes.append(("square \(s) NN", false, false, s, s, s)) }
+        for s in (options.quick ? [256, 1024] : [256, 512, 1024, 2048]) {
+            shapes.append(("square \(s) NN", false, false, s, s, s))
+        }
         let tokens = 32 * 197
-        let models: [(String, Int)] = options.quick ? [("vit-ti", 192)] : [("vit-ti", 192), ("vit-s", 384), ("vit-b", 768)]
+        let models: [(String, Int)] =
+            options.quick ? [("vit-ti", 192)] : [("vit-ti", 192), ("vit-s", 384), ("vit-b", 768)]
         for (name, d) in models {
             for (layer, k, n) in [("qkv", d, 3 * d), ("proj", d, d), ("fc1", d, 4 * d), ("fc2", 4 * d, d)] {
                 shapes.append(("\(name) \(layer) fwd NT", false, true, tokens, n, k))
@@ -40,16 +43,19 @@ extension Bench {
         let lda = ta ? m : k, ldb = tb ? k : n
         let flops = 2.0 * Double(m) * Double(n) * Double(k)
         let ours = bestTime(minSeconds: options.minSeconds) {
-            sgemm(transA: ta, transB: tb, m: m, n: n, k: k, a: a.pointer, lda: lda, b: b.pointer, ldb: ldb,
-                  c: c.pointer, ldc: n)
+            sgemm(
+                transA: ta, transB: tb, m: m, n: n, k: k, a: a.pointer, lda: lda, b: b.pointer, ldb: ldb,
+                c: c.pointer, ldc: n)
         }
-        var rec = Record(suite: "gemm", name: name, shape: [m, n, k], threads: threads,
-                         value: flops / ours * 1e-9, unit: "GFLOP/s")
+        var rec = Record(
+            suite: "gemm", name: name, shape: [m, n, k], threads: threads,
+            value: flops / ours * 1e-9, unit: "GFLOP/s")
         if let peak = peaks[threads] { rec.percent_of_peak = 100 * rec.value / peak }
         if let blas = openblas {
             let theirs = bestTime(minSeconds: options.minSeconds) {
-                blas.sgemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1, a: a.pointer, lda: lda,
-                           b: b.pointer, ldb: ldb, beta: 0, c: c.pointer, ldc: n)
+                blas.sgemm(
+                    transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1, a: a.pointer, lda: lda,
+                    b: b.pointer, ldb: ldb, beta: 0, c: c.pointer, ldc: n)
             }
             rec.peer = "openblas"; rec.peer_value = flops / theirs * 1e-9; rec.ratio = theirs / ours
         }
@@ -67,20 +73,23 @@ extension Bench {
         for i in 0..<s.count { s.pointer[i] = rng.uniformFloat() }
         let flops = 2.0 * Double(batch * heads) * Double(t * t * hd)
         let qk = bestTime(minSeconds: options.minSeconds) {
-            sgemmBatched(transA: false, transB: true, m: t, n: t, k: hd,
-                         a: qkv.pointer, lda: 3 * d, strideA: (t * 3 * d, hd),
-                         b: qkv.pointer + d, ldb: 3 * d, strideB: (t * 3 * d, hd),
-                         c: s.pointer, ldc: t, strideC: (heads * t * t, t * t), batch: (batch, heads))
+            sgemmBatched(
+                transA: false, transB: true, m: t, n: t, k: hd,
+                a: qkv.pointer, lda: 3 * d, strideA: (t * 3 * d, hd),
+                b: qkv.pointer + d, ldb: 3 * d, strideB: (t * 3 * d, hd),
+                c: s.pointer, ldc: t, strideC: (heads * t * t, t * t), batch: (batch, heads))
         }
         let pv = bestTime(minSeconds: options.minSeconds) {
-            sgemmBatched(transA: false, transB: false, m: t, n: hd, k: t,
-                         a: s.pointer, lda: t, strideA: (heads * t * t, t * t),
-                         b: qkv.pointer + 2 * d, ldb: 3 * d, strideB: (t * 3 * d, hd),
-                         c: o.pointer, ldc: d, strideC: (t * d, hd), batch: (batch, heads))
+            sgemmBatched(
+                transA: false, transB: false, m: t, n: hd, k: t,
+                a: s.pointer, lda: t, strideA: (heads * t * t, t * t),
+                b: qkv.pointer + 2 * d, ldb: 3 * d, strideB: (t * 3 * d, hd),
+                c: o.pointer, ldc: d, strideC: (t * d, hd), batch: (batch, heads))
         }
         for (label, time, shape) in [("\(name) attn QKt NT", qk, [t, t, hd]), ("\(name) attn PV NN", pv, [t, hd, t])] {
-            var rec = Record(suite: "gemm", name: label, shape: [batch * heads] + shape, threads: threads,
-                             value: flops / time * 1e-9, unit: "GFLOP/s")
+            var rec = Record(
+                suite: "gemm", name: label, shape: [batch * heads] + shape, threads: threads,
+                value: flops / time * 1e-9, unit: "GFLOP/s")
             if let peak = peaks[threads] { rec.percent_of_peak = 100 * rec.value / peak }
             records.append(rec)
         }
@@ -105,7 +114,9 @@ extension Bench {
             let dispatch = bestTime(minSeconds: options.minSeconds) {
                 sink.withUnsafeMutableBufferPointer { s in
                     nonisolated(unsafe) let p = s.baseAddress!
-                    for _ in 0..<reps { DispatchQueue.concurrentPerform(iterations: t) { ith in regionWork(src, p, ith) } }
+                    for _ in 0..<reps {
+                        DispatchQueue.concurrentPerform(iterations: t) { ith in regionWork(src, p, ith) }
+                    }
                 }
             }
             let serial = bestTime(minSeconds: options.minSeconds) {
@@ -115,7 +126,9 @@ extension Bench {
                 }
             }
             for (name, time) in [("parallel region, pool", pool), ("parallel region, concurrentPerform", dispatch)] {
-                var rec = Record(suite: "runtime", name: name, shape: [t], threads: t, value: time / Double(reps) * 1e6, unit: "us/call")
+                var rec = Record(
+                    suite: "runtime", name: name, shape: [t], threads: t, value: time / Double(reps) * 1e6,
+                    unit: "us/call")
                 rec.peer = "serial loop"; rec.peer_value = serial / Double(reps) * 1e6; rec.ratio = serial / time
                 records.append(rec)
             }
@@ -126,7 +139,9 @@ extension Bench {
     /// Times the same shapes with numpy (scripts/bench_numpy.py, OPENBLAS_NUM_THREADS = threads) and
     /// adds one record per shape with numpy as the peer of the figure measured above.
     func numpyPeer(_ python: String, shapes: [(String, Bool, Bool, Int, Int, Int)], threads: Int) {
-        let input = shapes.map { ["name": $0.0, "transA": $0.1, "transB": $0.2, "m": $0.3, "n": $0.4, "k": $0.5] as [String: Any] }
+        let input = shapes.map {
+            ["name": $0.0, "transA": $0.1, "transB": $0.2, "m": $0.3, "n": $0.4, "k": $0.5] as [String: Any]
+        }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = [python, "scripts/bench_numpy.py", String(options.minSeconds)]
@@ -144,16 +159,20 @@ extension Bench {
         let data = stdout.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         guard p.terminationStatus == 0, let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let rs = obj["results"] as? [[String: Any]] else {
+            let rs = obj["results"] as? [[String: Any]]
+        else {
             print("  note: scripts/bench_numpy.py failed (exit \(p.terminationStatus)); numpy peer skipped")
             return
         }
         let version = obj["numpy"] as? String ?? "?"
         for r in rs {
             guard let name = r["name"] as? String, let gf = r["gflops"] as? Double,
-                  let ours = records.last(where: { $0.suite == "gemm" && $0.name == name && $0.threads == threads && $0.peer != "numpy \(version)" })
+                let ours = records.last(where: {
+                    $0.suite == "gemm" && $0.name == name && $0.threads == threads && $0.peer != "numpy \(version)"
+                })
             else { continue }
-            var rec = Record(suite: "gemm", name: name, shape: ours.shape, threads: threads, value: ours.value, unit: "GFLOP/s")
+            var rec = Record(
+                suite: "gemm", name: name, shape: ours.shape, threads: threads, value: ours.value, unit: "GFLOP/s")
             rec.percent_of_peak = ours.percent_of_peak
             rec.peer = "numpy \(version)"; rec.peer_value = gf; rec.ratio = ours.value / gf
             records.append(rec)

@@ -32,8 +32,10 @@ extension Bench {
         return 8.0 * Double(n) / t * 1e-9
     }
 
-    func record(_ suite: String, _ name: String, _ shape: [Int], threads: Int, value: Double, unit: String,
-                peer: (String, Double)? = nil, ofBandwidth: Bool = false) {
+    func record(
+        _ suite: String, _ name: String, _ shape: [Int], threads: Int, value: Double, unit: String,
+        peer: (String, Double)? = nil, ofBandwidth: Bool = false
+    ) {
         var r = Record(suite: suite, name: name, shape: shape, threads: threads, value: value, unit: unit)
         if unit == "GFLOP/s", let peak = peaks[threads] { r.percent_of_peak = 100 * value / peak }
         if ofBandwidth, let bw = bandwidths[threads] { r.percent_of_peak = 100 * value / bw }
@@ -46,59 +48,90 @@ extension Bench {
     /// The non-GEMM kernels at ViT-Ti shapes for batch 32 (6304 tokens × 192, hidden 768).
     func kernelSuite() {
         let (rows, d, hidden, heads, t) = (32 * 197, 192, 768, 3, 197)
-        let x = randomBuffer(rows * hidden, seed: 1), y = Tensor(zeros: [rows * hidden]), dy = randomBuffer(rows * hidden, seed: 2)
+        let x = randomBuffer(rows * hidden, seed: 1), y = Tensor(zeros: [rows * hidden]),
+            dy = randomBuffer(rows * hidden, seed: 2)
         let w = randomBuffer(d, seed: 3, 0.5, 1.5), bias = randomBuffer(d, seed: 4)
         let mean = Tensor(zeros: [rows]), rstd = Tensor(zeros: [rows]), dw = Tensor(zeros: [d]), db = Tensor(zeros: [d])
         for th in options.threads {
             ThreadPool.shared.threads = th
             let gb = { (bytes: Double, time: Double) in bytes / time * 1e-9 }
             let ln = bestTime(minSeconds: options.minSeconds) {
-                LayerNorm.forward(out: y.pointer, mean: mean.pointer, rstd: rstd.pointer, inp: x.pointer, weight: w.pointer, bias: bias.pointer,
-                                  rows: rows, cols: d, eps: 1e-6)
+                LayerNorm.forward(
+                    out: y.pointer, mean: mean.pointer, rstd: rstd.pointer, inp: x.pointer, weight: w.pointer,
+                    bias: bias.pointer,
+                    rows: rows, cols: d, eps: 1e-6)
             }
-            record("kernels", "layernorm fwd", [rows, d], threads: th, value: gb(8.0 * Double(rows * d), ln), unit: "GB/s", ofBandwidth: true)
+            record(
+                "kernels", "layernorm fwd", [rows, d], threads: th, value: gb(8.0 * Double(rows * d), ln), unit: "GB/s",
+                ofBandwidth: true)
             let lnb = bestTime(minSeconds: options.minSeconds) {
-                LayerNorm.backward(dinp: y.pointer, dweight: dw.pointer, dbias: db.pointer, dout: dy.pointer, inp: x.pointer, weight: w.pointer,
-                                   mean: mean.pointer, rstd: rstd.pointer, rows: rows, cols: d)
+                LayerNorm.backward(
+                    dinp: y.pointer, dweight: dw.pointer, dbias: db.pointer, dout: dy.pointer, inp: x.pointer,
+                    weight: w.pointer,
+                    mean: mean.pointer, rstd: rstd.pointer, rows: rows, cols: d)
             }
-            record("kernels", "layernorm bwd", [rows, d], threads: th, value: gb(12.0 * Double(rows * d), lnb), unit: "GB/s", ofBandwidth: true)
+            record(
+                "kernels", "layernorm bwd", [rows, d], threads: th, value: gb(12.0 * Double(rows * d), lnb),
+                unit: "GB/s", ofBandwidth: true)
 
             let n = rows * hidden
-            let ours = bestTime(minSeconds: options.minSeconds) { GELU.forward(out: y.pointer, inp: x.pointer, count: n) }
-            let sleef = bestTime(minSeconds: options.minSeconds) { geluWithSleefErf(out: y.pointer, inp: x.pointer, count: n) }
-            record("kernels", "gelu fwd (own erf)", [n], threads: th, value: Double(n) / ours * 1e-9, unit: "Gelem/s",
-                   peer: ("sleef erff16_u10", Double(n) / sleef * 1e-9))
-            let gb2 = bestTime(minSeconds: options.minSeconds) { GELU.backward(dinp: y.pointer, inp: x.pointer, dout: dy.pointer, count: n) }
+            let ours = bestTime(minSeconds: options.minSeconds) {
+                GELU.forward(out: y.pointer, inp: x.pointer, count: n)
+            }
+            let sleef = bestTime(minSeconds: options.minSeconds) {
+                geluWithSleefErf(out: y.pointer, inp: x.pointer, count: n)
+            }
+            record(
+                "kernels", "gelu fwd (own erf)", [n], threads: th, value: Double(n) / ours * 1e-9, unit: "Gelem/s",
+                peer: ("sleef erff16_u10", Double(n) / sleef * 1e-9))
+            let gb2 = bestTime(minSeconds: options.minSeconds) {
+                GELU.backward(dinp: y.pointer, inp: x.pointer, dout: dy.pointer, count: n)
+            }
             record("kernels", "gelu bwd", [n], threads: th, value: Double(n) / gb2 * 1e-9, unit: "Gelem/s")
 
             let srows = 32 * heads * t
             let s = randomBuffer(srows * t, seed: 5, -4, 4), so = Tensor(zeros: [srows * t])
-            let sm = bestTime(minSeconds: options.minSeconds) { Softmax.forward(out: so.pointer, inp: s.pointer, rows: srows, cols: t) }
-            record("kernels", "softmax fwd", [srows, t], threads: th, value: gb(8.0 * Double(srows * t), sm), unit: "GB/s", ofBandwidth: true)
-
-            let qkv = randomBuffer(32 * t * 3 * d, seed: 6), att = Tensor(zeros: [32 * heads * t * t]), out = Tensor(zeros: [32 * t * d])
-            let at = bestTime(minSeconds: options.minSeconds) {
-                Attention.forward(out: out.pointer, att: att.pointer, qkv: qkv.pointer, batch: 32, tokens: t, dim: d, heads: heads)
+            let sm = bestTime(minSeconds: options.minSeconds) {
+                Softmax.forward(out: so.pointer, inp: s.pointer, rows: srows, cols: t)
             }
-            record("kernels", "attention fwd", [32, t, d, heads], threads: th, value: 4.0 * Double(32 * heads * t * t * (d / heads)) / at * 1e-9,
-                   unit: "GFLOP/s")
+            record(
+                "kernels", "softmax fwd", [srows, t], threads: th, value: gb(8.0 * Double(srows * t), sm), unit: "GB/s",
+                ofBandwidth: true)
 
-            let logits = randomBuffer(32 * 1000, seed: 7, -3, 3), probs = Tensor(zeros: [32 * 1000]), losses = Tensor(zeros: [32])
+            let qkv = randomBuffer(32 * t * 3 * d, seed: 6), att = Tensor(zeros: [32 * heads * t * t]),
+                out = Tensor(zeros: [32 * t * d])
+            let at = bestTime(minSeconds: options.minSeconds) {
+                Attention.forward(
+                    out: out.pointer, att: att.pointer, qkv: qkv.pointer, batch: 32, tokens: t, dim: d, heads: heads)
+            }
+            record(
+                "kernels", "attention fwd", [32, t, d, heads], threads: th,
+                value: 4.0 * Double(32 * heads * t * t * (d / heads)) / at * 1e-9,
+                unit: "GFLOP/s")
+
+            let logits = randomBuffer(32 * 1000, seed: 7, -3, 3), probs = Tensor(zeros: [32 * 1000]),
+                losses = Tensor(zeros: [32])
             let labels = (0..<32).map { Int32($0 * 31 % 1000) }
             let ce = bestTime(minSeconds: options.minSeconds) {
-                _ = CrossEntropy.forward(probs: probs.pointer, losses: losses.pointer, logits: logits.pointer, labels: labels, rows: 32, classes: 1000)
+                _ = CrossEntropy.forward(
+                    probs: probs.pointer, losses: losses.pointer, logits: logits.pointer, labels: labels, rows: 32,
+                    classes: 1000)
             }
             record("kernels", "cross-entropy fwd", [32, 1000], threads: th, value: gb(8.0 * 32_000, ce), unit: "GB/s")
 
             let np = 5_717_416  // ViT-Ti/16 parameters
-            let p = randomBuffer(np, seed: 8), g = randomBuffer(np, seed: 9), m = Tensor(zeros: [np]), v = Tensor(zeros: [np])
+            let p = randomBuffer(np, seed: 8), g = randomBuffer(np, seed: 9), m = Tensor(zeros: [np]),
+                v = Tensor(zeros: [np])
             var step = 0
             let adam = bestTime(minSeconds: options.minSeconds) {
                 step += 1
-                AdamW.update(params: p.pointer, grads: g.pointer, m: m.pointer, v: v.pointer, count: np, step: step, lr: 1e-3,
-                             beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.05)
+                AdamW.update(
+                    params: p.pointer, grads: g.pointer, m: m.pointer, v: v.pointer, count: np, step: step, lr: 1e-3,
+                    beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.05)
             }
-            record("kernels", "adamw update (vit-ti)", [np], threads: th, value: gb(28.0 * Double(np), adam), unit: "GB/s", ofBandwidth: true)
+            record(
+                "kernels", "adamw update (vit-ti)", [np], threads: th, value: gb(28.0 * Double(np), adam), unit: "GB/s",
+                ofBandwidth: true)
         }
         ThreadPool.shared.threads = ThreadPool.shared.capacity
     }
@@ -119,24 +152,29 @@ extension Bench {
                 let fwd = bestTime(minSeconds: options.minSeconds) {
                     input.withUnsafeBufferPointer { model.forward(input: $0.baseAddress!, batch: batch, acts: acts) }
                 }
-                record("vit", "\(name) forward", [batch], threads: th, value: Double(batch) / fwd, unit: "img/s",
-                       peer: torchPeer("\(name) forward", th))
+                record(
+                    "vit", "\(name) forward", [batch], threads: th, value: Double(batch) / fwd, unit: "img/s",
+                    peer: torchPeer("\(name) forward", th))
                 let trainer = benchTrainer(model, images, .full)
                 let step = bestTime(minSeconds: options.minSeconds) { _ = trainer.step() }
-                record("vit", "\(name) train step", [batch], threads: th, value: Double(batch) / step, unit: "img/s",
-                       peer: torchPeer("\(name) train step", th))
+                record(
+                    "vit", "\(name) train step", [batch], threads: th, value: Double(batch) / step, unit: "img/s",
+                    peer: torchPeer("\(name) train step", th))
                 // Linearized (tangent-space) step: primal forward + JVP + backward at θ0, AdamW on θ.
                 let linear = benchTrainer(ViT(config: config, seed: 1), images, .linearized)
                 let linStep = bestTime(minSeconds: options.minSeconds) { _ = linear.step() }
-                record("vit", "\(name) linearized train step", [batch], threads: th, value: Double(batch) / linStep, unit: "img/s",
-                       peer: ("normal train step", Double(batch) / step))
+                record(
+                    "vit", "\(name) linearized train step", [batch], threads: th, value: Double(batch) / linStep,
+                    unit: "img/s",
+                    peer: ("normal train step", Double(batch) / step))
                 records[records.count - 1].name += String(format: " (%.2f× its time)", linStep / step)
                 // Heap allocations per training step after warm-up (malloc interposer; 0 is the target).
                 let before = vm_malloc_count()
                 for _ in 0..<5 { _ = trainer.step() }
                 if before > 0 {
-                    record("vit", "\(name) heap allocations", [batch], threads: th,
-                           value: Double(vm_malloc_count() - before) / 5, unit: "allocs/step")
+                    record(
+                        "vit", "\(name) heap allocations", [batch], threads: th,
+                        value: Double(vm_malloc_count() - before) / 5, unit: "allocs/step")
                 }
             }
         }
@@ -159,7 +197,10 @@ extension Bench {
                 for _ in 0..<steps { _ = trainer.step() }
                 let total = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9 / Double(steps)
                 Profiler.enabled = false
-                print(String(format: "\nprofile: %@, batch %d, %d thread(s): %.2f ms per training step", name, batch, th, total * 1e3))
+                print(
+                    String(
+                        format: "\nprofile: %@, batch %d, %d thread(s): %.2f ms per training step", name, batch, th,
+                        total * 1e3))
                 var accounted = 0.0
                 for c in ProfileCategory.allCases {
                     let sec = Profiler.seconds[c.rawValue] / Double(steps)
@@ -169,15 +210,18 @@ extension Bench {
                     records[records.count - 1].percent_of_peak = nil
                 }
                 printProfileLine("other (embedding, residual adds, pooling, copies)", total - accounted, total, nil)
-                record("profile", "\(name) other", [batch], threads: th, value: (total - accounted) * 1e3, unit: "ms/step")
+                record(
+                    "profile", "\(name) other", [batch], threads: th, value: (total - accounted) * 1e3, unit: "ms/step")
             }
         }
         ThreadPool.shared.threads = ThreadPool.shared.capacity
     }
 
     func printProfileLine(_ label: String, _ sec: Double, _ total: Double, _ calls: Int?) {
-        print("  " + label.padding(toLength: 52, withPad: " ", startingAt: 0)
-              + String(format: "%9.3f ms  %5.1f%%", sec * 1e3, 100 * sec / total) + (calls.map { "  \($0) calls" } ?? ""))
+        print(
+            "  " + label.padding(toLength: 52, withPad: " ", startingAt: 0)
+                + String(format: "%9.3f ms  %5.1f%%", sec * 1e3, 100 * sec / total)
+                + (calls.map { "  \($0) calls" } ?? ""))
     }
 
     /// The ViT suites' models: the 28×28 demo model, and ViT-Ti/16 at 224 unless --quick.
@@ -187,15 +231,18 @@ extension Bench {
 
     /// A trainer whose batch is all of `images` (batch 32), run for as many steps as timed.
     func benchTrainer(_ model: ViT, _ images: LabeledImages, _ mode: TrainMode) -> Trainer {
-        Trainer(model: model, train: images, mode: mode, settings: TrainSettings(steps: 1_000_000, batchSize: images.count, lr: 1e-4, seed: 1))
+        Trainer(
+            model: model, train: images, mode: mode,
+            settings: TrainSettings(steps: 1_000_000, batchSize: images.count, lr: 1e-4, seed: 1))
     }
 
     func randomImages(_ c: ViTConfig, count: Int) -> LabeledImages {
         var rng = RNG(seed: 11)
         let size = c.inChannels * c.imageHeight * c.imageWidth
-        return LabeledImages(count: count, channels: c.inChannels, height: c.imageHeight, width: c.imageWidth,
-                             images: (0..<(count * size)).map { _ in UInt8(rng.next() & 0xFF) },
-                             labels: (0..<count).map { Int32($0 % c.numClasses) })
+        return LabeledImages(
+            count: count, channels: c.inChannels, height: c.imageHeight, width: c.imageWidth,
+            images: (0..<(count * size)).map { _ in UInt8(rng.next() & 0xFF) },
+            labels: (0..<count).map { Int32($0 % c.numClasses) })
     }
 
     func torchPeer(_ name: String, _ threads: Int) -> (String, Double)? {
@@ -215,10 +262,14 @@ extension Bench {
             for k in [1, 4] {
                 let xs = taus.prefix(k).map { UnsafePointer($0.pointer) }
                 let time = bestTime(minSeconds: options.minSeconds) {
-                    Elementwise.linearCombination(out: out.pointer, base: base.pointer, xs: xs, coefficients: [Float](repeating: 0.3, count: k), count: n)
+                    Elementwise.linearCombination(
+                        out: out.pointer, base: base.pointer, xs: xs, coefficients: [Float](repeating: 0.3, count: k),
+                        count: n)
                 }
-                record("merge", "task addition, \(k) vector(s)", [n], threads: th, value: 4.0 * Double(n * (k + 2)) / time * 1e-9, unit: "GB/s",
-                       ofBandwidth: true)
+                record(
+                    "merge", "task addition, \(k) vector(s)", [n], threads: th,
+                    value: 4.0 * Double(n * (k + 2)) / time * 1e-9, unit: "GB/s",
+                    ofBandwidth: true)
                 records[records.count - 1].name += String(format: " (%.0f ms)", time * 1e3)
             }
         }

@@ -31,13 +31,17 @@ struct BenchOptions {
                 let s = Set(try value().split(separator: ",").map(String.init))
                 let unknown = s.subtracting(allSuites)
                 guard unknown.isEmpty else {
-                    throw UsageError(description: "unknown suite(s) \(unknown.sorted()); choose from \(allSuites.sorted())")
+                    throw UsageError(
+                        description: "unknown suite(s) \(unknown.sorted()); choose from \(allSuites.sorted())")
                 }
                 o.suites = s
             case "--threads":
                 let t = try value().split(separator: ",").compactMap { Int($0) }
                 guard !t.isEmpty, t.allSatisfy({ $0 >= 1 && $0 <= ThreadPool.shared.capacity }) else {
-                    throw UsageError(description: "--threads takes a list like 1,2 of values in 1...\(ThreadPool.shared.capacity) (set VITMERGE_THREADS for more)")
+                    throw UsageError(
+                        description:
+                            "--threads takes a list like 1,2 of values in 1...\(ThreadPool.shared.capacity) (set VITMERGE_THREADS for more)"
+                    )
                 }
                 o.threads = t
             case "--json": o.jsonPath = try value()
@@ -46,7 +50,8 @@ struct BenchOptions {
             case "--all": o.suites = allSuites
             case "--quick": o.quick = true; o.minSeconds = 0.1
             case "--help", "-h":
-                print("""
+                print(
+                    """
                     usage: vitmerge-bench [--suite gemm,kernels,vit,merge,profile,runtime | --all] [--threads 1,2] [--json FILE] [--quick]
                                           [--numpy PYTHON] [--compare torch.json]
                       --numpy PYTHON       also time the GEMM shapes with numpy (scripts/bench_numpy.py) as a peer
@@ -120,7 +125,9 @@ final class Bench {
             bandwidths[t] = measureBandwidth(threads: t)
             print(String(format: "  bandwidth (scale, 2 × 256 MB), %d thread(s): %.1f GB/s", t, bandwidths[t]!))
         }
-        if openblas == nil { print("  note: libopenblas not found (apt-get install libopenblas0); peer columns skipped") }
+        if openblas == nil {
+            print("  note: libopenblas not found (apt-get install libopenblas0); peer columns skipped")
+        }
         if let path = options.compare { loadTorch(path) }
         if options.suites.contains("runtime") { runtimeSuite() }
         if options.suites.contains("gemm") { gemmSuite() }
@@ -131,10 +138,13 @@ final class Bench {
         printTable()
         if let path = options.jsonPath {
             struct Output: Encodable {
-                let machine: [String: String]; let peaks: [String: Double]; let bandwidth: [String: Double]; let results: [Record]
+                let machine: [String: String]; let peaks: [String: Double]; let bandwidth: [String: Double];
+                let results: [Record]
             }
-            let out = Output(machine: machine, peaks: Dictionary(uniqueKeysWithValues: peaks.map { (String($0.key), $0.value) }),
-                             bandwidth: Dictionary(uniqueKeysWithValues: bandwidths.map { (String($0.key), $0.value) }), results: records)
+            let out = Output(
+                machine: machine, peaks: Dictionary(uniqueKeysWithValues: peaks.map { (String($0.key), $0.value) }),
+                bandwidth: Dictionary(uniqueKeysWithValues: bandwidths.map { (String($0.key), $0.value) }),
+                results: records)
             let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             do {
                 try enc.encode(out).write(to: URL(fileURLWithPath: path), options: .atomic)
@@ -148,7 +158,9 @@ final class Bench {
 
     func printTable() {
         print("")
-        print("suite    name                              shape                thr      value unit      %peak   peer value  ratio  peer")
+        print(
+            "suite    name                              shape                thr      value unit      %peak   peer value  ratio  peer"
+        )
         print("(%peak: of the measured FMA peak for GFLOP/s, of the measured bandwidth for GB/s; ratio = ours / peer)")
         for r in records {
             let shape = r.shape.map(String.init).joined(separator: "x")
@@ -177,11 +189,11 @@ final class Bench {
             if p.terminationStatus == 0, let line = out.split(separator: "\n").first { return String(line) }
         }
         #if compiler(>=6.3)
-        return "6.3+"
+            return "6.3+"
         #elseif compiler(>=6.2)
-        return "6.2"
+            return "6.2"
         #else
-        return "<6.2"
+            return "<6.2"
         #endif
     }
 
@@ -193,19 +205,25 @@ final class Bench {
         guard (try? p.run()) != nil else { return "unknown" }
         p.waitUntilExit()
         let s = String(data: pipe.fileHandleForReading.readDataToEndOfFile(), encoding: .utf8) ?? ""
-        return s.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? "unknown" : s.trimmingCharacters(in: .whitespacesAndNewlines)
+        return s.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+            ? "unknown" : s.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// Reads scripts/bench_torch.py's JSON: {"torch": version, "results": [{"name", "threads", "value"}]}.
     func loadTorch(_ path: String) {
         guard let data = FileManager.default.contents(atPath: path),
-              let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let rs = obj["results"] as? [[String: Any]] else {
-            FileHandle.standardError.write("vitmerge-bench: cannot read \(path) (expected scripts/bench_torch.py output)\n".data(using: .utf8)!)
+            let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let rs = obj["results"] as? [[String: Any]]
+        else {
+            FileHandle.standardError.write(
+                "vitmerge-bench: cannot read \(path) (expected scripts/bench_torch.py output)\n".data(using: .utf8)!)
             exit(1)
         }
         torchVersion = obj["torch"] as? String ?? "?"
         torchResults = rs.compactMap { r in
-            guard let n = r["name"] as? String, let t = r["threads"] as? Int, let v = r["value"] as? Double else { return nil }
+            guard let n = r["name"] as? String, let t = r["threads"] as? Int, let v = r["value"] as? Double else {
+                return nil
+            }
             return (n, t, v)
         }
         print("  peer: PyTorch \(torchVersion) from \(path) (\(torchResults.count) figures)")

@@ -6,7 +6,9 @@ import ViTMergeKernels
 // Usage: vitmerge-bench [--suite gemm,...] [--threads 1,2] [--json FILE] [--quick]
 
 if _isDebugAssertConfiguration() {
-    FileHandle.standardError.write("vitmerge-bench: refusing to run a debug build; use `swift run -c release vitmerge-bench`.\n".data(using: .utf8)!)
+    FileHandle.standardError.write(
+        "vitmerge-bench: refusing to run a debug build; use `swift run -c release vitmerge-bench`.\n".data(
+            using: .utf8)!)
     exit(2)
 }
 

@@ -88,8 +88,10 @@ public final class ThreadGroup: @unchecked Sendable {
         condition.unlock()
     }
 
-    func sum<T: FloatingPoint>(_ buffer: UnsafeMutablePointer<T>, count: Int, rank: Int,
-                               slots: ReferenceWritableKeyPath<ThreadGroup, [UnsafeMutablePointer<T>?]>) {
+    func sum<T: FloatingPoint>(
+        _ buffer: UnsafeMutablePointer<T>, count: Int, rank: Int,
+        slots: ReferenceWritableKeyPath<ThreadGroup, [UnsafeMutablePointer<T>?]>
+    ) {
         condition.lock(); self[keyPath: slots][rank] = buffer; condition.unlock()
         barrier()
         condition.lock(); let all = self[keyPath: slots].map { $0! }; condition.unlock()

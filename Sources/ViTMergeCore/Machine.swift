@@ -17,7 +17,8 @@ public enum Machine {
     /// Vector extensions the CPU reports (subset relevant to ViTMerge).
     public static var cpuFeatures: [String] {
         guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+        else { return [] }
         let flags = Set(line.split(separator: " ").map(String.init))
         return ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "amx_tile"]
             .filter(flags.contains)
@@ -39,7 +40,9 @@ public enum Machine {
     public static var cpuHasAVX512: Bool { vm_cpu_has_avx512f() != 0 }
 
     /// SLEEF's version, from the header this build was compiled against.
-    public static var sleefVersion: String { "\(SLEEF_VERSION_MAJOR).\(SLEEF_VERSION_MINOR).\(SLEEF_VERSION_PATCHLEVEL)" }
+    public static var sleefVersion: String {
+        "\(SLEEF_VERSION_MAJOR).\(SLEEF_VERSION_MINOR).\(SLEEF_VERSION_PATCHLEVEL)"
+    }
 
     /// Whether SLEEF answers correctly at run time (exp(1) and erf(0.5) within 1e-6).
     public static var sleefWorks: Bool {
@@ -63,7 +66,8 @@ public enum Machine {
             sink.withUnsafeMutableBufferPointer { out in
                 let out = out.baseAddress!
                 pool.run(threads: threads) { ith, _ in
-                    out[ith * 16] = buildVectorBits >= 512
+                    out[ith * 16] =
+                        buildVectorBits >= 512
                         ? fmaChains(SIMD16<Float>.self, iterations) : fmaChains(SIMD8<Float>.self, iterations)
                 }
             }

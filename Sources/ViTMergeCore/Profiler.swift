@@ -24,8 +24,10 @@ public enum ProfileCategory: Int, CaseIterable, Sendable {
 public enum Profiler {
     nonisolated(unsafe) public static var enabled = false
     nonisolated(unsafe) static var depth = 0
-    nonisolated(unsafe) public private(set) static var seconds = [Double](repeating: 0, count: ProfileCategory.allCases.count)
-    nonisolated(unsafe) public private(set) static var calls = [Int](repeating: 0, count: ProfileCategory.allCases.count)
+    nonisolated(unsafe) public private(set) static var seconds = [Double](
+        repeating: 0, count: ProfileCategory.allCases.count)
+    nonisolated(unsafe) public private(set) static var calls = [Int](
+        repeating: 0, count: ProfileCategory.allCases.count)
 
     public static func reset() {
         seconds = [Double](repeating: 0, count: ProfileCategory.allCases.count)

@@ -24,8 +24,9 @@ public final class Tensor: @unchecked Sendable {
 
     /// A view of `shape.count` floats at `offset` inside `arena`.
     public init(view arena: Arena, offset: Int, shape: Shape) {
-        precondition(offset >= 0 && offset + shape.count <= arena.count,
-                     "Tensor view [\(offset), +\(shape.count)) outside arena of \(arena.count)")
+        precondition(
+            offset >= 0 && offset + shape.count <= arena.count,
+            "Tensor view [\(offset), +\(shape.count)) outside arena of \(arena.count)")
         self.shape = shape
         self.pointer = arena.base + offset
         self.owner = arena

@@ -36,11 +36,16 @@ public enum Golden {
     public static func verify(path: String, pool: ThreadPool = .shared) throws -> GoldenReport {
         let file = try SafeTensorsFile.read(path: path)
         guard file.metadata["format"] == "vitmerge-golden" else {
-            throw IOError.invalidFile(path: path, reason: "metadata format is \(file.metadata["format"].map { "'\($0)'" } ?? "missing"), expected 'vitmerge-golden'",
-                                      hint: "produce golden files with scripts/make_golden.py")
+            throw IOError.invalidFile(
+                path: path,
+                reason:
+                    "metadata format is \(file.metadata["format"].map { "'\($0)'" } ?? "missing"), expected 'vitmerge-golden'",
+                hint: "produce golden files with scripts/make_golden.py")
         }
         guard let configJSON = file.metadata["config"] else {
-            throw IOError.invalidFile(path: path, reason: "metadata has no 'config'", hint: "produce golden files with scripts/make_golden.py")
+            throw IOError.invalidFile(
+                path: path, reason: "metadata has no 'config'", hint: "produce golden files with scripts/make_golden.py"
+            )
         }
         let config = try ViTConfig.parse(json: Data(configJSON.utf8))
         let params = ViTParameters(config: config)
@@ -49,17 +54,21 @@ public enum Golden {
         var report = GoldenReport(path: path, config: config)
 
         let inputInfo = try require(file, "input")
-        guard inputInfo.shape.count == 4, inputInfo.shape[1] == config.inChannels, inputInfo.shape[2] == config.imageHeight,
-              inputInfo.shape[3] == config.imageWidth else {
-            throw IOError.shapeMismatch(path: path, tensor: "input",
-                                        expected: [-1, config.inChannels, config.imageHeight, config.imageWidth], found: inputInfo.shape)
+        guard inputInfo.shape.count == 4, inputInfo.shape[1] == config.inChannels,
+            inputInfo.shape[2] == config.imageHeight,
+            inputInfo.shape[3] == config.imageWidth
+        else {
+            throw IOError.shapeMismatch(
+                path: path, tensor: "input",
+                expected: [-1, config.inChannels, config.imageHeight, config.imageWidth], found: inputInfo.shape)
         }
         let batch = inputInfo.shape[0]
         let input = try file.floats("input")
         let labels = try file.int64s("labels", shape: [batch]).map { Int32(truncatingIfNeeded: $0) }
         let d = config.embedDim, k = config.numClasses
         if k > 0, let bad = labels.first(where: { $0 < 0 || Int($0) >= k }) {
-            throw IOError.invalidFile(path: path, reason: "label \(bad) outside 0..<\(k)", hint: "regenerate the golden file")
+            throw IOError.invalidFile(
+                path: path, reason: "label \(bad) outside 0..<\(k)", hint: "regenerate the golden file")
         }
         let lossWeight: [Float]? = k == 0 ? try file.floats("loss_weight", shape: [batch, d]) : nil
         let acts = model.makeActivations(capacity: batch)
@@ -67,7 +76,11 @@ public enum Golden {
 
         // Loss of the current forward, with dLoss/dOutput left in acts.outputGradient.
         func loss() -> Float {
-            if k > 0 { return labels.withUnsafeBufferPointer { model.crossEntropy(labels: $0.baseAddress!, batch: batch, acts: acts) } }
+            if k > 0 {
+                return labels.withUnsafeBufferPointer {
+                    model.crossEntropy(labels: $0.baseAddress!, batch: batch, acts: acts)
+                }
+            }
             let w = lossWeight!, out = acts.output
             var s = 0.0
             for i in 0..<batch * d {
@@ -80,7 +93,9 @@ public enum Golden {
         // Forward, activations, loss.
         input.withUnsafeBufferPointer { model.forward(input: $0.baseAddress!, batch: batch, acts: acts) }
         let outName = k > 0 ? "logits" : "features"
-        let forwardTensors: [(String, [Float])] = [(outName, Array(UnsafeBufferPointer(start: acts.output, count: batch * (k > 0 ? k : d))))]
+        let forwardTensors: [(String, [Float])] = [
+            (outName, Array(UnsafeBufferPointer(start: acts.output, count: batch * (k > 0 ? k : d))))
+        ]
         var activationTensors: [(String, [Float])] = []
         for name in file.names where name.hasPrefix("act.") {
             guard let ptr = acts.activation(String(name.dropFirst(4))) else { continue }
@@ -88,7 +103,9 @@ public enum Golden {
         }
         let lossValue = loss()
         try report.rows.append(compare("forward", forwardTensors + [("loss", [lossValue])], file, forwardTolerance))
-        if !activationTensors.isEmpty { try report.rows.append(compare("activations", activationTensors, file, forwardTolerance)) }
+        if !activationTensors.isEmpty {
+            try report.rows.append(compare("activations", activationTensors, file, forwardTolerance))
+        }
 
         // Jacobian-vector product for the recorded tangent (before the backward reuses activations).
         let jvpName = "jvp." + outName
@@ -105,11 +122,16 @@ public enum Golden {
         // Backward with the input gradient.
         var gradInput = [Float](repeating: 0, count: input.count)
         input.withUnsafeBufferPointer { inp in
-            gradInput.withUnsafeMutableBufferPointer { model.backward(input: inp.baseAddress!, batch: batch, acts: acts, grads: grads, gradInput: $0.baseAddress!) }
+            gradInput.withUnsafeMutableBufferPointer {
+                model.backward(
+                    input: inp.baseAddress!, batch: batch, acts: acts, grads: grads, gradInput: $0.baseAddress!)
+            }
         }
         let gradTensors = params.table.names.map { ("grad." + $0, grads.tensor($0)!.array) }
         try report.rows.append(compare("gradients", gradTensors, file, gradientTolerance))
-        if file.contains("grad.input") { try report.rows.append(compare("grad.input", [("grad.input", gradInput)], file, gradientTolerance)) }
+        if file.contains("grad.input") {
+            try report.rows.append(compare("grad.input", [("grad.input", gradInput)], file, gradientTolerance))
+        }
 
         // AdamW steps on the same batch.
         if let adamwJSON = file.metadata["adamw"], file.contains("adamw.loss") {
@@ -123,11 +145,15 @@ public enum Golden {
                 input.withUnsafeBufferPointer { model.forward(input: $0.baseAddress!, batch: batch, acts: acts) }
                 losses.append(loss())
                 grads.zero()
-                input.withUnsafeBufferPointer { model.backward(input: $0.baseAddress!, batch: batch, acts: acts, grads: grads) }
+                input.withUnsafeBufferPointer {
+                    model.backward(input: $0.baseAddress!, batch: batch, acts: acts, grads: grads)
+                }
                 for (offset, count, wd) in decay {
-                    AdamW.update(params: params.base + offset, grads: grads.base + offset, m: m.base + offset, v: v.base + offset,
-                                 count: count, step: step, lr: h.lr, beta1: h.beta1, beta2: h.beta2, eps: h.eps,
-                                 weightDecay: wd, pool: pool)
+                    AdamW.update(
+                        params: params.base + offset, grads: grads.base + offset, m: m.base + offset,
+                        v: v.base + offset,
+                        count: count, step: step, lr: h.lr, beta1: h.beta1, beta2: h.beta2, eps: h.eps,
+                        weightDecay: wd, pool: pool)
                 }
             }
             try report.rows.append(compare("adamw.loss", [("adamw.loss", losses)], file, forwardTolerance))
@@ -146,9 +172,11 @@ public enum Golden {
     /// rejects parameter tensors the config does not have.
     static func loadParameters(_ params: ViTParameters, from file: SafeTensorsFile, prefix: String) throws {
         let expected = Set(params.table.names)
-        for name in file.names where name.hasPrefix(prefix) && !expected.contains(String(name.dropFirst(prefix.count))) {
-            throw IOError.unknownTensor(path: file.path, tensor: name,
-                                        hint: "the config (\(params.config.json)) has no such parameter; check the config matches the weights")
+        for name in file.names where name.hasPrefix(prefix) && !expected.contains(String(name.dropFirst(prefix.count)))
+        {
+            throw IOError.unknownTensor(
+                path: file.path, tensor: name,
+                hint: "the config (\(params.config.json)) has no such parameter; check the config matches the weights")
         }
         for r in params.table.layout.regions {
             try file.copyFloats(prefix + r.name, into: params.base + r.offset, shape: r.shape.dims)
@@ -163,15 +191,18 @@ public enum Golden {
     }
 
     /// Compares computed tensors with the file's, |ours − torch| ≤ atol + rtol·|torch|.
-    static func compare(_ group: String, _ tensors: [(String, [Float])], _ file: SafeTensorsFile,
-                        _ tol: (atol: Double, rtol: Double)) throws -> GoldenRow {
+    static func compare(
+        _ group: String, _ tensors: [(String, [Float])], _ file: SafeTensorsFile,
+        _ tol: (atol: Double, rtol: Double)
+    ) throws -> GoldenRow {
         var maxAbs = 0.0, maxRel = 0.0, worstExcess = -Double.infinity, worst = "-", elements = 0
         var passed = true
         for (name, ours) in tensors {
             let theirs: [Float]
             if name == "loss" { theirs = [try file.scalar("loss")] } else { theirs = try file.floats(name) }
             guard theirs.count == ours.count else {
-                throw IOError.shapeMismatch(path: file.path, tensor: name, expected: [ours.count], found: [theirs.count])
+                throw IOError.shapeMismatch(
+                    path: file.path, tensor: name, expected: [ours.count], found: [theirs.count])
             }
             elements += ours.count
             for i in 0..<ours.count {
@@ -187,8 +218,9 @@ public enum Golden {
                 }
             }
         }
-        return GoldenRow(group: group, tensors: tensors.count, elements: elements, maxAbs: maxAbs, maxRel: maxRel,
-                         worst: worst, atol: tol.atol, rtol: tol.rtol, passed: passed)
+        return GoldenRow(
+            group: group, tensors: tensors.count, elements: elements, maxAbs: maxAbs, maxRel: maxRel,
+            worst: worst, atol: tol.atol, rtol: tol.rtol, passed: passed)
     }
 }
 
@@ -198,12 +230,16 @@ struct AdamWSettings {
 
     static func parse(_ json: String, path: String) throws -> AdamWSettings {
         guard let o = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
-              let lr = o["lr"] as? Double, let b1 = o["beta1"] as? Double, let b2 = o["beta2"] as? Double,
-              let eps = o["eps"] as? Double, let wd = o["weight_decay"] as? Double, let steps = o["steps"] as? Int, steps >= 1 else {
-            throw IOError.invalidFile(path: path, reason: "metadata 'adamw' is not a valid AdamW settings object: \(json)",
-                                      hint: "regenerate the golden file with scripts/make_golden.py")
+            let lr = o["lr"] as? Double, let b1 = o["beta1"] as? Double, let b2 = o["beta2"] as? Double,
+            let eps = o["eps"] as? Double, let wd = o["weight_decay"] as? Double, let steps = o["steps"] as? Int,
+            steps >= 1
+        else {
+            throw IOError.invalidFile(
+                path: path, reason: "metadata 'adamw' is not a valid AdamW settings object: \(json)",
+                hint: "regenerate the golden file with scripts/make_golden.py")
         }
-        return AdamWSettings(lr: Float(lr), beta1: Float(b1), beta2: Float(b2), eps: Float(eps), weightDecay: Float(wd),
-                             steps: steps, decay1D: o["decay_1d_params"] as? Bool ?? true)
+        return AdamWSettings(
+            lr: Float(lr), beta1: Float(b1), beta2: Float(b2), eps: Float(eps), weightDecay: Float(wd),
+            steps: steps, decay1D: o["decay_1d_params"] as? Bool ?? true)
     }
 }

@@ -26,21 +26,26 @@ public enum IDX {
     /// Parses an uncompressed IDX image.
     public static func parse(_ b: [UInt8], path: String) throws -> (shape: [Int], data: [UInt8]) {
         func bad(_ reason: String) -> IOError {
-            .invalidFile(path: path, reason: reason, hint: "give an IDX file as distributed with MNIST (optionally .gz)")
+            .invalidFile(
+                path: path, reason: reason, hint: "give an IDX file as distributed with MNIST (optionally .gz)")
         }
         guard b.count >= 4 else { throw bad("\(b.count) bytes is too short for an IDX header") }
         guard b[0] == 0, b[1] == 0 else { throw bad("the magic number does not start with two zero bytes") }
         guard b[2] == 0x08 else { throw bad(String(format: "element type 0x%02X is not unsigned byte (0x08)", b[2])) }
         let rank = Int(b[3])
         guard (1...4).contains(rank) else { throw bad("rank \(rank) is outside 1…4") }
-        guard b.count >= 4 + 4 * rank else { throw bad("the header declares \(rank) dimensions but the file ends inside them") }
+        guard b.count >= 4 + 4 * rank else {
+            throw bad("the header declares \(rank) dimensions but the file ends inside them")
+        }
         var shape: [Int] = []
         var count = 1
         for i in 0..<rank {
             let o = 4 + 4 * i
             let dim = Int(b[o]) << 24 | Int(b[o + 1]) << 16 | Int(b[o + 2]) << 8 | Int(b[o + 3])
             let (product, overflow) = count.multipliedReportingOverflow(by: dim)
-            guard !overflow, product <= maxBytes else { throw bad("dimensions \(shape + [dim]) exceed \(maxBytes) bytes") }
+            guard !overflow, product <= maxBytes else {
+                throw bad("dimensions \(shape + [dim]) exceed \(maxBytes) bytes")
+            }
             shape.append(dim)
             count = product
         }
@@ -73,17 +78,20 @@ public enum IDX {
                     return buf.count - Int(stream.avail_out)
                 }
                 guard status == Z_OK || status == Z_STREAM_END || (status == Z_BUF_ERROR && produced > 0) else {
-                    throw IOError.invalidFile(path: path, reason: "gzip data is corrupt or truncated (zlib status \(status))",
-                                              hint: "re-download or re-install the file")
+                    throw IOError.invalidFile(
+                        path: path, reason: "gzip data is corrupt or truncated (zlib status \(status))",
+                        hint: "re-download or re-install the file")
                 }
                 out.append(contentsOf: chunk[0..<produced])
                 guard out.count <= limit else {
-                    throw IOError.invalidFile(path: path, reason: "decompresses to more than \(limit) bytes",
-                                              hint: "IDX files above 1 GiB are not supported")
+                    throw IOError.invalidFile(
+                        path: path, reason: "decompresses to more than \(limit) bytes",
+                        hint: "IDX files above 1 GiB are not supported")
                 }
                 if status == Z_OK && produced == 0 && stream.avail_in == 0 {
-                    throw IOError.invalidFile(path: path, reason: "gzip stream ends early (truncated file)",
-                                              hint: "re-download or re-install the file")
+                    throw IOError.invalidFile(
+                        path: path, reason: "gzip stream ends early (truncated file)",
+                        hint: "re-download or re-install the file")
                 }
             } while status != Z_STREAM_END
         }
@@ -95,15 +103,18 @@ public enum IDX {
         let (ishape, pixels) = try read(path: imagesPath)
         let (lshape, labels) = try read(path: labelsPath)
         guard ishape.count == 3, ishape[1] > 0, ishape[2] > 0 else {
-            throw IOError.invalidFile(path: imagesPath, reason: "image file has shape \(ishape), expected [N, rows, cols]",
-                                      hint: "pass the *-images-idx3-ubyte file as images")
+            throw IOError.invalidFile(
+                path: imagesPath, reason: "image file has shape \(ishape), expected [N, rows, cols]",
+                hint: "pass the *-images-idx3-ubyte file as images")
         }
         guard lshape == [ishape[0]] else {
-            throw IOError.invalidFile(path: labelsPath, reason: "label file has shape \(lshape) but the images are \(ishape)",
-                                      hint: "pass the matching *-labels-idx1-ubyte file")
+            throw IOError.invalidFile(
+                path: labelsPath, reason: "label file has shape \(lshape) but the images are \(ishape)",
+                hint: "pass the matching *-labels-idx1-ubyte file")
         }
-        return LabeledImages(count: ishape[0], channels: 1, height: ishape[1], width: ishape[2], images: pixels,
-                             labels: labels.map { Int32($0) })
+        return LabeledImages(
+            count: ishape[0], channels: 1, height: ishape[1], width: ishape[2], images: pixels,
+            labels: labels.map { Int32($0) })
     }
 }
 
@@ -117,18 +128,26 @@ extension TaskDataset {
             for name in [stem, stem + ".gz"] where FileManager.default.fileExists(atPath: "\(directory)/\(name)") {
                 return "\(directory)/\(name)"
             }
-            throw IOError.cannotRead(path: "\(directory)/\(stem)[.gz]",
-                                     reason: "missing: an IDX task directory needs train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (optionally .gz)")
+            throw IOError.cannotRead(
+                path: "\(directory)/\(stem)[.gz]",
+                reason:
+                    "missing: an IDX task directory needs train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (optionally .gz)"
+            )
         }
-        let train = try IDX.labeledImages(images: try file("train-images-idx3-ubyte"), labels: try file("train-labels-idx1-ubyte"))
-        let test = try IDX.labeledImages(images: try file("t10k-images-idx3-ubyte"), labels: try file("t10k-labels-idx1-ubyte"))
+        let train = try IDX.labeledImages(
+            images: try file("train-images-idx3-ubyte"), labels: try file("train-labels-idx1-ubyte"))
+        let test = try IDX.labeledImages(
+            images: try file("t10k-images-idx3-ubyte"), labels: try file("t10k-labels-idx1-ubyte"))
         guard (train.height, train.width) == (test.height, test.width) else {
-            throw IOError.invalidFile(path: directory, reason: "train and test images differ in size", hint: "use the files of one dataset")
+            throw IOError.invalidFile(
+                path: directory, reason: "train and test images differ in size", hint: "use the files of one dataset")
         }
         let classes = Int((train.labels + test.labels).max() ?? 0) + 1
         let name = URL(fileURLWithPath: directory).standardizedFileURL.lastPathComponent
-        return TaskDataset(name: name, classes: (0..<classes).map(String.init), source: directory, license: "see the dataset's own license",
-                           train: train, test: test, validation: nil)
+        return TaskDataset(
+            name: name, classes: (0..<classes).map(String.init), source: directory,
+            license: "see the dataset's own license",
+            train: train, test: test, validation: nil)
     }
 
     /// A task file (`.safetensors`, FORMATS.md) or a directory of MNIST-layout IDX files.

@@ -16,7 +16,8 @@ public enum IOError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .cannotRead(let path, let reason): "cannot read \(path): \(reason); check the path and permissions"
-        case .cannotWrite(let path, let reason): "cannot write \(path): \(reason); check the directory exists and is writable"
+        case .cannotWrite(let path, let reason):
+            "cannot write \(path): \(reason); check the directory exists and is writable"
         case .invalidFile(let path, let reason, let hint): "\(path): \(reason); \(hint)"
         case .missingTensor(let path, let tensor, let available):
             "\(path): no tensor '\(tensor)' (it has \(available.prefix(6).joined(separator: ", "))\(available.count > 6 ? ", …" : "")); check the file is the right kind and complete"

@@ -39,14 +39,19 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     public static func read(path: String) throws(IOError) -> SafeTensorsFile {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw .cannotRead(path: path, reason: FileManager.default.fileExists(atPath: path) ? "permission denied or unreadable" : "no such file")
+            throw .cannotRead(
+                path: path,
+                reason: FileManager.default.fileExists(atPath: path)
+                    ? "permission denied or unreadable" : "no such file")
         }
         return try SafeTensorsFile(bytes: [UInt8](data), path: path)
     }
 
     public init(bytes: [UInt8], path: String) throws(IOError) {
         func bad(_ reason: String) -> IOError {
-            .invalidFile(path: path, reason: reason, hint: "the file is not valid safetensors (truncated or corrupt?); re-create it")
+            .invalidFile(
+                path: path, reason: reason,
+                hint: "the file is not valid safetensors (truncated or corrupt?); re-create it")
         }
         self.path = path
         self.bytes = bytes
@@ -74,11 +79,17 @@ public final class SafeTensorsFile: @unchecked Sendable {
         var entries: [String: TensorInfo] = [:]
         for (name, value) in header where name != "__metadata__" {
             guard let e = value as? [String: Any] else { throw bad("entry '\(name)' is not an object") }
-            guard let dt = e["dtype"] as? String, !(e["dtype"] is NSNumber) else { throw bad("tensor '\(name)' has no string dtype") }
-            guard let dtype = DType(rawValue: dt) else {
-                throw .invalidFile(path: path, reason: "tensor '\(name)' has dtype \(dt)", hint: "ViTMerge reads F32, F64, I64, I32 and U8; convert the tensor")
+            guard let dt = e["dtype"] as? String, !(e["dtype"] is NSNumber) else {
+                throw bad("tensor '\(name)' has no string dtype")
             }
-            guard let shapeAny = e["shape"] as? [Any], let offsetsAny = e["data_offsets"] as? [Any], offsetsAny.count == 2 else {
+            guard let dtype = DType(rawValue: dt) else {
+                throw .invalidFile(
+                    path: path, reason: "tensor '\(name)' has dtype \(dt)",
+                    hint: "ViTMerge reads F32, F64, I64, I32 and U8; convert the tensor")
+            }
+            guard let shapeAny = e["shape"] as? [Any], let offsetsAny = e["data_offsets"] as? [Any],
+                offsetsAny.count == 2
+            else {
                 throw bad("tensor '\(name)' needs 'shape' (list) and 'data_offsets' ([begin, end])")
             }
             var shape: [Int] = []
@@ -88,7 +99,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
                     throw bad("tensor '\(name)' has an invalid dimension \(d)")
                 }
                 let (p, overflow) = count.multipliedReportingOverflow(by: v)
-                guard !overflow, p <= dataSize else { throw bad("tensor '\(name)' shape \(shapeAny) is larger than the file") }
+                guard !overflow, p <= dataSize else {
+                    throw bad("tensor '\(name)' shape \(shapeAny) is larger than the file")
+                }
                 shape.append(v)
                 count = p
             }
@@ -96,12 +109,15 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 throw bad("tensor '\(name)' has non-integer data_offsets")
             }
             guard begin >= 0, begin <= end, end <= dataSize else {
-                throw bad("tensor '\(name)' data_offsets [\(begin), \(end)] fall outside the \(dataSize)-byte data section")
+                throw bad(
+                    "tensor '\(name)' data_offsets [\(begin), \(end)] fall outside the \(dataSize)-byte data section")
             }
             guard end - begin == count * dtype.size else {
-                throw bad("tensor '\(name)' has \(end - begin) bytes but shape \(shape) of \(dt) needs \(count * dtype.size)")
+                throw bad(
+                    "tensor '\(name)' has \(end - begin) bytes but shape \(shape) of \(dt) needs \(count * dtype.size)")
             }
-            entries[name] = TensorInfo(name: name, dtype: dtype, shape: shape, offset: headerEnd + begin, byteCount: end - begin)
+            entries[name] = TensorInfo(
+                name: name, dtype: dtype, shape: shape, offset: headerEnd + begin, byteCount: end - begin)
         }
         let sorted = entries.values.filter { $0.byteCount > 0 }.sorted { $0.offset < $1.offset }
         for (a, b) in zip(sorted, sorted.dropFirst()) where a.offset + a.byteCount > b.offset {
@@ -118,9 +134,13 @@ public final class SafeTensorsFile: @unchecked Sendable {
     private func entry(_ name: String, _ dtypes: [DType], shape: [Int]?) throws(IOError) -> TensorInfo {
         guard let e = entries[name] else { throw .missingTensor(path: path, tensor: name, available: names) }
         guard dtypes.contains(e.dtype) else {
-            throw .dtypeMismatch(path: path, tensor: name, expected: dtypes.map(\.rawValue).joined(separator: " or "), found: e.dtype.rawValue)
+            throw .dtypeMismatch(
+                path: path, tensor: name, expected: dtypes.map(\.rawValue).joined(separator: " or "),
+                found: e.dtype.rawValue)
         }
-        if let shape, shape != e.shape { throw .shapeMismatch(path: path, tensor: name, expected: shape, found: e.shape) }
+        if let shape, shape != e.shape {
+            throw .shapeMismatch(path: path, tensor: name, expected: shape, found: e.shape)
+        }
         return e
     }
 
@@ -180,7 +200,9 @@ public struct SafeTensorsWriter {
     private mutating func put(_ name: String, _ dtype: DType, _ shape: [Int], _ raw: [UInt8]) throws(IOError) {
         guard tensors[name] == nil, name != "__metadata__" else { throw .duplicateTensor(name: name) }
         guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) * dtype.size == raw.count else {
-            throw .invalidFile(path: name, reason: "\(raw.count) bytes do not match shape \(shape) of \(dtype.rawValue)", hint: "pass values matching the shape")
+            throw .invalidFile(
+                path: name, reason: "\(raw.count) bytes do not match shape \(shape) of \(dtype.rawValue)",
+                hint: "pass values matching the shape")
         }
         tensors[name] = (dtype, shape, raw)
     }
@@ -203,14 +225,17 @@ public struct SafeTensorsWriter {
         var header = "{"
         var parts: [String] = []
         if !metadata.isEmpty {
-            let m = metadata.keys.sorted().map { "\(Self.quote($0)):\(Self.quote(metadata[$0]!))" }.joined(separator: ",")
+            let m = metadata.keys.sorted().map { "\(Self.quote($0)):\(Self.quote(metadata[$0]!))" }.joined(
+                separator: ",")
             parts.append("\"__metadata__\":{\(m)}")
         }
         var offset = 0
         let names = tensors.keys.sorted()
         for name in names {
             let t = tensors[name]!
-            parts.append("\(Self.quote(name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + t.data.count)]}")
+            parts.append(
+                "\(Self.quote(name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + t.data.count)]}"
+            )
             offset += t.data.count
         }
         header += parts.joined(separator: ",") + "}"

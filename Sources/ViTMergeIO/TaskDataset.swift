@@ -36,16 +36,19 @@ public struct TaskDataset: Sendable {
     public static func load(file: SafeTensorsFile) throws -> TaskDataset {
         let path = file.path
         guard let classesJSON = file.metadata["classes"],
-              let classes = try? JSONSerialization.jsonObject(with: Data(classesJSON.utf8)) as? [String], !classes.isEmpty else {
-            throw IOError.invalidFile(path: path, reason: "metadata 'classes' is missing or not a JSON list of names",
-                                      hint: "prepare task files with scripts/prepare_data.py")
+            let classes = try? JSONSerialization.jsonObject(with: Data(classesJSON.utf8)) as? [String], !classes.isEmpty
+        else {
+            throw IOError.invalidFile(
+                path: path, reason: "metadata 'classes' is missing or not a JSON list of names",
+                hint: "prepare task files with scripts/prepare_data.py")
         }
         func split(_ prefix: String) throws -> LabeledImages {
             guard let info = file.info(prefix + ".images") else {
                 throw IOError.missingTensor(path: path, tensor: prefix + ".images", available: file.names)
             }
             guard info.shape.count == 4, info.shape.allSatisfy({ $0 > 0 }) || info.shape[0] == 0 else {
-                throw IOError.shapeMismatch(path: path, tensor: prefix + ".images", expected: [-1, -1, -1, -1], found: info.shape)
+                throw IOError.shapeMismatch(
+                    path: path, tensor: prefix + ".images", expected: [-1, -1, -1, -1], found: info.shape)
             }
             let n = info.shape[0]
             let images = try file.bytes(prefix + ".images")
@@ -53,21 +56,29 @@ public struct TaskDataset: Sendable {
             var labels = [Int32](repeating: 0, count: n)
             for (i, l) in labels64.enumerated() {
                 guard l >= 0 && l < classes.count else {
-                    throw IOError.invalidFile(path: path, reason: "\(prefix).labels[\(i)] = \(l) is outside 0..<\(classes.count) (the classes)",
-                                              hint: "fix the labels or the 'classes' metadata")
+                    throw IOError.invalidFile(
+                        path: path,
+                        reason: "\(prefix).labels[\(i)] = \(l) is outside 0..<\(classes.count) (the classes)",
+                        hint: "fix the labels or the 'classes' metadata")
                 }
                 labels[i] = Int32(l)
             }
-            return LabeledImages(count: n, channels: info.shape[1], height: info.shape[2], width: info.shape[3], images: images, labels: labels)
+            return LabeledImages(
+                count: n, channels: info.shape[1], height: info.shape[2], width: info.shape[3], images: images,
+                labels: labels)
         }
         let train = try split("train"), test = try split("test")
         let validation = file.contains("val.images") ? try split("val") : nil
-        for s in [test] + (validation.map { [$0] } ?? []) where (s.channels, s.height, s.width) != (train.channels, train.height, train.width) {
-            throw IOError.invalidFile(path: path, reason: "splits have different image shapes", hint: "prepare all splits at one resolution")
+        for s in [test] + (validation.map { [$0] } ?? [])
+        where (s.channels, s.height, s.width) != (train.channels, train.height, train.width) {
+            throw IOError.invalidFile(
+                path: path, reason: "splits have different image shapes", hint: "prepare all splits at one resolution")
         }
         let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
-        return TaskDataset(name: name, classes: classes, source: file.metadata["source"] ?? "", license: file.metadata["license"] ?? "",
-                           train: train, test: test, validation: validation)
+        return TaskDataset(
+            name: name, classes: classes, source: file.metadata["source"] ?? "",
+            license: file.metadata["license"] ?? "",
+            train: train, test: test, validation: validation)
     }
 
     /// A seeded, stratified split of `train` into train and validation (`fraction` of each class,
@@ -94,6 +105,8 @@ extension LabeledImages {
         var images = [UInt8]()
         images.reserveCapacity(indices.count * size)
         for i in indices { images += self.images[(i * size)..<((i + 1) * size)] }
-        return LabeledImages(count: indices.count, channels: channels, height: height, width: width, images: images, labels: indices.map { labels[$0] })
+        return LabeledImages(
+            count: indices.count, channels: channels, height: height, width: width, images: images,
+            labels: indices.map { labels[$0] })
     }
 }

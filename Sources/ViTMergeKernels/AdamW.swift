@@ -5,15 +5,18 @@ import ViTMergeCore
 /// (`torch.optim.AdamW`, single-tensor, no amsgrad), so 10 steps match torch to ~1e-6.
 public enum AdamW {
     // params[n], m[n], v[n] updated in place from grads[n]; step is 1-based
-    public static func update(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
-                              v: UnsafeMutablePointer<Float>, count: Int, step: Int, lr: Float, beta1: Float, beta2: Float,
-                              eps: Float, weightDecay: Float, pool: ThreadPool = .shared) {
+    public static func update(
+        params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
+        v: UnsafeMutablePointer<Float>, count: Int, step: Int, lr: Float, beta1: Float, beta2: Float,
+        eps: Float, weightDecay: Float, pool: ThreadPool = .shared
+    ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.optimizer, profileStart) }
         precondition(step >= 1, "AdamW: step is 1-based, got \(step)")
         let bc1 = 1 - Foundation.pow(Double(beta1), Double(step)), bc2 = 1 - Foundation.pow(Double(beta2), Double(step))
         let decay = 1 - lr * weightDecay
         let stepSize = Float(Double(lr) / bc1), bc2Sqrt = Float(bc2.squareRoot())
-        let vdecay = V16(repeating: decay), vb1 = V16(repeating: 1 - beta1), vb2 = V16(repeating: beta2), vb2c = V16(repeating: 1 - beta2)
+        let vdecay = V16(repeating: decay), vb1 = V16(repeating: 1 - beta1), vb2 = V16(repeating: beta2),
+            vb2c = V16(repeating: 1 - beta2)
         let vstep = V16(repeating: stepSize), vbc2 = V16(repeating: bc2Sqrt), veps = V16(repeating: eps)
         pool.forEachRange(count) { r in
             var i = r.lowerBound
@@ -39,9 +42,11 @@ public enum AdamW {
         }
     }
 
-    public static func updateReference(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
-                                       v: UnsafeMutablePointer<Float>, count: Int, step: Int, lr: Float, beta1: Float, beta2: Float,
-                                       eps: Float, weightDecay: Float) {
+    public static func updateReference(
+        params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
+        v: UnsafeMutablePointer<Float>, count: Int, step: Int, lr: Float, beta1: Float, beta2: Float,
+        eps: Float, weightDecay: Float
+    ) {
         let bc1 = 1 - pow(Double(beta1), Double(step)), bc2 = 1 - pow(Double(beta2), Double(step))
         for i in 0..<count {
             let g = Double(grads[i])
@@ -72,7 +77,10 @@ public enum GradientNorm {
                     let lo = c * chunk, hi = min(count, lo + chunk)
                     var a0 = V16(), a1 = V16()
                     var i = lo
-                    while i &+ 32 <= hi { let u = vload(x + i), w = vload(x + (i &+ 16)); a0.addProduct(u, u); a1.addProduct(w, w); i &+= 32 }
+                    while i &+ 32 <= hi {
+                        let u = vload(x + i), w = vload(x + (i &+ 16)); a0.addProduct(u, u); a1.addProduct(w, w);
+                        i &+= 32
+                    }
                     var s = Double((a0 + a1).sum())
                     while i < hi { s += Double(x[i]) * Double(x[i]); i &+= 1 }
                     partial[c] = s
@@ -86,7 +94,9 @@ public enum GradientNorm {
 
     // torch.nn.utils.clip_grad_norm_: if the norm exceeds maxNorm, x *= maxNorm/(norm + 1e-6); returns the norm before clipping
     @discardableResult
-    public static func clip(_ x: UnsafeMutablePointer<Float>, count: Int, maxNorm: Double, pool: ThreadPool = .shared) -> Double {
+    public static func clip(
+        _ x: UnsafeMutablePointer<Float>, count: Int, maxNorm: Double, pool: ThreadPool = .shared
+    ) -> Double {
         let profileStart = Profiler.begin(); defer { Profiler.end(.optimizer, profileStart) }
         let norm = l2(x, count: count, pool: pool)
         if norm > maxNorm { Elementwise.scale(x, alpha: Float(maxNorm / (norm + 1e-6)), count: count, pool: pool) }

@@ -13,22 +13,25 @@ public enum Attention {
         batch: Int, tokens: Int, dim: Int, heads: Int, pool: ThreadPool = .shared
     ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.attention, profileStart) }
-        precondition(batch >= 0 && tokens >= 1 && heads >= 1 && dim % heads == 0,
-                     "Attention: dim \(dim) must be a multiple of heads \(heads)")
+        precondition(
+            batch >= 0 && tokens >= 1 && heads >= 1 && dim % heads == 0,
+            "Attention: dim \(dim) must be a multiple of heads \(heads)")
         guard batch > 0 else { return }
         let (t, hd, d3) = (tokens, dim / heads, 3 * dim)
         let scale = 1 / Float(hd).squareRoot()
         // scores = scale · Q·Kᵀ
-        sgemmBatched(transA: false, transB: true, m: t, n: t, k: hd, alpha: scale,
-                     a: qkv, lda: d3, strideA: (t * d3, hd),
-                     b: qkv + dim, ldb: d3, strideB: (t * d3, hd),
-                     beta: 0, c: att, ldc: t, strideC: (heads * t * t, t * t), batch: (batch, heads), pool: pool)
+        sgemmBatched(
+            transA: false, transB: true, m: t, n: t, k: hd, alpha: scale,
+            a: qkv, lda: d3, strideA: (t * d3, hd),
+            b: qkv + dim, ldb: d3, strideB: (t * d3, hd),
+            beta: 0, c: att, ldc: t, strideC: (heads * t * t, t * t), batch: (batch, heads), pool: pool)
         softmaxRowsInPlace(att, rows: batch * heads * t, cols: t, pool: pool)
         // out_h = P·V
-        sgemmBatched(transA: false, transB: false, m: t, n: hd, k: t,
-                     a: UnsafePointer(att), lda: t, strideA: (heads * t * t, t * t),
-                     b: qkv + 2 * dim, ldb: d3, strideB: (t * d3, hd),
-                     beta: 0, c: out, ldc: dim, strideC: (t * dim, hd), batch: (batch, heads), pool: pool)
+        sgemmBatched(
+            transA: false, transB: false, m: t, n: hd, k: t,
+            a: UnsafePointer(att), lda: t, strideA: (heads * t * t, t * t),
+            b: qkv + 2 * dim, ldb: d3, strideB: (t * d3, hd),
+            beta: 0, c: out, ldc: dim, strideC: (t * dim, hd), batch: (batch, heads), pool: pool)
     }
 
     // dqkv[B,T,3D] += gradient of out w.r.t. qkv given dout[B,T,D]; datt[B,H,T,T] is scratch (overwritten)
@@ -38,29 +41,34 @@ public enum Attention {
         batch: Int, tokens: Int, dim: Int, heads: Int, pool: ThreadPool = .shared
     ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.attention, profileStart) }
-        precondition(batch >= 0 && tokens >= 1 && heads >= 1 && dim % heads == 0,
-                     "Attention: dim \(dim) must be a multiple of heads \(heads)")
+        precondition(
+            batch >= 0 && tokens >= 1 && heads >= 1 && dim % heads == 0,
+            "Attention: dim \(dim) must be a multiple of heads \(heads)")
         guard batch > 0 else { return }
         let (t, hd, d3) = (tokens, dim / heads, 3 * dim)
         let scale = 1 / Float(hd).squareRoot()
         let attStride = (heads * t * t, t * t), qkvStride = (t * d3, hd), outStride = (t * dim, hd)
         // dP = dO·Vᵀ
-        sgemmBatched(transA: false, transB: true, m: t, n: t, k: hd,
-                     a: dout, lda: dim, strideA: outStride, b: qkv + 2 * dim, ldb: d3, strideB: qkvStride,
-                     beta: 0, c: datt, ldc: t, strideC: attStride, batch: (batch, heads), pool: pool)
+        sgemmBatched(
+            transA: false, transB: true, m: t, n: t, k: hd,
+            a: dout, lda: dim, strideA: outStride, b: qkv + 2 * dim, ldb: d3, strideB: qkvStride,
+            beta: 0, c: datt, ldc: t, strideC: attStride, batch: (batch, heads), pool: pool)
         // dV += Pᵀ·dO
-        sgemmBatched(transA: true, transB: false, m: t, n: hd, k: t,
-                     a: att, lda: t, strideA: attStride, b: dout, ldb: dim, strideB: outStride,
-                     beta: 1, c: dqkv + 2 * dim, ldc: d3, strideC: qkvStride, batch: (batch, heads), pool: pool)
+        sgemmBatched(
+            transA: true, transB: false, m: t, n: hd, k: t,
+            a: att, lda: t, strideA: attStride, b: dout, ldb: dim, strideB: outStride,
+            beta: 1, c: dqkv + 2 * dim, ldc: d3, strideC: qkvStride, batch: (batch, heads), pool: pool)
         // dS = P ⊙ (dP − rowsum(dP ⊙ P)), in place
         softmaxBackwardRowsInPlace(datt, att: att, rows: batch * heads * t, cols: t, pool: pool)
         // dQ += scale · dS·K ; dK += scale · dSᵀ·Q
-        sgemmBatched(transA: false, transB: false, m: t, n: hd, k: t, alpha: scale,
-                     a: UnsafePointer(datt), lda: t, strideA: attStride, b: qkv + dim, ldb: d3, strideB: qkvStride,
-                     beta: 1, c: dqkv, ldc: d3, strideC: qkvStride, batch: (batch, heads), pool: pool)
-        sgemmBatched(transA: true, transB: false, m: t, n: hd, k: t, alpha: scale,
-                     a: UnsafePointer(datt), lda: t, strideA: attStride, b: qkv, ldb: d3, strideB: qkvStride,
-                     beta: 1, c: dqkv + dim, ldc: d3, strideC: qkvStride, batch: (batch, heads), pool: pool)
+        sgemmBatched(
+            transA: false, transB: false, m: t, n: hd, k: t, alpha: scale,
+            a: UnsafePointer(datt), lda: t, strideA: attStride, b: qkv + dim, ldb: d3, strideB: qkvStride,
+            beta: 1, c: dqkv, ldc: d3, strideC: qkvStride, batch: (batch, heads), pool: pool)
+        sgemmBatched(
+            transA: true, transB: false, m: t, n: hd, k: t, alpha: scale,
+            a: UnsafePointer(datt), lda: t, strideA: attStride, b: qkv, ldb: d3, strideB: qkvStride,
+            beta: 1, c: dqkv + dim, ldc: d3, strideC: qkvStride, batch: (batch, heads), pool: pool)
     }
 
     // Forward-mode derivative: tout[B,T,D] = ∂out·tqkv, the tangent of `forward`'s output for a
@@ -72,25 +80,30 @@ public enum Attention {
         batch: Int, tokens: Int, dim: Int, heads: Int, pool: ThreadPool = .shared
     ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.attention, profileStart) }
-        precondition(batch >= 0 && tokens >= 1 && heads >= 1 && dim % heads == 0,
-                     "Attention: dim \(dim) must be a multiple of heads \(heads)")
+        precondition(
+            batch >= 0 && tokens >= 1 && heads >= 1 && dim % heads == 0,
+            "Attention: dim \(dim) must be a multiple of heads \(heads)")
         guard batch > 0 else { return }
         let (t, hd, d3) = (tokens, dim / heads, 3 * dim)
         let scale = 1 / Float(hd).squareRoot()
         let attStride = (heads * t * t, t * t), qkvStride = (t * d3, hd), outStride = (t * dim, hd)
-        sgemmBatched(transA: false, transB: true, m: t, n: t, k: hd, alpha: scale,
-                     a: tqkv, lda: d3, strideA: qkvStride, b: qkv + dim, ldb: d3, strideB: qkvStride,
-                     beta: 0, c: tatt, ldc: t, strideC: attStride, batch: (batch, heads), pool: pool)
-        sgemmBatched(transA: false, transB: true, m: t, n: t, k: hd, alpha: scale,
-                     a: qkv, lda: d3, strideA: qkvStride, b: tqkv + dim, ldb: d3, strideB: qkvStride,
-                     beta: 1, c: tatt, ldc: t, strideC: attStride, batch: (batch, heads), pool: pool)
+        sgemmBatched(
+            transA: false, transB: true, m: t, n: t, k: hd, alpha: scale,
+            a: tqkv, lda: d3, strideA: qkvStride, b: qkv + dim, ldb: d3, strideB: qkvStride,
+            beta: 0, c: tatt, ldc: t, strideC: attStride, batch: (batch, heads), pool: pool)
+        sgemmBatched(
+            transA: false, transB: true, m: t, n: t, k: hd, alpha: scale,
+            a: qkv, lda: d3, strideA: qkvStride, b: tqkv + dim, ldb: d3, strideB: qkvStride,
+            beta: 1, c: tatt, ldc: t, strideC: attStride, batch: (batch, heads), pool: pool)
         softmaxBackwardRowsInPlace(tatt, att: att, rows: batch * heads * t, cols: t, pool: pool)
-        sgemmBatched(transA: false, transB: false, m: t, n: hd, k: t,
-                     a: UnsafePointer(tatt), lda: t, strideA: attStride, b: qkv + 2 * dim, ldb: d3, strideB: qkvStride,
-                     beta: 0, c: tout, ldc: dim, strideC: outStride, batch: (batch, heads), pool: pool)
-        sgemmBatched(transA: false, transB: false, m: t, n: hd, k: t,
-                     a: att, lda: t, strideA: attStride, b: tqkv + 2 * dim, ldb: d3, strideB: qkvStride,
-                     beta: 1, c: tout, ldc: dim, strideC: outStride, batch: (batch, heads), pool: pool)
+        sgemmBatched(
+            transA: false, transB: false, m: t, n: hd, k: t,
+            a: UnsafePointer(tatt), lda: t, strideA: attStride, b: qkv + 2 * dim, ldb: d3, strideB: qkvStride,
+            beta: 0, c: tout, ldc: dim, strideC: outStride, batch: (batch, heads), pool: pool)
+        sgemmBatched(
+            transA: false, transB: false, m: t, n: hd, k: t,
+            a: att, lda: t, strideA: attStride, b: tqkv + 2 * dim, ldb: d3, strideB: qkvStride,
+            beta: 1, c: tout, ldc: dim, strideC: outStride, batch: (batch, heads), pool: pool)
     }
 
     /// x[rows, cols] ← softmax of each row, in place (max subtracted first).
@@ -144,8 +157,10 @@ public enum Attention {
     }
 
     /// d[rows, cols] ← p ⊙ (d − Σ_row d ⊙ p), in place (softmax backward).
-    static func softmaxBackwardRowsInPlace(_ d: UnsafeMutablePointer<Float>, att: UnsafePointer<Float>,
-                                           rows: Int, cols: Int, pool: ThreadPool) {
+    static func softmaxBackwardRowsInPlace(
+        _ d: UnsafeMutablePointer<Float>, att: UnsafePointer<Float>,
+        rows: Int, cols: Int, pool: ThreadPool
+    ) {
         pool.parallelFor(rows, minChunk: max(1, 16_384 / max(cols, 1))) { range in
             for r in range {
                 let dr = d + r * cols, pr = att + r * cols
@@ -183,7 +198,9 @@ public enum Attention {
                     for j in 0..<t {
                         var s = 0.0
                         for c in 0..<hd {
-                            s += Double(qkv[(b * t + i) * d3 + h * hd + c]) * Double(qkv[(b * t + j) * d3 + dim + h * hd + c])
+                            s +=
+                                Double(qkv[(b * t + i) * d3 + h * hd + c])
+                                * Double(qkv[(b * t + j) * d3 + dim + h * hd + c])
                         }
                         row[j] = s * scale
                     }
@@ -207,14 +224,18 @@ public enum Attention {
     ) {
         let hd = dim / heads, d3 = 3 * dim
         let scale = 1 / Double(hd).squareRoot()
-        func q(_ b: Int, _ i: Int, _ part: Int, _ h: Int, _ c: Int) -> Int { (b * t + i) * d3 + part * dim + h * hd + c }
+        func q(_ b: Int, _ i: Int, _ part: Int, _ h: Int, _ c: Int) -> Int {
+            (b * t + i) * d3 + part * dim + h * hd + c
+        }
         for b in 0..<batch {
             for h in 0..<heads {
                 let p = att + (b * heads + h) * t * t
                 for i in 0..<t {
                     var dp = [Double](repeating: 0, count: t)
                     for j in 0..<t {
-                        for c in 0..<hd { dp[j] += Double(dout[(b * t + i) * dim + h * hd + c]) * Double(qkv[q(b, j, 2, h, c)]) }
+                        for c in 0..<hd {
+                            dp[j] += Double(dout[(b * t + i) * dim + h * hd + c]) * Double(qkv[q(b, j, 2, h, c)])
+                        }
                     }
                     var dot = 0.0
                     for j in 0..<t { dot += dp[j] * Double(p[i * t + j]) }
@@ -223,7 +244,8 @@ public enum Attention {
                         for c in 0..<hd {
                             dqkv[q(b, i, 0, h, c)] += Float(ds * Double(qkv[q(b, j, 1, h, c)]))
                             dqkv[q(b, j, 1, h, c)] += Float(ds * Double(qkv[q(b, i, 0, h, c)]))
-                            dqkv[q(b, j, 2, h, c)] += Float(Double(p[i * t + j]) * Double(dout[(b * t + i) * dim + h * hd + c]))
+                            dqkv[q(b, j, 2, h, c)] += Float(
+                                Double(p[i * t + j]) * Double(dout[(b * t + i) * dim + h * hd + c]))
                         }
                     }
                 }

@@ -4,8 +4,10 @@ import ViTMergeCore
 /// Softmax cross-entropy with integer labels, mean over the batch (PyTorch's `F.cross_entropy`).
 public enum CrossEntropy {
     // probs[N,K] = softmax(logits); losses[N] = −log probs[label]; returns the mean loss (summed in Double, row order)
-    public static func forward(probs: UnsafeMutablePointer<Float>, losses: UnsafeMutablePointer<Float>, logits: UnsafePointer<Float>,
-                               labels: UnsafePointer<Int32>, rows: Int, classes: Int, pool: ThreadPool = .shared) -> Float {
+    public static func forward(
+        probs: UnsafeMutablePointer<Float>, losses: UnsafeMutablePointer<Float>, logits: UnsafePointer<Float>,
+        labels: UnsafePointer<Int32>, rows: Int, classes: Int, pool: ThreadPool = .shared
+    ) -> Float {
         let profileStart = Profiler.begin(); defer { Profiler.end(.loss, profileStart) }
         precondition(rows >= 0 && classes >= 1, "CrossEntropy: bad shape [\(rows), \(classes)]")
         pool.forEachRange(rows, grain: max(1, elementwiseGrain / classes)) { rr in
@@ -29,8 +31,10 @@ public enum CrossEntropy {
     }
 
     // dlogits[N,K] += scale · (probs − onehot(label))
-    public static func backward(dlogits: UnsafeMutablePointer<Float>, probs: UnsafePointer<Float>, labels: UnsafePointer<Int32>,
-                                rows: Int, classes: Int, scale: Float, pool: ThreadPool = .shared) {
+    public static func backward(
+        dlogits: UnsafeMutablePointer<Float>, probs: UnsafePointer<Float>, labels: UnsafePointer<Int32>,
+        rows: Int, classes: Int, scale: Float, pool: ThreadPool = .shared
+    ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.loss, profileStart) }
         pool.forEachRange(rows, grain: max(1, elementwiseGrain / classes)) { rr in
             for r in rr {
@@ -41,8 +45,10 @@ public enum CrossEntropy {
         }
     }
 
-    public static func forwardReference(probs: UnsafeMutablePointer<Float>, losses: UnsafeMutablePointer<Float>, logits: UnsafePointer<Float>,
-                                        labels: UnsafePointer<Int32>, rows: Int, classes: Int) -> Float {
+    public static func forwardReference(
+        probs: UnsafeMutablePointer<Float>, losses: UnsafeMutablePointer<Float>, logits: UnsafePointer<Float>,
+        labels: UnsafePointer<Int32>, rows: Int, classes: Int
+    ) -> Float {
         var total = 0.0
         for r in 0..<rows {
             let x = (0..<classes).map { Double(logits[r * classes + $0]) }

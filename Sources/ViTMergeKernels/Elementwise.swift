@@ -3,7 +3,9 @@ import ViTMergeCore
 /// Streaming elementwise kernels (bandwidth-bound): merging, scaling, bias terms.
 public enum Elementwise {
     // y[n] += alpha · x[n]
-    public static func axpy(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, alpha: Float, count: Int, pool: ThreadPool = .shared) {
+    public static func axpy(
+        y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, alpha: Float, count: Int, pool: ThreadPool = .shared
+    ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.elementwise, profileStart) }
         let a = V16(repeating: alpha)
         pool.forEachRange(count) { r in
@@ -15,8 +17,10 @@ public enum Elementwise {
 
     // out[n] = base + Σ_j coefficients[j]·xs[j], one streaming pass, rounded as sequential FMAs in j order
     // (bit-identical to copying base and applying one axpy per j)
-    public static func linearCombination(out: UnsafeMutablePointer<Float>, base: UnsafePointer<Float>, xs: [UnsafePointer<Float>],
-                                         coefficients cs: [Float], count: Int, pool: ThreadPool = .shared) {
+    public static func linearCombination(
+        out: UnsafeMutablePointer<Float>, base: UnsafePointer<Float>, xs: [UnsafePointer<Float>],
+        coefficients cs: [Float], count: Int, pool: ThreadPool = .shared
+    ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.elementwise, profileStart) }
         precondition(xs.count == cs.count, "linearCombination: \(xs.count) inputs, \(cs.count) coefficients")
         let vcs = cs.map { V16(repeating: $0) }
@@ -49,7 +53,10 @@ public enum Elementwise {
     }
 
     // out[n] = a[n] + b[n]
-    public static func add(out: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>, count: Int, pool: ThreadPool = .shared) {
+    public static func add(
+        out: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>, count: Int,
+        pool: ThreadPool = .shared
+    ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.elementwise, profileStart) }
         pool.forEachRange(count) { r in
             var i = r.lowerBound
@@ -59,7 +66,9 @@ public enum Elementwise {
     }
 
     // out[N,C] += bias[C]
-    public static func biasAddForward(out: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, rows: Int, cols: Int, pool: ThreadPool = .shared) {
+    public static func biasAddForward(
+        out: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, rows: Int, cols: Int, pool: ThreadPool = .shared
+    ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.elementwise, profileStart) }
         pool.forEachRange(rows, grain: max(1, elementwiseGrain / max(cols, 1))) { rr in
             for r in rr {
@@ -72,7 +81,9 @@ public enum Elementwise {
     }
 
     // dbias[C] += Σ_n dout[n,C]   (column-parallel: each sum runs in row order for any thread count)
-    public static func biasAddBackward(dbias: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, rows: Int, cols: Int, pool: ThreadPool = .shared) {
+    public static func biasAddBackward(
+        dbias: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, rows: Int, cols: Int, pool: ThreadPool = .shared
+    ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.elementwise, profileStart) }
         pool.forEachColumnRange(rows: rows, cols: cols) { cr in
             var c = cr.lowerBound
@@ -93,11 +104,14 @@ public enum Elementwise {
 
     // MARK: References
 
-    public static func axpyReference(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, alpha: Float, count: Int) {
+    public static func axpyReference(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, alpha: Float, count: Int)
+    {
         for i in 0..<count { y[i] = Float(Double(y[i]) + Double(alpha) * Double(x[i])) }
     }
 
-    public static func biasAddBackwardReference(dbias: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, rows: Int, cols: Int) {
+    public static func biasAddBackwardReference(
+        dbias: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, rows: Int, cols: Int
+    ) {
         for c in 0..<cols {
             var s = Double(dbias[c])
             for r in 0..<rows { s += Double(dout[r * cols + c]) }

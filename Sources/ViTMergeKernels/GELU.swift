@@ -59,7 +59,9 @@ public enum GELU {
     static let invSqrt2Pi: Float = 0.3989422804014327
 
     // out[n] = gelu(inp[n])
-    public static func forward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int, pool: ThreadPool = .shared) {
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int, pool: ThreadPool = .shared
+    ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.activation, profileStart) }
         let h = V16(repeating: 0.5), k = V16(repeating: invSqrt2), one = V16(repeating: 1)
         map16(count, pool: pool) { i, n in
@@ -69,15 +71,20 @@ public enum GELU {
     }
 
     // dinp[n] += gelu'(inp[n]) · dout[n],  gelu'(x) = Φ(x) + x·φ(x)
-    public static func backward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>, count: Int, pool: ThreadPool = .shared) {
+    public static func backward(
+        dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>, count: Int,
+        pool: ThreadPool = .shared
+    ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.activation, profileStart) }
-        let h = V16(repeating: 0.5), k = V16(repeating: invSqrt2), one = V16(repeating: 1), c = V16(repeating: invSqrt2Pi)
+        let h = V16(repeating: 0.5), k = V16(repeating: invSqrt2), one = V16(repeating: 1),
+            c = V16(repeating: invSqrt2Pi)
         map16(count, pool: pool) { i, n in
             let x = loadPartial(inp + i, n)
             let cdf = h * (one + erf16(x * k))
             let pdf = c * exp16(-h * x * x)
             let d = cdf.addingProduct(x, pdf)
-            storePartial(loadPartial(UnsafePointer(dinp + i), n).addingProduct(d, loadPartial(dout + i, n)), dinp + i, n)
+            storePartial(
+                loadPartial(UnsafePointer(dinp + i), n).addingProduct(d, loadPartial(dout + i, n)), dinp + i, n)
         }
     }
 
@@ -85,7 +92,9 @@ public enum GELU {
         for i in 0..<count { let x = Double(inp[i]); out[i] = Float(0.5 * x * (1 + erf(x / 2.0.squareRoot()))) }
     }
 
-    public static func backwardReference(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>, count: Int) {
+    public static func backwardReference(
+        dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>, count: Int
+    ) {
         for i in 0..<count {
             let x = Double(inp[i])
             let d = 0.5 * (1 + erf(x / 2.0.squareRoot())) + x * exp(-0.5 * x * x) / (2 * Double.pi).squareRoot()
@@ -97,7 +106,9 @@ public enum GELU {
 /// QuickGELU, x·σ(1.702·x), as in CLIP.
 public enum QuickGELU {
     // out[n] = x·σ(1.702x)
-    public static func forward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int, pool: ThreadPool = .shared) {
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int, pool: ThreadPool = .shared
+    ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.activation, profileStart) }
         let a = V16(repeating: -1.702), one = V16(repeating: 1)
         map16(count, pool: pool) { i, n in
@@ -107,14 +118,18 @@ public enum QuickGELU {
     }
 
     // dinp[n] += (σ + 1.702·x·σ·(1 − σ)) · dout[n]
-    public static func backward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>, count: Int, pool: ThreadPool = .shared) {
+    public static func backward(
+        dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>, count: Int,
+        pool: ThreadPool = .shared
+    ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.activation, profileStart) }
         let a = V16(repeating: -1.702), one = V16(repeating: 1), k = V16(repeating: 1.702)
         map16(count, pool: pool) { i, n in
             let x = loadPartial(inp + i, n)
             let s = one / (one + exp16(a * x))
             let d = s.addingProduct(k * x * s, one - s)
-            storePartial(loadPartial(UnsafePointer(dinp + i), n).addingProduct(d, loadPartial(dout + i, n)), dinp + i, n)
+            storePartial(
+                loadPartial(UnsafePointer(dinp + i), n).addingProduct(d, loadPartial(dout + i, n)), dinp + i, n)
         }
     }
 
@@ -122,7 +137,9 @@ public enum QuickGELU {
         for i in 0..<count { let x = Double(inp[i]); out[i] = Float(x / (1 + exp(-1.702 * x))) }
     }
 
-    public static func backwardReference(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>, count: Int) {
+    public static func backwardReference(
+        dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>, count: Int
+    ) {
         for i in 0..<count {
             let x = Double(inp[i]), s = 1 / (1 + exp(-1.702 * x))
             dinp[i] += Float((s + 1.702 * x * s * (1 - s)) * Double(dout[i]))

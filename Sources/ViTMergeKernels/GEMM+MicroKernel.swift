@@ -4,7 +4,9 @@
 /// tile[6,64] = Σ_p a[p,0..<6] ⊗ b[p,0..<64] over kc steps of packed panels
 /// (a: 6 floats per step, b: 64 floats per step). Overwrites tile.
 @inline(__always)
-func microKernel6x64(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ tile: UnsafeMutablePointer<Float>) {
+func microKernel6x64(
+    _ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ tile: UnsafeMutablePointer<Float>
+) {
     var c00 = SIMD16<Float>(), c01 = SIMD16<Float>(), c02 = SIMD16<Float>(), c03 = SIMD16<Float>()
     var c10 = SIMD16<Float>(), c11 = SIMD16<Float>(), c12 = SIMD16<Float>(), c13 = SIMD16<Float>()
     var c20 = SIMD16<Float>(), c21 = SIMD16<Float>(), c22 = SIMD16<Float>(), c23 = SIMD16<Float>()
@@ -32,12 +34,30 @@ func microKernel6x64(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Fl
         pa += 6; pb += 256
     }
     let t = UnsafeMutableRawPointer(tile)
-    t.storeBytes(of: c00, toByteOffset: 0, as: SIMD16<Float>.self); t.storeBytes(of: c01, toByteOffset: 64, as: SIMD16<Float>.self); t.storeBytes(of: c02, toByteOffset: 128, as: SIMD16<Float>.self); t.storeBytes(of: c03, toByteOffset: 192, as: SIMD16<Float>.self)
-    t.storeBytes(of: c10, toByteOffset: 256, as: SIMD16<Float>.self); t.storeBytes(of: c11, toByteOffset: 320, as: SIMD16<Float>.self); t.storeBytes(of: c12, toByteOffset: 384, as: SIMD16<Float>.self); t.storeBytes(of: c13, toByteOffset: 448, as: SIMD16<Float>.self)
-    t.storeBytes(of: c20, toByteOffset: 512, as: SIMD16<Float>.self); t.storeBytes(of: c21, toByteOffset: 576, as: SIMD16<Float>.self); t.storeBytes(of: c22, toByteOffset: 640, as: SIMD16<Float>.self); t.storeBytes(of: c23, toByteOffset: 704, as: SIMD16<Float>.self)
-    t.storeBytes(of: c30, toByteOffset: 768, as: SIMD16<Float>.self); t.storeBytes(of: c31, toByteOffset: 832, as: SIMD16<Float>.self); t.storeBytes(of: c32, toByteOffset: 896, as: SIMD16<Float>.self); t.storeBytes(of: c33, toByteOffset: 960, as: SIMD16<Float>.self)
-    t.storeBytes(of: c40, toByteOffset: 1024, as: SIMD16<Float>.self); t.storeBytes(of: c41, toByteOffset: 1088, as: SIMD16<Float>.self); t.storeBytes(of: c42, toByteOffset: 1152, as: SIMD16<Float>.self); t.storeBytes(of: c43, toByteOffset: 1216, as: SIMD16<Float>.self)
-    t.storeBytes(of: c50, toByteOffset: 1280, as: SIMD16<Float>.self); t.storeBytes(of: c51, toByteOffset: 1344, as: SIMD16<Float>.self); t.storeBytes(of: c52, toByteOffset: 1408, as: SIMD16<Float>.self); t.storeBytes(of: c53, toByteOffset: 1472, as: SIMD16<Float>.self)
+    t.storeBytes(of: c00, toByteOffset: 0, as: SIMD16<Float>.self);
+    t.storeBytes(of: c01, toByteOffset: 64, as: SIMD16<Float>.self);
+    t.storeBytes(of: c02, toByteOffset: 128, as: SIMD16<Float>.self);
+    t.storeBytes(of: c03, toByteOffset: 192, as: SIMD16<Float>.self)
+    t.storeBytes(of: c10, toByteOffset: 256, as: SIMD16<Float>.self);
+    t.storeBytes(of: c11, toByteOffset: 320, as: SIMD16<Float>.self);
+    t.storeBytes(of: c12, toByteOffset: 384, as: SIMD16<Float>.self);
+    t.storeBytes(of: c13, toByteOffset: 448, as: SIMD16<Float>.self)
+    t.storeBytes(of: c20, toByteOffset: 512, as: SIMD16<Float>.self);
+    t.storeBytes(of: c21, toByteOffset: 576, as: SIMD16<Float>.self);
+    t.storeBytes(of: c22, toByteOffset: 640, as: SIMD16<Float>.self);
+    t.storeBytes(of: c23, toByteOffset: 704, as: SIMD16<Float>.self)
+    t.storeBytes(of: c30, toByteOffset: 768, as: SIMD16<Float>.self);
+    t.storeBytes(of: c31, toByteOffset: 832, as: SIMD16<Float>.self);
+    t.storeBytes(of: c32, toByteOffset: 896, as: SIMD16<Float>.self);
+    t.storeBytes(of: c33, toByteOffset: 960, as: SIMD16<Float>.self)
+    t.storeBytes(of: c40, toByteOffset: 1024, as: SIMD16<Float>.self);
+    t.storeBytes(of: c41, toByteOffset: 1088, as: SIMD16<Float>.self);
+    t.storeBytes(of: c42, toByteOffset: 1152, as: SIMD16<Float>.self);
+    t.storeBytes(of: c43, toByteOffset: 1216, as: SIMD16<Float>.self)
+    t.storeBytes(of: c50, toByteOffset: 1280, as: SIMD16<Float>.self);
+    t.storeBytes(of: c51, toByteOffset: 1344, as: SIMD16<Float>.self);
+    t.storeBytes(of: c52, toByteOffset: 1408, as: SIMD16<Float>.self);
+    t.storeBytes(of: c53, toByteOffset: 1472, as: SIMD16<Float>.self)
 }
 
 /// tile[6,16] = Σ_p a[p,0..<6] ⊗ b[p,0..<16] over kc steps of packed panels
@@ -46,7 +66,9 @@ func microKernel6x64(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Fl
 /// or inlined into the macro-kernel, LLVM rotated the accumulators through copies and stack
 /// spills: 62–73% of the FMA peak instead of 93–96% (timed alone on an AVX2-only AMD EPYC).
 @inline(never)
-func microKernel6x16(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ tile: UnsafeMutablePointer<Float>) {
+func microKernel6x16(
+    _ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ tile: UnsafeMutablePointer<Float>
+) {
     var c00 = SIMD8<Float>(), c01 = SIMD8<Float>()
     var c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
     var c20 = SIMD8<Float>(), c21 = SIMD8<Float>()
@@ -66,10 +88,16 @@ func microKernel6x16(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Fl
         pa += 6; pb += 64
     }
     let t = UnsafeMutableRawPointer(tile)
-    t.storeBytes(of: c00, toByteOffset: 0, as: SIMD8<Float>.self); t.storeBytes(of: c01, toByteOffset: 32, as: SIMD8<Float>.self)
-    t.storeBytes(of: c10, toByteOffset: 64, as: SIMD8<Float>.self); t.storeBytes(of: c11, toByteOffset: 96, as: SIMD8<Float>.self)
-    t.storeBytes(of: c20, toByteOffset: 128, as: SIMD8<Float>.self); t.storeBytes(of: c21, toByteOffset: 160, as: SIMD8<Float>.self)
-    t.storeBytes(of: c30, toByteOffset: 192, as: SIMD8<Float>.self); t.storeBytes(of: c31, toByteOffset: 224, as: SIMD8<Float>.self)
-    t.storeBytes(of: c40, toByteOffset: 256, as: SIMD8<Float>.self); t.storeBytes(of: c41, toByteOffset: 288, as: SIMD8<Float>.self)
-    t.storeBytes(of: c50, toByteOffset: 320, as: SIMD8<Float>.self); t.storeBytes(of: c51, toByteOffset: 352, as: SIMD8<Float>.self)
+    t.storeBytes(of: c00, toByteOffset: 0, as: SIMD8<Float>.self);
+    t.storeBytes(of: c01, toByteOffset: 32, as: SIMD8<Float>.self)
+    t.storeBytes(of: c10, toByteOffset: 64, as: SIMD8<Float>.self);
+    t.storeBytes(of: c11, toByteOffset: 96, as: SIMD8<Float>.self)
+    t.storeBytes(of: c20, toByteOffset: 128, as: SIMD8<Float>.self);
+    t.storeBytes(of: c21, toByteOffset: 160, as: SIMD8<Float>.self)
+    t.storeBytes(of: c30, toByteOffset: 192, as: SIMD8<Float>.self);
+    t.storeBytes(of: c31, toByteOffset: 224, as: SIMD8<Float>.self)
+    t.storeBytes(of: c40, toByteOffset: 256, as: SIMD8<Float>.self);
+    t.storeBytes(of: c41, toByteOffset: 288, as: SIMD8<Float>.self)
+    t.storeBytes(of: c50, toByteOffset: 320, as: SIMD8<Float>.self);
+    t.storeBytes(of: c51, toByteOffset: 352, as: SIMD8<Float>.self)
 }

@@ -11,7 +11,9 @@ extension GEMMProblem {
             let srcStride = lda * MemoryLayout<Float>.stride, dstStride = mr * MemoryLayout<Float>.stride
             for _ in 0..<kc {
                 d.storeBytes(of: src.loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self)
-                d.storeBytes(of: src.loadUnaligned(fromByteOffset: 16, as: SIMD2<Float>.self), toByteOffset: 16, as: SIMD2<Float>.self)
+                d.storeBytes(
+                    of: src.loadUnaligned(fromByteOffset: 16, as: SIMD2<Float>.self), toByteOffset: 16,
+                    as: SIMD2<Float>.self)
                 src += srcStride; d += dstStride
             }
         } else if transA {

@@ -34,12 +34,14 @@ public func sgemm(
 ) {
     let profileStart = Profiler.begin(); defer { Profiler.end(.gemm, profileStart) }
     precondition(m >= 0 && n >= 0 && k >= 0, "sgemm: negative size m \(m) n \(n) k \(k)")
-    precondition(lda >= max(1, transA ? m : k) && ldb >= max(1, transB ? k : n) && ldc >= max(1, n),
-                 "sgemm: leading dimensions lda \(lda) ldb \(ldb) ldc \(ldc) too small for m \(m) n \(n) k \(k)")
+    precondition(
+        lda >= max(1, transA ? m : k) && ldb >= max(1, transB ? k : n) && ldc >= max(1, n),
+        "sgemm: leading dimensions lda \(lda) ldb \(ldb) ldc \(ldc) too small for m \(m) n \(n) k \(k)")
     guard m > 0 && n > 0 else { return }
     if k == 0 { scaleMatrix(c, ldc: ldc, m: m, n: n, beta: beta); return }
-    let p = GEMMProblem(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-                        a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    let p = GEMMProblem(
+        transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+        a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
     let work = 2.0 * Double(m) * Double(n) * Double(k)
     let nth = work < Double(GEMM.parallelThreshold) ? 1 : pool.threads
     GEMMWorkspace.shared.withBuffers(threads: max(nth, 1)) { ws in
@@ -60,8 +62,9 @@ public func sgemmBatched(
     let profileStart = Profiler.begin(); defer { Profiler.end(.gemm, profileStart) }
     precondition(batch.0 >= 0 && batch.1 >= 0, "sgemmBatched: negative batch \(batch)")
     precondition(m >= 0 && n >= 0 && k >= 0, "sgemmBatched: negative size m \(m) n \(n) k \(k)")
-    precondition(lda >= max(1, transA ? m : k) && ldb >= max(1, transB ? k : n) && ldc >= max(1, n),
-                 "sgemmBatched: leading dimensions lda \(lda) ldb \(ldb) ldc \(ldc) too small")
+    precondition(
+        lda >= max(1, transA ? m : k) && ldb >= max(1, transB ? k : n) && ldc >= max(1, n),
+        "sgemmBatched: leading dimensions lda \(lda) ldb \(ldb) ldc \(ldc) too small")
     let count = batch.0 * batch.1
     guard count > 0 && m > 0 && n > 0 else { return }
     let work = 2.0 * Double(m) * Double(n) * Double(k) * Double(count)
@@ -99,9 +102,9 @@ final class GEMMWorkspace: @unchecked Sendable {
     private var tiles: [UnsafeMutablePointer<Float>] = []
 
     struct Buffers {
-        let aPack: [UnsafeMutablePointer<Float>]   // per thread: mc × kc
-        let bPack: [UnsafeMutablePointer<Float>]   // per thread: kc × nc (index 0 is shared by a parallel GEMM)
-        let tile: [UnsafeMutablePointer<Float>]    // per thread: mr × nr
+        let aPack: [UnsafeMutablePointer<Float>]  // per thread: mc × kc
+        let bPack: [UnsafeMutablePointer<Float>]  // per thread: kc × nc (index 0 is shared by a parallel GEMM)
+        let tile: [UnsafeMutablePointer<Float>]  // per thread: mr × nr
     }
 
     func withBuffers(threads: Int, _ body: (Buffers) -> Void) {
@@ -148,8 +151,9 @@ struct GEMMProblem {
                     let rows = splitRows ? ThreadPool.split(mPanels, ith, nth) : 0..<mPanels
                     let cols = splitRows ? 0..<nPanels : ThreadPool.split(nPanels, ith, nth)
                     guard !rows.isEmpty && !cols.isEmpty else { return }
-                    macroKernel(rowPanels: rows, colPanels: cols, jc: jc, nc: nc, pc: pc, kc: kc,
-                                aPack: ws.aPack[ith], bPack: bPack, tile: ws.tile[ith])
+                    macroKernel(
+                        rowPanels: rows, colPanels: cols, jc: jc, nc: nc, pc: pc, kc: kc,
+                        aPack: ws.aPack[ith], bPack: bPack, tile: ws.tile[ith])
                 }
             }
         }
@@ -166,17 +170,20 @@ struct GEMMProblem {
             for pc in stride(from: 0, to: k, by: GEMM.kc) {
                 let kc = min(GEMM.kc, k - pc)
                 for jp in 0..<nPanels { packB(jc + jp * nr, min(nr, nc - jp * nr), pc, kc, bPack + jp * nr * kc) }
-                macroKernel(rowPanels: 0..<mPanels, colPanels: 0..<nPanels, jc: jc, nc: nc, pc: pc, kc: kc,
-                            aPack: ws.aPack[ith], bPack: bPack, tile: ws.tile[ith])
+                macroKernel(
+                    rowPanels: 0..<mPanels, colPanels: 0..<nPanels, jc: jc, nc: nc, pc: pc, kc: kc,
+                    aPack: ws.aPack[ith], bPack: bPack, tile: ws.tile[ith])
             }
         }
     }
 
     /// Loops 3, 2, 1: row blocks of mc (packing A), column micro-panels, row micro-panels.
     @inline(__always)
-    func macroKernel(rowPanels: Range<Int>, colPanels: Range<Int>, jc: Int, nc: Int, pc: Int, kc: Int,
-                     aPack: UnsafeMutablePointer<Float>, bPack: UnsafeMutablePointer<Float>,
-                     tile: UnsafeMutablePointer<Float>) {
+    func macroKernel(
+        rowPanels: Range<Int>, colPanels: Range<Int>, jc: Int, nc: Int, pc: Int, kc: Int,
+        aPack: UnsafeMutablePointer<Float>, bPack: UnsafeMutablePointer<Float>,
+        tile: UnsafeMutablePointer<Float>
+    ) {
         let mr = GEMM.mr, nr = GEMM.nr, panelsPerBlock = GEMM.mc / mr
         let first = pc == 0
         var ip0 = rowPanels.lowerBound
@@ -204,7 +211,9 @@ struct GEMMProblem {
 
     /// C tile = alpha·tile + beta·C on the first depth block, C tile += alpha·tile after.
     @inline(__always)
-    func storeTile(_ tile: UnsafeMutablePointer<Float>, _ c: UnsafeMutablePointer<Float>, rows: Int, cols: Int, first: Bool) {
+    func storeTile(
+        _ tile: UnsafeMutablePointer<Float>, _ c: UnsafeMutablePointer<Float>, rows: Int, cols: Int, first: Bool
+    ) {
         let nr = GEMM.nr
         let beta: Float = first ? self.beta : 1
         let va = SIMD16<Float>(repeating: alpha), vb = SIMD16<Float>(repeating: beta)

@@ -4,9 +4,11 @@ import ViTMergeCore
 /// Layer normalization over the last dimension (PyTorch's `LayerNorm`, biased variance).
 public enum LayerNorm {
     // out[N,C] = (inp − mean)·rstd·weight + bias over C; mean[N], rstd[N] saved (rstd = 1/√(var + eps))
-    public static func forward(out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
-                               inp: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
-                               rows: Int, cols: Int, eps: Float, pool: ThreadPool = .shared) {
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
+        inp: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+        rows: Int, cols: Int, eps: Float, pool: ThreadPool = .shared
+    ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.layerNorm, profileStart) }
         precondition(rows >= 0 && cols >= 1, "LayerNorm: bad shape [\(rows), \(cols)]")
         pool.forEachRange(rows, grain: max(1, elementwiseGrain / cols)) { rr in
@@ -46,9 +48,11 @@ public enum LayerNorm {
     }
 
     // accumulates (+=) dinp[N,C], dweight[C], dbias[C]
-    public static func backward(dinp: UnsafeMutablePointer<Float>, dweight: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>,
-                                dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, rows: Int, cols: Int, pool: ThreadPool = .shared) {
+    public static func backward(
+        dinp: UnsafeMutablePointer<Float>, dweight: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>,
+        dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, rows: Int, cols: Int, pool: ThreadPool = .shared
+    ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.layerNorm, profileStart) }
         precondition(rows >= 0 && cols >= 1, "LayerNorm: bad shape [\(rows), \(cols)]")
         let invC = 1 / Float(cols)
@@ -122,10 +126,12 @@ public enum LayerNorm {
 
     // Forward-mode derivative of `forward` (mean/rstd saved by it): with x̂ = (x − μ)·r,
     // tout = r·(tinp − mean(tinp) − x̂·mean(x̂ ⊙ tinp)) ⊙ weight + x̂ ⊙ tweight + tbias
-    public static func jvp(tout: UnsafeMutablePointer<Float>, tinp: UnsafePointer<Float>, inp: UnsafePointer<Float>,
-                           mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                           tweight: UnsafePointer<Float>, tbias: UnsafePointer<Float>, rows: Int, cols: Int,
-                           pool: ThreadPool = .shared) {
+    public static func jvp(
+        tout: UnsafeMutablePointer<Float>, tinp: UnsafePointer<Float>, inp: UnsafePointer<Float>,
+        mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        tweight: UnsafePointer<Float>, tbias: UnsafePointer<Float>, rows: Int, cols: Int,
+        pool: ThreadPool = .shared
+    ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.layerNorm, profileStart) }
         precondition(rows >= 0 && cols >= 1, "LayerNorm: bad shape [\(rows), \(cols)]")
         let invC = 1 / Float(cols)
@@ -147,9 +153,11 @@ public enum LayerNorm {
         }
     }
 
-    public static func forwardReference(out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
-                                        inp: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
-                                        rows: Int, cols: Int, eps: Float) {
+    public static func forwardReference(
+        out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
+        inp: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+        rows: Int, cols: Int, eps: Float
+    ) {
         for r in 0..<rows {
             let x = (0..<cols).map { Double(inp[r * cols + $0]) }
             let m = x.reduce(0, +) / Double(cols)
@@ -160,9 +168,11 @@ public enum LayerNorm {
         }
     }
 
-    public static func backwardReference(dinp: UnsafeMutablePointer<Float>, dweight: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>,
-                                         dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                         mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, rows: Int, cols: Int) {
+    public static func backwardReference(
+        dinp: UnsafeMutablePointer<Float>, dweight: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>,
+        dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, rows: Int, cols: Int
+    ) {
         var dw = (0..<cols).map { Double(dweight[$0]) }, db = (0..<cols).map { Double(dbias[$0]) }
         for r in 0..<rows {
             let m = Double(mean[r]), s = Double(rstd[r])

@@ -3,8 +3,12 @@ import ViTMergeCore
 typealias V16 = SIMD16<Float>
 
 @inline(__always) func vload(_ p: UnsafePointer<Float>) -> V16 { UnsafeRawPointer(p).loadUnaligned(as: V16.self) }
-@inline(__always) func vload(_ p: UnsafeMutablePointer<Float>) -> V16 { UnsafeRawPointer(p).loadUnaligned(as: V16.self) }
-@inline(__always) func vstore(_ v: V16, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V16.self) }
+@inline(__always) func vload(_ p: UnsafeMutablePointer<Float>) -> V16 {
+    UnsafeRawPointer(p).loadUnaligned(as: V16.self)
+}
+@inline(__always) func vstore(_ v: V16, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: V16.self)
+}
 
 /// Elements below which an elementwise kernel stays on the calling thread (the pool costs ~1 µs).
 let elementwiseGrain = 1 << 15
@@ -43,8 +47,18 @@ extension ThreadPool {
 /// scalar loop over the lanes (8× slower in softmax). Concrete types only: the comparisons of
 /// SIMDn<Float> are vector instructions only when called on the concrete type (generic code gets
 /// the protocol's lane-by-lane default). A NaN in `a` is kept, so NaNs propagate.
-@inline(__always) func vmax(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> { a.replacing(with: b, where: a .< b) }
-@inline(__always) func vmin(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> { a.replacing(with: b, where: b .< a) }
-@inline(__always) func vmax(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a.replacing(with: b, where: a .< b) }
-@inline(__always) func vmax(_ a: SIMD4<Float>, _ b: SIMD4<Float>) -> SIMD4<Float> { a.replacing(with: b, where: a .< b) }
-@inline(__always) func vmax(_ a: SIMD2<Float>, _ b: SIMD2<Float>) -> SIMD2<Float> { a.replacing(with: b, where: a .< b) }
+@inline(__always) func vmax(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
+    a.replacing(with: b, where: a .< b)
+}
+@inline(__always) func vmin(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
+    a.replacing(with: b, where: b .< a)
+}
+@inline(__always) func vmax(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+    a.replacing(with: b, where: a .< b)
+}
+@inline(__always) func vmax(_ a: SIMD4<Float>, _ b: SIMD4<Float>) -> SIMD4<Float> {
+    a.replacing(with: b, where: a .< b)
+}
+@inline(__always) func vmax(_ a: SIMD2<Float>, _ b: SIMD2<Float>) -> SIMD2<Float> {
+    a.replacing(with: b, where: a .< b)
+}

@@ -4,15 +4,19 @@ import ViTMergeCore
 /// Row-wise softmax (max subtracted first). Attention uses the in-place row kernels directly.
 public enum Softmax {
     // out[N,C] = softmax(inp) per row (out may equal inp)
-    public static func forward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, rows: Int, cols: Int, pool: ThreadPool = .shared) {
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, rows: Int, cols: Int, pool: ThreadPool = .shared
+    ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.attention, profileStart) }
         if UnsafePointer(out) != inp { out.update(from: inp, count: rows * cols) }
         Attention.softmaxRowsInPlace(out, rows: rows, cols: cols, pool: pool)
     }
 
     // dinp[N,C] += out ⊙ (dout − Σ_row dout ⊙ out)
-    public static func backward(dinp: UnsafeMutablePointer<Float>, out: UnsafePointer<Float>, dout: UnsafePointer<Float>,
-                                rows: Int, cols: Int, pool: ThreadPool = .shared) {
+    public static func backward(
+        dinp: UnsafeMutablePointer<Float>, out: UnsafePointer<Float>, dout: UnsafePointer<Float>,
+        rows: Int, cols: Int, pool: ThreadPool = .shared
+    ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.attention, profileStart) }
         pool.forEachRange(rows, grain: max(1, elementwiseGrain / max(cols, 1))) { rr in
             for r in rr {
@@ -24,7 +28,9 @@ public enum Softmax {
         }
     }
 
-    public static func forwardReference(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, rows: Int, cols: Int) {
+    public static func forwardReference(
+        out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, rows: Int, cols: Int
+    ) {
         for r in 0..<rows {
             let x = (0..<cols).map { Double(inp[r * cols + $0]) }
             let m = x.max()!

@@ -17,13 +17,19 @@ public struct MergeTask: Sendable {
     public let finetunedValidation: Double
     public let finetunedTest: Double
 
-    public init(name: String, validation: LabeledImages, test: LabeledImages, finetuned: ViTParameters, pretrained: ViTParameters,
-                finetunedValidation: Double, finetunedTest: Double) throws {
+    public init(
+        name: String, validation: LabeledImages, test: LabeledImages, finetuned: ViTParameters,
+        pretrained: ViTParameters,
+        finetunedValidation: Double, finetunedTest: Double
+    ) throws {
         self.name = name
         self.validation = validation
         self.test = test
         let t = finetuned.table
-        head = Array(UnsafeBufferPointer(start: finetuned.base + t.headW!, count: finetuned.config.numClasses * finetuned.config.embedDim))
+        head =
+            Array(
+                UnsafeBufferPointer(
+                    start: finetuned.base + t.headW!, count: finetuned.config.numClasses * finetuned.config.embedDim))
             + Array(UnsafeBufferPointer(start: finetuned.base + t.headB!, count: finetuned.config.numClasses))
         classes = finetuned.config.numClasses
         tau = try TaskVector(task: name, finetuned: finetuned, pretrained: pretrained).values
@@ -74,8 +80,9 @@ public final class MergeEvaluator {
             tangent = .allocate(capacity: m.table.layout.count)
             tangent!.initialize(repeating: 0, count: m.table.layout.count)
         }
-        models[classes] = Loaded(model: m, acts: m.makeActivations(capacity: 128),
-                                 tangents: linearized ? ViTTangents(config: c, capacity: 128) : nil, tangent: tangent)
+        models[classes] = Loaded(
+            model: m, acts: m.makeActivations(capacity: 128),
+            tangents: linearized ? ViTTangents(config: c, capacity: 128) : nil, tangent: tangent)
         return models[classes]!
     }
 
@@ -105,7 +112,9 @@ public final class MergeEvaluator {
     public func encoder(_ vectors: [[Float]], _ coefficients: [Float]) -> [Float] {
         var out = [Float](repeating: 0, count: encoderCount)
         out.withUnsafeMutableBufferPointer {
-            combine(base: pretrained.base, vectors: vectors, coefficients: coefficients, into: $0.baseAddress!, count: encoderCount, pool: pool)
+            combine(
+                base: pretrained.base, vectors: vectors, coefficients: coefficients, into: $0.baseAddress!,
+                count: encoderCount, pool: pool)
         }
         return out
     }
@@ -119,8 +128,10 @@ public final class MergeEvaluator {
     /// Accuracy of `encoder` with task `index`'s head on its split.
     public func accuracy(encoder: [Float], task index: Int, split: Split) -> Double {
         let l = load(encoder: encoder, task: index)
-        return evaluate(l.model, on: split == .validation ? tasks[index].validation : tasks[index].test, acts: l.acts,
-                        tangent: l.tangent.map { UnsafePointer($0) }, tangents: l.tangents).accuracy
+        return evaluate(
+            l.model, on: split == .validation ? tasks[index].validation : tasks[index].test, acts: l.acts,
+            tangent: l.tangent.map { UnsafePointer($0) }, tangents: l.tangents
+        ).accuracy
     }
 
     /// Predicted classes of `encoder` with task `index`'s head on the first `limit` images of its split.
@@ -138,7 +149,9 @@ public final class MergeEvaluator {
             input.withUnsafeMutableBufferPointer { inp in
                 data.fill(start..<(start + b), input: inp.baseAddress!, labels: nil)
                 m.forward(input: inp.baseAddress!, batch: b, acts: acts)
-                if let tangent = l.tangent, let tangents = l.tangents { m.addJVP(tangent: tangent, batch: b, acts: acts, tangents: tangents) }
+                if let tangent = l.tangent, let tangents = l.tangents {
+                    m.addJVP(tangent: tangent, batch: b, acts: acts, tangents: tangents)
+                }
             }
             for i in 0..<b {
                 var best = 0
@@ -152,7 +165,9 @@ public final class MergeEvaluator {
 
     /// Normalized accuracy of `encoder` on `subset` of tasks: per task acc / fine-tuned acc
     /// (validation by validation, test by test), plus the absolute accuracies.
-    public func normalized(encoder: [Float], tasks subset: [Int], split: Split) -> (mean: Double, perTask: [Double], absolute: [Double]) {
+    public func normalized(
+        encoder: [Float], tasks subset: [Int], split: Split
+    ) -> (mean: Double, perTask: [Double], absolute: [Double]) {
         var norm: [Double] = [], abs: [Double] = []
         for i in subset {
             let a = accuracy(encoder: encoder, task: i, split: split)
@@ -165,11 +180,19 @@ public final class MergeEvaluator {
 
     /// Task addition over `subset` with λ from `grid` chosen on validation (ties → smaller λ),
     /// reported on test. `direction` defaults to Σ τ over the subset.
-    public func addition(tasks subset: [Int], direction: [Float]? = nil, grid: [Double] = lambdaGrid)
-        -> (lambda: Double, validation: Double, test: Double, testPerTask: [Double], testAbsolute: [Double], curve: [(Double, Double)]) {
-        let dir = direction ?? subset.reduce(into: [Float](repeating: 0, count: encoderCount)) { acc, i in
-            for j in 0..<acc.count { acc[j] += tasks[i].tau[j] }
-        }
+    public func addition(
+        tasks subset: [Int], direction: [Float]? = nil, grid: [Double] = lambdaGrid
+    )
+        -> (
+            lambda: Double, validation: Double, test: Double, testPerTask: [Double], testAbsolute: [Double],
+            curve: [(Double, Double)]
+        )
+    {
+        let dir =
+            direction
+            ?? subset.reduce(into: [Float](repeating: 0, count: encoderCount)) { acc, i in
+                for j in 0..<acc.count { acc[j] += tasks[i].tau[j] }
+            }
         var curve: [(lambda: Double, score: Double)] = []
         for l in grid {
             curve.append((l, normalized(encoder: encoder([dir], [Float(l)]), tasks: subset, split: .validation).mean))
@@ -183,8 +206,10 @@ public final class MergeEvaluator {
     public func disentanglement(_ a: Int, _ b: Int, alphas: [Double], limit: Int) -> [[Double]] {
         var singleA: [Double: [Int]] = [:], singleB: [Double: [Int]] = [:]
         for x in alphas {
-            singleA[x] = predictions(encoder: encoder([tasks[a].tau], [Float(x)]), task: a, split: .validation, limit: limit)
-            singleB[x] = predictions(encoder: encoder([tasks[b].tau], [Float(x)]), task: b, split: .validation, limit: limit)
+            singleA[x] = predictions(
+                encoder: encoder([tasks[a].tau], [Float(x)]), task: a, split: .validation, limit: limit)
+            singleB[x] = predictions(
+                encoder: encoder([tasks[b].tau], [Float(x)]), task: b, split: .validation, limit: limit)
         }
         return alphas.map { x1 in
             alphas.map { x2 in

@@ -55,7 +55,9 @@ public enum Merges {
 public func selectLambda(_ curve: [(lambda: Double, score: Double)]) -> (lambda: Double, score: Double) {
     precondition(!curve.isEmpty, "selectLambda: empty curve")
     var best = curve[0]
-    for p in curve.dropFirst() where p.score > best.score || (p.score == best.score && p.lambda < best.lambda) { best = p }
+    for p in curve.dropFirst() where p.score > best.score || (p.score == best.score && p.lambda < best.lambda) {
+        best = p
+    }
     return best
 }
 

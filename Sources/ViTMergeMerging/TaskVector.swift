@@ -36,16 +36,25 @@ public struct TaskVector: Sendable {
     /// θ_ft − θ_pre on the encoder; both must share the encoder config (the head may differ).
     public init(task: String, finetuned: ViTParameters, pretrained: ViTParameters) throws {
         guard sameEncoder(finetuned.config, pretrained.config) else {
-            throw MergeError.incompatible("'\(task)' has encoder config \(finetuned.config.json), the base \(pretrained.config.json)")
+            throw MergeError.incompatible(
+                "'\(task)' has encoder config \(finetuned.config.json), the base \(pretrained.config.json)")
         }
-        self.init(task: task, base: parameterHash(pretrained), values: finetuned.difference(from: pretrained, count: pretrained.table.encoderEnd))
+        self.init(
+            task: task, base: parameterHash(pretrained),
+            values: finetuned.difference(from: pretrained, count: pretrained.table.encoderEnd))
     }
 
     /// Writes encoder tensors with timm names and metadata kind/base/task, atomically.
     public func save(to path: String, table: ParameterTable) throws {
-        var w = SafeTensorsWriter(metadata: ["kind": "task-vector", "base": base, "task": task, "config": table.config.json])
+        var w = SafeTensorsWriter(metadata: [
+            "kind": "task-vector", "base": base, "task": task, "config": table.config.json,
+        ])
         for r in table.layout.regions where !ParameterTable.isHead(r.name) {
-            try values.withUnsafeBufferPointer { try w.add(r.name, floats: UnsafeBufferPointer(rebasing: $0[r.offset..<(r.offset + r.shape.count)]), shape: r.shape.dims) }
+            try values.withUnsafeBufferPointer {
+                try w.add(
+                    r.name, floats: UnsafeBufferPointer(rebasing: $0[r.offset..<(r.offset + r.shape.count)]),
+                    shape: r.shape.dims)
+            }
         }
         try w.write(to: path)
     }
@@ -53,14 +62,20 @@ public struct TaskVector: Sendable {
     public static func load(path: String, table: ParameterTable) throws -> TaskVector {
         let f = try SafeTensorsFile.read(path: path)
         guard f.metadata["kind"] == "task-vector", let base = f.metadata["base"], let task = f.metadata["task"] else {
-            throw IOError.invalidFile(path: path, reason: "not a task vector (metadata kind/base/task)", hint: "make one with `vitmerge task-vector`")
+            throw IOError.invalidFile(
+                path: path, reason: "not a task vector (metadata kind/base/task)",
+                hint: "make one with `vitmerge task-vector`")
         }
         var v = [Float](repeating: 0, count: table.encoderEnd)
         for r in table.layout.regions where !ParameterTable.isHead(r.name) {
-            try v.withUnsafeMutableBufferPointer { try f.copyFloats(r.name, into: $0.baseAddress! + r.offset, shape: r.shape.dims) }
+            try v.withUnsafeMutableBufferPointer {
+                try f.copyFloats(r.name, into: $0.baseAddress! + r.offset, shape: r.shape.dims)
+            }
         }
-        for name in f.names where table.layout.regions.first(where: { $0.name == name }) == nil || ParameterTable.isHead(name) {
-            throw IOError.unknownTensor(path: path, tensor: name, hint: "task vectors hold encoder tensors of the base's config only")
+        for name in f.names
+        where table.layout.regions.first(where: { $0.name == name }) == nil || ParameterTable.isHead(name) {
+            throw IOError.unknownTensor(
+                path: path, tensor: name, hint: "task vectors hold encoder tensors of the base's config only")
         }
         return TaskVector(task: task, base: base, values: v)
     }
@@ -81,9 +96,12 @@ public func parameterHash(_ p: ViTParameters) -> String {
 /// out = base + Σ coefficients[i]·vectors[i] in one streaming pass (each element read once from
 /// every input, written once), rounded as sequential FMAs in vector order — bit-identical to
 /// `base` followed by one `axpy` per vector. Bandwidth-bound: see the benchmark's merge suite.
-public func combine(base: UnsafePointer<Float>, vectors: [[Float]], coefficients: [Float], into out: UnsafeMutablePointer<Float>,
-                    count n: Int, pool: ThreadPool = .shared) {
-    precondition(vectors.count == coefficients.count && vectors.allSatisfy { $0.count == n }, "combine: vector sizes differ")
+public func combine(
+    base: UnsafePointer<Float>, vectors: [[Float]], coefficients: [Float], into out: UnsafeMutablePointer<Float>,
+    count n: Int, pool: ThreadPool = .shared
+) {
+    precondition(
+        vectors.count == coefficients.count && vectors.allSatisfy { $0.count == n }, "combine: vector sizes differ")
     let active = zip(vectors, coefficients).filter { $0.1 != 0 }
     withPointers(active.map(\.0)) { xs in
         Elementwise.linearCombination(out: out, base: base, xs: xs, coefficients: active.map(\.1), count: n, pool: pool)
@@ -91,7 +109,9 @@ public func combine(base: UnsafePointer<Float>, vectors: [[Float]], coefficients
 }
 
 /// Calls `body` with the base addresses of all `arrays` (valid only inside `body`).
-private func withPointers<R>(_ arrays: [[Float]], _ acc: [UnsafePointer<Float>] = [], _ body: ([UnsafePointer<Float>]) -> R) -> R {
+private func withPointers<R>(
+    _ arrays: [[Float]], _ acc: [UnsafePointer<Float>] = [], _ body: ([UnsafePointer<Float>]) -> R
+) -> R {
     guard let first = arrays.first else { return body(acc) }
     return first.withUnsafeBufferPointer { withPointers(Array(arrays.dropFirst()), acc + [$0.baseAddress!], body) }
 }

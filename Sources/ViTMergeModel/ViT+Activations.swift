@@ -37,12 +37,16 @@ public final class ViTActivations: @unchecked Sendable {
         var blocks: [BlockActivations] = []
         for i in 0..<c.depth {
             let p = "blocks.\(i)."
-            blocks.append(BlockActivations(
-                ln1: l.add(p + "ln1", [b, t, d]), ln1Mean: l.add(p + "ln1.mean", [b, t]), ln1Rstd: l.add(p + "ln1.rstd", [b, t]),
-                qkv: l.add(p + "qkv", [b, t, 3 * d]), att: l.add(p + "att", [b, h, t, t]),
-                attnOut: l.add(p + "attnOut", [b, t, d]), res1: l.add(p + "res1", [b, t, d]),
-                ln2: l.add(p + "ln2", [b, t, d]), ln2Mean: l.add(p + "ln2.mean", [b, t]), ln2Rstd: l.add(p + "ln2.rstd", [b, t]),
-                fc1: l.add(p + "fc1", [b, t, f]), act: l.add(p + "act", [b, t, f]), out: l.add(p + "out", [b, t, d])))
+            blocks.append(
+                BlockActivations(
+                    ln1: l.add(p + "ln1", [b, t, d]), ln1Mean: l.add(p + "ln1.mean", [b, t]),
+                    ln1Rstd: l.add(p + "ln1.rstd", [b, t]),
+                    qkv: l.add(p + "qkv", [b, t, 3 * d]), att: l.add(p + "att", [b, h, t, t]),
+                    attnOut: l.add(p + "attnOut", [b, t, d]), res1: l.add(p + "res1", [b, t, d]),
+                    ln2: l.add(p + "ln2", [b, t, d]), ln2Mean: l.add(p + "ln2.mean", [b, t]),
+                    ln2Rstd: l.add(p + "ln2.rstd", [b, t]),
+                    fc1: l.add(p + "fc1", [b, t, f]), act: l.add(p + "act", [b, t, f]),
+                    out: l.add(p + "out", [b, t, d])))
         }
         self.blocks = blocks
         norm = c.fcNorm ? nil : l.add("norm", [b, t, d])
@@ -94,7 +98,9 @@ public final class ViTActivations: @unchecked Sendable {
         case "norm": return ptr(norm ?? blocks.last.map(\.out) ?? preOut ?? x0)
         case "pooled": return ptr(features)
         default:
-            if name.hasPrefix("blocks."), let i = Int(name.dropFirst(7)), blocks.indices.contains(i) { return ptr(blocks[i].out) }
+            if name.hasPrefix("blocks."), let i = Int(name.dropFirst(7)), blocks.indices.contains(i) {
+                return ptr(blocks[i].out)
+            }
             return nil
         }
     }

@@ -34,12 +34,16 @@ extension ViT {
     /// descending contiguous order: [end of the blocks, end), each block last to first, then the
     /// embeddings [0, first block) — so data-parallel training can start reducing them while the
     /// backward goes on. A range is not reported when the pass stops before reaching it.
-    public func backward(input: UnsafePointer<Float>, batch: Int, acts: ViTActivations, grads: Arena,
-                         gradInput: UnsafeMutablePointer<Float>? = nil, options: BackwardOptions = BackwardOptions(),
-                         tokenGradient: UnsafePointer<Float>? = nil, gradientReady: ((Range<Int>) -> Void)? = nil) {
+    public func backward(
+        input: UnsafePointer<Float>, batch: Int, acts: ViTActivations, grads: Arena,
+        gradInput: UnsafeMutablePointer<Float>? = nil, options: BackwardOptions = BackwardOptions(),
+        tokenGradient: UnsafePointer<Float>? = nil, gradientReady: ((Range<Int>) -> Void)? = nil
+    ) {
         let c = config
         precondition(grads.count == table.layout.count, "backward: gradient arena has the wrong layout")
-        precondition(batch >= 1 && batch <= acts.capacity, "backward: batch \(batch) exceeds activation capacity \(acts.capacity)")
+        precondition(
+            batch >= 1 && batch <= acts.capacity,
+            "backward: batch \(batch) exceeds activation capacity \(acts.capacity)")
         let p = UnsafePointer(parameters.base), g = grads.base, tab = table
         let (t, d, f, np, h) = (c.tokens, c.embedDim, c.hiddenDim, c.numPatches, c.numHeads)
         let prefix = c.classToken ? 1 : 0
@@ -57,11 +61,14 @@ extension ViT {
             if let w = tab.headW, let bias = tab.headB {
                 let k = c.numClasses
                 if options.head {
-                    linearBackward(dinp: needEncoder ? dfeat : nil, dw: g + w, dbias: g + bias, dout: acts.outputGradient,
-                                   inp: acts.featuresPointer, w: p + w, rows: batch, inF: d, outF: k)
+                    linearBackward(
+                        dinp: needEncoder ? dfeat : nil, dw: g + w, dbias: g + bias, dout: acts.outputGradient,
+                        inp: acts.featuresPointer, w: p + w, rows: batch, inF: d, outF: k)
                 } else if needEncoder {
-                    sgemm(transA: false, transB: false, m: batch, n: d, k: k, a: acts.outputGradient, lda: k, b: p + w, ldb: d,
-                          beta: 0, c: dfeat, ldc: d, pool: pool)
+                    sgemm(
+                        transA: false, transB: false, m: batch, n: d, k: k, a: acts.outputGradient, lda: k, b: p + w,
+                        ldb: d,
+                        beta: 0, c: dfeat, ldc: d, pool: pool)
                 }
             } else {
                 dfeat.update(from: acts.outputGradient, count: batch * d)
@@ -70,9 +77,11 @@ extension ViT {
 
             if let w = tab.fcNormW, let bias = tab.fcNormB {
                 acts.ptr(acts.dpooled).update(repeating: 0, count: batch * d)
-                LayerNorm.backward(dinp: acts.ptr(acts.dpooled), dweight: g + w, dbias: g + bias, dout: dfeat,
-                                   inp: acts.ptr(acts.pooled), weight: p + w, mean: acts.ptr(acts.fcMean!), rstd: acts.ptr(acts.fcRstd!),
-                                   rows: batch, cols: d, pool: pool)
+                LayerNorm.backward(
+                    dinp: acts.ptr(acts.dpooled), dweight: g + w, dbias: g + bias, dout: dfeat,
+                    inp: acts.ptr(acts.pooled), weight: p + w, mean: acts.ptr(acts.fcMean!),
+                    rstd: acts.ptr(acts.fcRstd!),
+                    rows: batch, cols: d, pool: pool)
             }
             // Pooling backward into the residual-stream gradient (through `norm` when present).
             let dpooled = UnsafePointer(acts.ptr(acts.dpooled))
@@ -87,12 +96,14 @@ extension ViT {
                 }
             }
         }
-        let lastOut: UnsafePointer<Float> = tab.blocks.isEmpty
+        let lastOut: UnsafePointer<Float> =
+            tab.blocks.isEmpty
             ? UnsafePointer(acts.ptr(acts.preOut ?? acts.x0)) : UnsafePointer(acts.ptr(acts.blocks.last!.out))
         if let w = tab.normW, let bias = tab.normB {
             dres.update(repeating: 0, count: n * d)
-            LayerNorm.backward(dinp: dres, dweight: g + w, dbias: g + bias, dout: dln, inp: lastOut, weight: p + w,
-                               mean: acts.ptr(acts.normMean!), rstd: acts.ptr(acts.normRstd!), rows: n, cols: d, pool: pool)
+            LayerNorm.backward(
+                dinp: dres, dweight: g + w, dbias: g + bias, dout: dln, inp: lastOut, weight: p + w,
+                mean: acts.ptr(acts.normMean!), rstd: acts.ptr(acts.normRstd!), rows: n, cols: d, pool: pool)
         }
         let blocksEnd = tab.blocksEnd
         gradientReady?(blocksEnd..<tab.layout.count)
@@ -100,38 +111,49 @@ extension ViT {
         // Blocks, last to first; dres holds dLoss/d(block output).
         for l in stride(from: tab.blocks.count - 1, through: 0, by: -1) {
             let o = tab.blocks[l], a = acts.blocks[l]
-            let blockIn: UnsafePointer<Float> = l > 0
+            let blockIn: UnsafePointer<Float> =
+                l > 0
                 ? UnsafePointer(acts.ptr(acts.blocks[l - 1].out)) : UnsafePointer(acts.ptr(acts.preOut ?? acts.x0))
             let dhidden = acts.ptr(acts.dhidden)
             // MLP: out = res1 + fc2(act(fc1(ln2))) + b
-            linearBackward(dinp: dhidden, dw: g + o.fc2W, dbias: g + o.fc2B, dout: dres, inp: acts.ptr(a.act), w: p + o.fc2W,
-                           rows: n, inF: f, outF: d)
+            linearBackward(
+                dinp: dhidden, dw: g + o.fc2W, dbias: g + o.fc2B, dout: dres, inp: acts.ptr(a.act), w: p + o.fc2W,
+                rows: n, inF: f, outF: d)
             let dfc1 = acts.ptr(a.act)  // the activation is no longer needed: reuse it for dfc1
             dfc1.update(repeating: 0, count: n * f)
             switch c.activation {
             case .gelu: GELU.backward(dinp: dfc1, inp: acts.ptr(a.fc1), dout: dhidden, count: n * f, pool: pool)
-            case .quickGELU: QuickGELU.backward(dinp: dfc1, inp: acts.ptr(a.fc1), dout: dhidden, count: n * f, pool: pool)
+            case .quickGELU:
+                QuickGELU.backward(dinp: dfc1, inp: acts.ptr(a.fc1), dout: dhidden, count: n * f, pool: pool)
             }
-            linearBackward(dinp: dln, dw: g + o.fc1W, dbias: g + o.fc1B, dout: dfc1, inp: acts.ptr(a.ln2), w: p + o.fc1W,
-                           rows: n, inF: d, outF: f)
-            LayerNorm.backward(dinp: dres, dweight: g + o.norm2W, dbias: g + o.norm2B, dout: dln, inp: acts.ptr(a.res1),
-                               weight: p + o.norm2W, mean: acts.ptr(a.ln2Mean), rstd: acts.ptr(a.ln2Rstd), rows: n, cols: d, pool: pool)
+            linearBackward(
+                dinp: dln, dw: g + o.fc1W, dbias: g + o.fc1B, dout: dfc1, inp: acts.ptr(a.ln2), w: p + o.fc1W,
+                rows: n, inF: d, outF: f)
+            LayerNorm.backward(
+                dinp: dres, dweight: g + o.norm2W, dbias: g + o.norm2B, dout: dln, inp: acts.ptr(a.res1),
+                weight: p + o.norm2W, mean: acts.ptr(a.ln2Mean), rstd: acts.ptr(a.ln2Rstd), rows: n, cols: d, pool: pool
+            )
             // Attention: res1 = x + proj(attn(qkv(ln1(x)))) + b
             let dattn = acts.ptr(acts.dattnOut), dqkv = acts.ptr(acts.dqkv)
-            linearBackward(dinp: dattn, dw: g + o.projW, dbias: g + o.projB, dout: dres, inp: acts.ptr(a.attnOut), w: p + o.projW,
-                           rows: n, inF: d, outF: d)
+            linearBackward(
+                dinp: dattn, dw: g + o.projW, dbias: g + o.projB, dout: dres, inp: acts.ptr(a.attnOut), w: p + o.projW,
+                rows: n, inF: d, outF: d)
             dqkv.update(repeating: 0, count: n * 3 * d)
-            Attention.backward(dqkv: dqkv, datt: acts.ptr(acts.datt), dout: dattn, qkv: acts.ptr(a.qkv), att: acts.ptr(a.att),
-                               batch: batch, tokens: t, dim: d, heads: h, pool: pool)
-            linearBackward(dinp: dln, dw: g + o.qkvW, dbias: nil, dout: dqkv, inp: acts.ptr(a.ln1), w: p + o.qkvW,
-                           rows: n, inF: d, outF: 3 * d)
+            Attention.backward(
+                dqkv: dqkv, datt: acts.ptr(acts.datt), dout: dattn, qkv: acts.ptr(a.qkv), att: acts.ptr(a.att),
+                batch: batch, tokens: t, dim: d, heads: h, pool: pool)
+            linearBackward(
+                dinp: dln, dw: g + o.qkvW, dbias: nil, dout: dqkv, inp: acts.ptr(a.ln1), w: p + o.qkvW,
+                rows: n, inF: d, outF: 3 * d)
             if let qb = o.qkvB {
                 // q and v thirds; the key third's true gradient is exactly 0 (see above).
                 columnSums(into: g + qb, dqkv, rows: n, cols: d, ld: 3 * d)
                 columnSums(into: g + qb + 2 * d, dqkv + 2 * d, rows: n, cols: d, ld: 3 * d)
             }
-            LayerNorm.backward(dinp: dres, dweight: g + o.norm1W, dbias: g + o.norm1B, dout: dln, inp: blockIn,
-                               weight: p + o.norm1W, mean: acts.ptr(a.ln1Mean), rstd: acts.ptr(a.ln1Rstd), rows: n, cols: d, pool: pool)
+            LayerNorm.backward(
+                dinp: dres, dweight: g + o.norm1W, dbias: g + o.norm1B, dout: dln, inp: blockIn,
+                weight: p + o.norm1W, mean: acts.ptr(a.ln1Mean), rstd: acts.ptr(a.ln1Rstd), rows: n, cols: d, pool: pool
+            )
             gradientReady?(o.norm1W..<(l + 1 < tab.blocks.count ? tab.blocks[l + 1].norm1W : blocksEnd))
         }
 
@@ -139,8 +161,9 @@ extension ViT {
         var dx = UnsafePointer(dres)
         if let w = tab.normPreW, let bias = tab.normPreB {
             dln.update(repeating: 0, count: n * d)
-            LayerNorm.backward(dinp: dln, dweight: g + w, dbias: g + bias, dout: dres, inp: acts.ptr(acts.x0), weight: p + w,
-                               mean: acts.ptr(acts.preMean!), rstd: acts.ptr(acts.preRstd!), rows: n, cols: d, pool: pool)
+            LayerNorm.backward(
+                dinp: dln, dweight: g + w, dbias: g + bias, dout: dres, inp: acts.ptr(acts.x0), weight: p + w,
+                mean: acts.ptr(acts.preMean!), rstd: acts.ptr(acts.preRstd!), rows: n, cols: d, pool: pool)
             dx = UnsafePointer(dln)
         }
         if options.encoder {
@@ -150,17 +173,22 @@ extension ViT {
             if let cls = tab.clsToken { for b in 0..<batch { for i in 0..<d { g[cls + i] += dx[b * t * d + i] } } }
             for b in 0..<batch {
                 let rows = dx + (b * t + prefix) * d
-                sgemm(transA: true, transB: false, m: d, n: c.patchDim, k: np, a: rows, lda: d,
-                      b: acts.ptr(acts.patches) + b * np * c.patchDim, ldb: c.patchDim, beta: 1, c: g + tab.patchW, ldc: c.patchDim, pool: pool)
-                if let pb = tab.patchB { Elementwise.biasAddBackward(dbias: g + pb, dout: rows, rows: np, cols: d, pool: pool) }
+                sgemm(
+                    transA: true, transB: false, m: d, n: c.patchDim, k: np, a: rows, lda: d,
+                    b: acts.ptr(acts.patches) + b * np * c.patchDim, ldb: c.patchDim, beta: 1, c: g + tab.patchW,
+                    ldc: c.patchDim, pool: pool)
+                if let pb = tab.patchB {
+                    Elementwise.biasAddBackward(dbias: g + pb, dout: rows, rows: np, cols: d, pool: pool)
+                }
             }
             gradientReady?(0..<(tab.blocks.first?.norm1W ?? blocksEnd))
         }
         if let gradInput {
             let dpatches = acts.ptr(acts.dpatches)
-            sgemmBatched(transA: false, transB: false, m: np, n: c.patchDim, k: d,
-                         a: dx + prefix * d, lda: d, strideA: (t * d, 0), b: p + tab.patchW, ldb: c.patchDim, strideB: (0, 0),
-                         beta: 0, c: dpatches, ldc: c.patchDim, strideC: (np * c.patchDim, 0), batch: (batch, 1), pool: pool)
+            sgemmBatched(
+                transA: false, transB: false, m: np, n: c.patchDim, k: d,
+                a: dx + prefix * d, lda: d, strideA: (t * d, 0), b: p + tab.patchW, ldb: c.patchDim, strideB: (0, 0),
+                beta: 0, c: dpatches, ldc: c.patchDim, strideC: (np * c.patchDim, 0), batch: (batch, 1), pool: pool)
             col2im(gradInput, dpatches, batch: batch)
         }
     }
@@ -178,7 +206,9 @@ extension ViT {
             let end = min(cols, r.upperBound * 16)
             while c0 + 16 <= end {
                 var acc = UnsafeRawPointer(sums + c0).loadUnaligned(as: SIMD16<Float>.self)
-                for row in 0..<rows { acc += UnsafeRawPointer(x + (row &* ld &+ c0)).loadUnaligned(as: SIMD16<Float>.self) }
+                for row in 0..<rows {
+                    acc += UnsafeRawPointer(x + (row &* ld &+ c0)).loadUnaligned(as: SIMD16<Float>.self)
+                }
                 UnsafeMutableRawPointer(sums + c0).storeBytes(of: acc, as: SIMD16<Float>.self)
                 c0 += 16
             }

@@ -9,7 +9,9 @@ extension ViT {
     public func forward(input: UnsafePointer<Float>, batch: Int, acts: ViTActivations, throughHead: Bool = true) {
         let c = config
         precondition(acts.config == c, "forward: activations were made for another config")
-        precondition(batch >= 1 && batch <= acts.capacity, "forward: batch \(batch) exceeds activation capacity \(acts.capacity)")
+        precondition(
+            batch >= 1 && batch <= acts.capacity, "forward: batch \(batch) exceeds activation capacity \(acts.capacity)"
+        )
         let p = parameters.base, tab = table
         let (t, d, f, np) = (c.tokens, c.embedDim, c.hiddenDim, c.numPatches)
         let prefix = c.classToken ? 1 : 0
@@ -18,10 +20,11 @@ extension ViT {
         // Patch embedding: a stride-p convolution is a linear map of each flattened (c, i, j) patch.
         im2col(acts.ptr(acts.patches), input, batch: batch)
         let x0 = acts.ptr(acts.x0)
-        sgemmBatched(transA: false, transB: true, m: np, n: d, k: c.patchDim,
-                     a: acts.ptr(acts.patches), lda: c.patchDim, strideA: (np * c.patchDim, 0),
-                     b: p + tab.patchW, ldb: c.patchDim, strideB: (0, 0),
-                     beta: 0, c: x0 + prefix * d, ldc: d, strideC: (t * d, 0), batch: (batch, 1), pool: pool)
+        sgemmBatched(
+            transA: false, transB: true, m: np, n: d, k: c.patchDim,
+            a: acts.ptr(acts.patches), lda: c.patchDim, strideA: (np * c.patchDim, 0),
+            b: p + tab.patchW, ldb: c.patchDim, strideB: (0, 0),
+            beta: 0, c: x0 + prefix * d, ldc: d, strideC: (t * d, 0), batch: (batch, 1), pool: pool)
         let pos = p + tab.posEmbed
         let patchBias = tab.patchB.map { UnsafePointer(p + $0) }
         pool.parallelFor(batch) { range in
@@ -30,29 +33,38 @@ extension ViT {
                 if let cls = tab.clsToken { for i in 0..<d { xb[i] = p[cls + i] + pos[i] } }
                 for r in prefix..<t {
                     let row = xb + r * d, pr = pos + r * d
-                    if let patchBias { for i in 0..<d { row[i] = (row[i] + patchBias[i]) + pr[i] } }
-                    else { for i in 0..<d { row[i] += pr[i] } }
+                    if let patchBias {
+                        for i in 0..<d { row[i] = (row[i] + patchBias[i]) + pr[i] }
+                    } else {
+                        for i in 0..<d { row[i] += pr[i] }
+                    }
                 }
             }
         }
         var x = UnsafePointer(x0)
         if let pre = acts.preOut, let w = tab.normPreW, let bias = tab.normPreB {
-            LayerNorm.forward(out: acts.ptr(pre), mean: acts.ptr(acts.preMean!), rstd: acts.ptr(acts.preRstd!),
-                              inp: x, weight: p + w, bias: p + bias, rows: n, cols: d, eps: c.normEps, pool: pool)
+            LayerNorm.forward(
+                out: acts.ptr(pre), mean: acts.ptr(acts.preMean!), rstd: acts.ptr(acts.preRstd!),
+                inp: x, weight: p + w, bias: p + bias, rows: n, cols: d, eps: c.normEps, pool: pool)
             x = UnsafePointer(acts.ptr(pre))
         }
 
         for (l, o) in tab.blocks.enumerated() {
             let a = acts.blocks[l]
-            LayerNorm.forward(out: acts.ptr(a.ln1), mean: acts.ptr(a.ln1Mean), rstd: acts.ptr(a.ln1Rstd), inp: x,
-                              weight: p + o.norm1W, bias: p + o.norm1B, rows: n, cols: d, eps: c.normEps, pool: pool)
-            linear(acts.ptr(a.qkv), acts.ptr(a.ln1), p + o.qkvW, o.qkvB.map { UnsafePointer(p + $0) }, rows: n, inF: d, outF: 3 * d)
-            Attention.forward(out: acts.ptr(a.attnOut), att: acts.ptr(a.att), qkv: acts.ptr(a.qkv),
-                              batch: batch, tokens: t, dim: d, heads: c.numHeads, pool: pool)
+            LayerNorm.forward(
+                out: acts.ptr(a.ln1), mean: acts.ptr(a.ln1Mean), rstd: acts.ptr(a.ln1Rstd), inp: x,
+                weight: p + o.norm1W, bias: p + o.norm1B, rows: n, cols: d, eps: c.normEps, pool: pool)
+            linear(
+                acts.ptr(a.qkv), acts.ptr(a.ln1), p + o.qkvW, o.qkvB.map { UnsafePointer(p + $0) }, rows: n, inF: d,
+                outF: 3 * d)
+            Attention.forward(
+                out: acts.ptr(a.attnOut), att: acts.ptr(a.att), qkv: acts.ptr(a.qkv),
+                batch: batch, tokens: t, dim: d, heads: c.numHeads, pool: pool)
             linear(acts.ptr(a.res1), acts.ptr(a.attnOut), p + o.projW, nil, rows: n, inF: d, outF: d)
             addResidualAndBias(acts.ptr(a.res1), x, p + o.projB, rows: n, cols: d)
-            LayerNorm.forward(out: acts.ptr(a.ln2), mean: acts.ptr(a.ln2Mean), rstd: acts.ptr(a.ln2Rstd), inp: acts.ptr(a.res1),
-                              weight: p + o.norm2W, bias: p + o.norm2B, rows: n, cols: d, eps: c.normEps, pool: pool)
+            LayerNorm.forward(
+                out: acts.ptr(a.ln2), mean: acts.ptr(a.ln2Mean), rstd: acts.ptr(a.ln2Rstd), inp: acts.ptr(a.res1),
+                weight: p + o.norm2W, bias: p + o.norm2B, rows: n, cols: d, eps: c.normEps, pool: pool)
             linear(acts.ptr(a.fc1), acts.ptr(a.ln2), p + o.fc1W, p + o.fc1B, rows: n, inF: d, outF: f)
             switch c.activation {
             case .gelu: GELU.forward(out: acts.ptr(a.act), inp: acts.ptr(a.fc1), count: n * f, pool: pool)
@@ -64,15 +76,17 @@ extension ViT {
         }
 
         if let norm = acts.norm, let w = tab.normW, let bias = tab.normB {
-            LayerNorm.forward(out: acts.ptr(norm), mean: acts.ptr(acts.normMean!), rstd: acts.ptr(acts.normRstd!), inp: x,
-                              weight: p + w, bias: p + bias, rows: n, cols: d, eps: c.normEps, pool: pool)
+            LayerNorm.forward(
+                out: acts.ptr(norm), mean: acts.ptr(acts.normMean!), rstd: acts.ptr(acts.normRstd!), inp: x,
+                weight: p + w, bias: p + bias, rows: n, cols: d, eps: c.normEps, pool: pool)
             x = UnsafePointer(acts.ptr(norm))
         }
         globalPool(acts.ptr(acts.pooled), x, batch: batch)
         if let fc = acts.fcOut, let w = tab.fcNormW, let bias = tab.fcNormB {
-            LayerNorm.forward(out: acts.ptr(fc), mean: acts.ptr(acts.fcMean!), rstd: acts.ptr(acts.fcRstd!),
-                              inp: acts.ptr(acts.pooled), weight: p + w, bias: p + bias, rows: batch, cols: d,
-                              eps: c.normEps, pool: pool)
+            LayerNorm.forward(
+                out: acts.ptr(fc), mean: acts.ptr(acts.fcMean!), rstd: acts.ptr(acts.fcRstd!),
+                inp: acts.ptr(acts.pooled), weight: p + w, bias: p + bias, rows: batch, cols: d,
+                eps: c.normEps, pool: pool)
         }
         if throughHead, let logits = acts.logits, let w = tab.headW, let bias = tab.headB {
             linear(acts.ptr(logits), acts.featuresPointer, p + w, p + bias, rows: batch, inF: d, outF: c.numClasses)
@@ -85,13 +99,17 @@ extension ViT {
         let (ps, gw, gh, h, w, pd) = (c.patchSize, c.gridWidth, c.gridHeight, c.imageHeight, c.imageWidth, c.patchDim)
         pool.parallelFor(batch) { range in
             for b in range {
-                for gy in 0..<gh { for gx in 0..<gw {
-                    let dst = patches + ((b * gh + gy) * gw + gx) * pd
-                    for ch in 0..<c.inChannels { for i in 0..<ps {
-                        let src = input + ((b * c.inChannels + ch) * h + gy * ps + i) * w + gx * ps
-                        (dst + (ch * ps + i) * ps).update(from: src, count: ps)
-                    } }
-                } }
+                for gy in 0..<gh {
+                    for gx in 0..<gw {
+                        let dst = patches + ((b * gh + gy) * gw + gx) * pd
+                        for ch in 0..<c.inChannels {
+                            for i in 0..<ps {
+                                let src = input + ((b * c.inChannels + ch) * h + gy * ps + i) * w + gx * ps
+                                (dst + (ch * ps + i) * ps).update(from: src, count: ps)
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -102,13 +120,17 @@ extension ViT {
         let (ps, gw, gh, h, w, pd) = (c.patchSize, c.gridWidth, c.gridHeight, c.imageHeight, c.imageWidth, c.patchDim)
         input.update(repeating: 0, count: batch * c.inChannels * h * w)  // pixels outside the grid get 0
         for b in 0..<batch {
-            for gy in 0..<gh { for gx in 0..<gw {
-                let src = patches + ((b * gh + gy) * gw + gx) * pd
-                for ch in 0..<c.inChannels { for i in 0..<ps {
-                    let dst = input + ((b * c.inChannels + ch) * h + gy * ps + i) * w + gx * ps
-                    dst.update(from: src + (ch * ps + i) * ps, count: ps)
-                } }
-            } }
+            for gy in 0..<gh {
+                for gx in 0..<gw {
+                    let src = patches + ((b * gh + gy) * gw + gx) * pd
+                    for ch in 0..<c.inChannels {
+                        for i in 0..<ps {
+                            let dst = input + ((b * c.inChannels + ch) * h + gy * ps + i) * w + gx * ps
+                            dst.update(from: src + (ch * ps + i) * ps, count: ps)
+                        }
+                    }
+                }
+            }
         }
     }
 

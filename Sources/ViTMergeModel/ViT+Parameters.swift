@@ -42,8 +42,10 @@ public struct ParameterTable: Sendable {
             let n2w = l.add(p + "norm2.weight", [d]), n2b = l.add(p + "norm2.bias", [d])
             let f1w = l.add(p + "mlp.fc1.weight", [c.hiddenDim, d]), f1b = l.add(p + "mlp.fc1.bias", [c.hiddenDim])
             let f2w = l.add(p + "mlp.fc2.weight", [d, c.hiddenDim]), f2b = l.add(p + "mlp.fc2.bias", [d])
-            blocks.append(BlockOffsets(norm1W: n1w, norm1B: n1b, qkvW: qw, qkvB: qb, projW: pw, projB: pb,
-                                       norm2W: n2w, norm2B: n2b, fc1W: f1w, fc1B: f1b, fc2W: f2w, fc2B: f2b))
+            blocks.append(
+                BlockOffsets(
+                    norm1W: n1w, norm1B: n1b, qkvW: qw, qkvB: qb, projW: pw, projB: pb,
+                    norm2W: n2w, norm2B: n2b, fc1W: f1w, fc1B: f1b, fc2W: f2w, fc2B: f2b))
         }
         self.blocks = blocks
         normW = c.fcNorm ? nil : l.add("norm.weight", [d])
@@ -97,11 +99,14 @@ public final class ViTParameters: @unchecked Sendable {
     /// A copy with the same config and values.
     /// out[0..<count] = self − base, elementwise over the arena (all of it by default; a prefix,
     /// e.g. `table.encoderEnd`, when the heads differ). One rounding per element, as `a - b`.
-    public func difference(from base: ViTParameters, into out: UnsafeMutablePointer<Float>, count: Int? = nil,
-                           pool: ThreadPool = .shared) {
+    public func difference(
+        from base: ViTParameters, into out: UnsafeMutablePointer<Float>, count: Int? = nil,
+        pool: ThreadPool = .shared
+    ) {
         let n = count ?? arena.count
         precondition(n <= arena.count && n <= base.arena.count, "difference: \(n) values exceed an arena")
-        Elementwise.linearCombination(out: out, base: self.base, xs: [UnsafePointer(base.base)], coefficients: [-1], count: n, pool: pool)
+        Elementwise.linearCombination(
+            out: out, base: self.base, xs: [UnsafePointer(base.base)], coefficients: [-1], count: n, pool: pool)
     }
 
     /// self − base as an array (see `difference(from:into:count:)`).
@@ -142,7 +147,8 @@ public final class ViTParameters: @unchecked Sendable {
                 let bound = 1 / Float(c.patchDim).squareRoot()
                 fill(name) { bound * (2 * $0.uniformFloat() - 1) }
             } else if name.hasSuffix("norm1.weight") || name.hasSuffix("norm2.weight") || name.hasPrefix("norm")
-                        || name.hasPrefix("fc_norm") {
+                || name.hasPrefix("fc_norm")
+            {
                 fill(name) { _ in name.hasSuffix(".weight") ? 1 : 0 }
             } else if name.hasSuffix(".weight") {
                 trunc(name)

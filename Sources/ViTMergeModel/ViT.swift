@@ -40,16 +40,20 @@ public final class ViT: @unchecked Sendable {
     /// `gradientScale` (default 1/batch) multiplies the gradient: 1/global batch when this batch is
     /// one rank's share of a data-parallel step.
     @discardableResult
-    public func crossEntropy(labels: UnsafePointer<Int32>, batch: Int, acts: ViTActivations, gradientScale: Float? = nil) -> Float {
+    public func crossEntropy(
+        labels: UnsafePointer<Int32>, batch: Int, acts: ViTActivations, gradientScale: Float? = nil
+    ) -> Float {
         guard let logits = acts.logits, let probs = acts.probs, let losses = acts.losses else {
             preconditionFailure("crossEntropy needs a model with a head (num_classes > 0)")
         }
         let k = config.numClasses
-        let loss = CrossEntropy.forward(probs: acts.ptr(probs), losses: acts.ptr(losses), logits: acts.ptr(logits),
-                                        labels: labels, rows: batch, classes: k, pool: pool)
+        let loss = CrossEntropy.forward(
+            probs: acts.ptr(probs), losses: acts.ptr(losses), logits: acts.ptr(logits),
+            labels: labels, rows: batch, classes: k, pool: pool)
         acts.outputGradient.update(repeating: 0, count: batch * k)
-        CrossEntropy.backward(dlogits: acts.outputGradient, probs: acts.ptr(probs), labels: labels,
-                              rows: batch, classes: k, scale: gradientScale ?? 1 / Float(batch), pool: pool)
+        CrossEntropy.backward(
+            dlogits: acts.outputGradient, probs: acts.ptr(probs), labels: labels,
+            rows: batch, classes: k, scale: gradientScale ?? 1 / Float(batch), pool: pool)
         return loss
     }
 }
@@ -59,37 +63,47 @@ public final class ViT: @unchecked Sendable {
 extension ViT {
     /// out[rows, outF] = inp[rows, inF] · w[outF, inF]ᵀ (+ bias[outF])
     @inline(__always)
-    func linear(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                _ bias: UnsafePointer<Float>?, rows: Int, inF: Int, outF: Int) {
-        sgemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: inp, lda: inF, b: w, ldb: inF,
-              beta: 0, c: out, ldc: outF, pool: pool)
+    func linear(
+        _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+        _ bias: UnsafePointer<Float>?, rows: Int, inF: Int, outF: Int
+    ) {
+        sgemm(
+            transA: false, transB: true, m: rows, n: outF, k: inF, a: inp, lda: inF, b: w, ldb: inF,
+            beta: 0, c: out, ldc: outF, pool: pool)
         if let bias { Elementwise.biasAddForward(out: out, bias: bias, rows: rows, cols: outF, pool: pool) }
     }
 
     /// Backward of `linear`: dinp (overwritten, when given) = dout·w; dw += doutᵀ·inp; dbias += Σ_rows dout.
     @inline(__always)
-    func linearBackward(dinp: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>?,
-                        dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, w: UnsafePointer<Float>,
-                        rows: Int, inF: Int, outF: Int) {
+    func linearBackward(
+        dinp: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>?,
+        dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, w: UnsafePointer<Float>,
+        rows: Int, inF: Int, outF: Int
+    ) {
         if let dinp {
-            sgemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: dout, lda: outF, b: w, ldb: inF,
-                  beta: 0, c: dinp, ldc: inF, pool: pool)
+            sgemm(
+                transA: false, transB: false, m: rows, n: inF, k: outF, a: dout, lda: outF, b: w, ldb: inF,
+                beta: 0, c: dinp, ldc: inF, pool: pool)
         }
-        sgemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: dout, lda: outF, b: inp, ldb: inF,
-              beta: 1, c: dw, ldc: inF, pool: pool)
+        sgemm(
+            transA: true, transB: false, m: outF, n: inF, k: rows, a: dout, lda: outF, b: inp, ldb: inF,
+            beta: 1, c: dw, ldc: inF, pool: pool)
         if let dbias { Elementwise.biasAddBackward(dbias: dbias, dout: dout, rows: rows, cols: outF, pool: pool) }
     }
 
     /// out[rows, cols] = residual + (out + bias[cols]): the residual connection after a projection,
     /// rounded in PyTorch's order.
-    func addResidualAndBias(_ out: UnsafeMutablePointer<Float>, _ residual: UnsafePointer<Float>,
-                            _ bias: UnsafePointer<Float>, rows: Int, cols: Int) {
+    func addResidualAndBias(
+        _ out: UnsafeMutablePointer<Float>, _ residual: UnsafePointer<Float>,
+        _ bias: UnsafePointer<Float>, rows: Int, cols: Int
+    ) {
         pool.parallelFor(rows, minChunk: max(1, 32_768 / max(cols, 1))) { range in
             for r in range {
                 let o = out + r &* cols, x = residual + r &* cols
                 var i = 0
                 while i &+ 16 <= cols {
-                    let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+                    let v =
+                        UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
                         + (UnsafeRawPointer(o + i).loadUnaligned(as: SIMD16<Float>.self)
                             + UnsafeRawPointer(bias + i).loadUnaligned(as: SIMD16<Float>.self))
                     UnsafeMutableRawPointer(o + i).storeBytes(of: v, as: SIMD16<Float>.self)

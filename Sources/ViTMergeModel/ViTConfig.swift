@@ -41,10 +41,12 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     public var activation: Activation
     public var normEps: Float
 
-    public init(imageSize: Int, patchSize: Int, inChannels: Int, numClasses: Int, embedDim: Int, depth: Int,
-                numHeads: Int, mlpRatio: Double = 4, qkvBias: Bool = true, classToken: Bool = true,
-                globalPool: GlobalPool = .token, fcNorm: Bool? = nil, preNorm: Bool = false,
-                activation: Activation = .gelu, normEps: Float = 1e-6) {
+    public init(
+        imageSize: Int, patchSize: Int, inChannels: Int, numClasses: Int, embedDim: Int, depth: Int,
+        numHeads: Int, mlpRatio: Double = 4, qkvBias: Bool = true, classToken: Bool = true,
+        globalPool: GlobalPool = .token, fcNorm: Bool? = nil, preNorm: Bool = false,
+        activation: Activation = .gelu, normEps: Float = 1e-6
+    ) {
         self.imageHeight = imageSize
         self.imageWidth = imageSize
         self.patchSize = patchSize
@@ -82,14 +84,22 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         }
         // Bounds first, so nothing derived below can overflow (a config may come from an untrusted file).
         try check(patchSize >= 1 && patchSize <= 4096, "patch_size must be in 1…4096, got \(patchSize)")
-        try check(imageHeight <= 1 << 16 && imageWidth <= 1 << 16, "img_size \(imageHeight)×\(imageWidth) is implausibly large (max 65536)")
-        try check(inChannels <= 4096 && numClasses <= 1 << 24, "in_chans (max 4096) or num_classes (max 16777216) is implausibly large")
-        try check(embedDim <= 1 << 16 && depth <= 1024 && numHeads <= 1 << 16, "embed_dim (max 65536), depth (max 1024) or num_heads is implausibly large")
+        try check(
+            imageHeight <= 1 << 16 && imageWidth <= 1 << 16,
+            "img_size \(imageHeight)×\(imageWidth) is implausibly large (max 65536)")
+        try check(
+            inChannels <= 4096 && numClasses <= 1 << 24,
+            "in_chans (max 4096) or num_classes (max 16777216) is implausibly large")
+        try check(
+            embedDim <= 1 << 16 && depth <= 1024 && numHeads <= 1 << 16,
+            "embed_dim (max 65536), depth (max 1024) or num_heads is implausibly large")
         try check(mlpRatio.isFinite && mlpRatio <= 64, "mlp_ratio must be a finite number ≤ 64, got \(mlpRatio)")
-        try check(imageHeight >= patchSize && imageWidth >= patchSize,
-                  "img_size \(imageHeight)×\(imageWidth) is smaller than patch_size \(patchSize)")
-        try check(imageHeight % patchSize == 0 && imageWidth % patchSize == 0,
-                  "img_size \(imageHeight)×\(imageWidth) must be a multiple of patch_size \(patchSize)")
+        try check(
+            imageHeight >= patchSize && imageWidth >= patchSize,
+            "img_size \(imageHeight)×\(imageWidth) is smaller than patch_size \(patchSize)")
+        try check(
+            imageHeight % patchSize == 0 && imageWidth % patchSize == 0,
+            "img_size \(imageHeight)×\(imageWidth) must be a multiple of patch_size \(patchSize)")
         try check(inChannels >= 1, "in_chans must be ≥ 1, got \(inChannels)")
         try check(numClasses >= 0, "num_classes must be ≥ 0 (0 = features only), got \(numClasses)")
         try check(embedDim >= 1 && depth >= 0 && numHeads >= 1, "embed_dim, depth and num_heads must be positive")
@@ -104,20 +114,25 @@ public struct ViTConfig: Codable, Equatable, Sendable {
 
     /// timm vit_tiny_patch16_224 (5.7 M parameters).
     public static func vitTiny(numClasses: Int = 1000) -> ViTConfig {
-        ViTConfig(imageSize: 224, patchSize: 16, inChannels: 3, numClasses: numClasses, embedDim: 192, depth: 12, numHeads: 3)
+        ViTConfig(
+            imageSize: 224, patchSize: 16, inChannels: 3, numClasses: numClasses, embedDim: 192, depth: 12, numHeads: 3)
     }
     /// timm vit_small_patch16_224 (22 M parameters).
     public static func vitSmall(numClasses: Int = 1000) -> ViTConfig {
-        ViTConfig(imageSize: 224, patchSize: 16, inChannels: 3, numClasses: numClasses, embedDim: 384, depth: 12, numHeads: 6)
+        ViTConfig(
+            imageSize: 224, patchSize: 16, inChannels: 3, numClasses: numClasses, embedDim: 384, depth: 12, numHeads: 6)
     }
     /// timm vit_base_patch16_224 (86 M parameters).
     public static func vitBase(numClasses: Int = 1000) -> ViTConfig {
-        ViTConfig(imageSize: 224, patchSize: 16, inChannels: 3, numClasses: numClasses, embedDim: 768, depth: 12, numHeads: 12)
+        ViTConfig(
+            imageSize: 224, patchSize: 16, inChannels: 3, numClasses: numClasses, embedDim: 768, depth: 12, numHeads: 12
+        )
     }
     /// The 28×28 single-channel model ViTMerge pre-trains and fine-tunes on the embedded tasks
     /// (patch 4 → 49 patches + class token, 6 blocks of width 96, 3 heads of 32; 0.68 M parameters).
     public static func mini28(numClasses: Int = 10) -> ViTConfig {
-        ViTConfig(imageSize: 28, patchSize: 4, inChannels: 1, numClasses: numClasses, embedDim: 96, depth: 6, numHeads: 3)
+        ViTConfig(
+            imageSize: 28, patchSize: 4, inChannels: 1, numClasses: numClasses, embedDim: 96, depth: 6, numHeads: 3)
     }
     public static let presets: [String: ViTConfig] = [
         "vit_tiny_patch16_224": vitTiny(), "vit_small_patch16_224": vitSmall(),
@@ -139,7 +154,9 @@ public struct ViTConfig: Codable, Equatable, Sendable {
             imageHeight = s; imageWidth = s
         } else {
             let hw = try c.decode([Int].self, forKey: .imgSize)
-            guard hw.count == 2 else { throw ModelError.invalidConfig("img_size must be an integer or [H, W], got \(hw)") }
+            guard hw.count == 2 else {
+                throw ModelError.invalidConfig("img_size must be an integer or [H, W], got \(hw)")
+            }
             imageHeight = hw[0]; imageWidth = hw[1]
         }
         patchSize = try c.decode(Int.self, forKey: .patchSize)
@@ -160,8 +177,11 @@ public struct ViTConfig: Codable, Equatable, Sendable {
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        if imageHeight == imageWidth { try c.encode(imageHeight, forKey: .imgSize) }
-        else { try c.encode([imageHeight, imageWidth], forKey: .imgSize) }
+        if imageHeight == imageWidth {
+            try c.encode(imageHeight, forKey: .imgSize)
+        } else {
+            try c.encode([imageHeight, imageWidth], forKey: .imgSize)
+        }
         try c.encode(patchSize, forKey: .patchSize)
         try c.encode(inChannels, forKey: .inChans)
         try c.encode(numClasses, forKey: .numClasses)
@@ -184,9 +204,12 @@ public struct ViTConfig: Codable, Equatable, Sendable {
             throw ModelError.invalidConfig("the config must be a JSON object")
         }
         let known = Set(CodingKeys.allCases.map(\.rawValue))
-        if let bad = object.keys.sorted().first(where: { !known.contains($0) }) { throw ModelError.unknownConfigKey(bad) }
+        if let bad = object.keys.sorted().first(where: { !known.contains($0) }) {
+            throw ModelError.unknownConfigKey(bad)
+        }
         let config: ViTConfig
-        do { config = try JSONDecoder().decode(ViTConfig.self, from: json) } catch let e as ModelError { throw e } catch {
+        do { config = try JSONDecoder().decode(ViTConfig.self, from: json) } catch let e as ModelError { throw e } catch
+        {
             throw ModelError.invalidConfig("\(error)")
         }
         try config.validate()

@@ -14,17 +14,22 @@ public enum SVG {
     static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 
     static func esc(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(
+            of: ">", with: "&gt;")
     }
 
     static func fmt(_ v: Double) -> String {
         let r = (v * 100).rounded() / 100
-        return r == r.rounded() ? String(Int(r)) : String(format: "%.2f", r).replacingOccurrences(of: "0$", with: "", options: .regularExpression)
+        return r == r.rounded()
+            ? String(Int(r))
+            : String(format: "%.2f", r).replacingOccurrences(of: "0$", with: "", options: .regularExpression)
     }
 
     /// A line chart of `series` with y in [yMin, yMax].
-    public static func lineChart(title: String, xLabel: String, yLabel: String, series: [Series],
-                                 yMin: Double = 0, yMax: Double = 1, width: Int = 640, height: Int = 420) -> String {
+    public static func lineChart(
+        title: String, xLabel: String, yLabel: String, series: [Series],
+        yMin: Double = 0, yMax: Double = 1, width: Int = 640, height: Int = 420
+    ) -> String {
         let (l, r, t, b) = (70.0, 160.0, 40.0, 55.0)
         let pw = Double(width) - l - r, ph = Double(height) - t - b
         let xs = series.flatMap { $0.points.map(\.x) }
@@ -44,23 +49,28 @@ public enum SVG {
             s += "<line x1=\"\(px(x))\" y1=\"\(t + ph)\" x2=\"\(px(x))\" y2=\"\(t + ph + 5)\" stroke=\"#333\"/>"
             s += "<text x=\"\(px(x))\" y=\"\(t + ph + 20)\" text-anchor=\"middle\" font-size=\"12\">\(fmt(x))</text>\n"
         }
-        s += "<text x=\"\(l + pw / 2)\" y=\"\(Double(height) - 12)\" text-anchor=\"middle\" font-size=\"14\">\(esc(xLabel))</text>\n"
-        s += "<text transform=\"translate(18 \(t + ph / 2)) rotate(-90)\" text-anchor=\"middle\" font-size=\"14\">\(esc(yLabel))</text>\n"
+        s +=
+            "<text x=\"\(l + pw / 2)\" y=\"\(Double(height) - 12)\" text-anchor=\"middle\" font-size=\"14\">\(esc(xLabel))</text>\n"
+        s +=
+            "<text transform=\"translate(18 \(t + ph / 2)) rotate(-90)\" text-anchor=\"middle\" font-size=\"14\">\(esc(yLabel))</text>\n"
         for (i, se) in series.enumerated() {
             let c = palette[i % palette.count]
             let pts = se.points.map { "\(px($0.x)),\(py($0.y))" }.joined(separator: " ")
             s += "<polyline fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\" points=\"\(pts)\"/>\n"
             for p in se.points { s += "<circle cx=\"\(px(p.x))\" cy=\"\(py(p.y))\" r=\"3\" fill=\"\(c)\"/>" }
             let ly = t + 10 + Double(i) * 20
-            s += "\n<line x1=\"\(l + pw + 12)\" y1=\"\(ly)\" x2=\"\(l + pw + 32)\" y2=\"\(ly)\" stroke=\"\(c)\" stroke-width=\"3\"/>"
+            s +=
+                "\n<line x1=\"\(l + pw + 12)\" y1=\"\(ly)\" x2=\"\(l + pw + 32)\" y2=\"\(ly)\" stroke=\"\(c)\" stroke-width=\"3\"/>"
             s += "<text x=\"\(l + pw + 38)\" y=\"\(ly + 4)\" font-size=\"12\">\(esc(se.name))</text>\n"
         }
         return s + "</svg>\n"
     }
 
     /// A heatmap of values[row][col] (row = y from bottom, col = x) on a white→red scale over [0, vMax].
-    public static func heatmap(title: String, xLabel: String, yLabel: String, xs: [Double], ys: [Double], values: [[Double]],
-                               vMax: Double, cell: Int = 32) -> String {
+    public static func heatmap(
+        title: String, xLabel: String, yLabel: String, xs: [Double], ys: [Double], values: [[Double]],
+        vMax: Double, cell: Int = 32
+    ) -> String {
         let (l, t, b, r) = (70.0, 40.0, 55.0, 90.0)
         let w = Double(xs.count * cell), h = Double(ys.count * cell)
         // Wide enough for the title (~8.5 px per character at 16 px).
@@ -73,24 +83,30 @@ public enum SVG {
         for (ri, row) in values.enumerated() {
             for (ci, v) in row.enumerated() {
                 let x = l + Double(ci * cell), y = t + h - Double((ri + 1) * cell)
-                s += "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(cell)\" height=\"\(cell)\" fill=\"\(color(v))\"><title>\(fmt(ys[ri])), \(fmt(xs[ci])): \(String(format: "%.3f", v))</title></rect>"
+                s +=
+                    "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(cell)\" height=\"\(cell)\" fill=\"\(color(v))\"><title>\(fmt(ys[ri])), \(fmt(xs[ci])): \(String(format: "%.3f", v))</title></rect>"
             }
             s += "\n"
         }
         s += "<rect x=\"\(l)\" y=\"\(t)\" width=\"\(w)\" height=\"\(h)\" fill=\"none\" stroke=\"#333\"/>\n"
         for (i, x) in xs.enumerated() where i % 2 == 0 {
-            s += "<text x=\"\(l + Double(i * cell) + Double(cell) / 2)\" y=\"\(t + h + 18)\" text-anchor=\"middle\" font-size=\"11\">\(fmt(x))</text>"
+            s +=
+                "<text x=\"\(l + Double(i * cell) + Double(cell) / 2)\" y=\"\(t + h + 18)\" text-anchor=\"middle\" font-size=\"11\">\(fmt(x))</text>"
         }
         for (i, y) in ys.enumerated() where i % 2 == 0 {
-            s += "<text x=\"\(l - 6)\" y=\"\(t + h - Double(i * cell) - Double(cell) / 2 + 4)\" text-anchor=\"end\" font-size=\"11\">\(fmt(y))</text>"
+            s +=
+                "<text x=\"\(l - 6)\" y=\"\(t + h - Double(i * cell) - Double(cell) / 2 + 4)\" text-anchor=\"end\" font-size=\"11\">\(fmt(y))</text>"
         }
-        s += "\n<text x=\"\(l + w / 2)\" y=\"\(t + h + 42)\" text-anchor=\"middle\" font-size=\"14\">\(esc(xLabel))</text>\n"
-        s += "<text transform=\"translate(18 \(t + h / 2)) rotate(-90)\" text-anchor=\"middle\" font-size=\"14\">\(esc(yLabel))</text>\n"
+        s +=
+            "\n<text x=\"\(l + w / 2)\" y=\"\(t + h + 42)\" text-anchor=\"middle\" font-size=\"14\">\(esc(xLabel))</text>\n"
+        s +=
+            "<text transform=\"translate(18 \(t + h / 2)) rotate(-90)\" text-anchor=\"middle\" font-size=\"14\">\(esc(yLabel))</text>\n"
         // Colour bar: 16 bands from 0 (bottom) to vMax (top), labels at five levels.
         let bands = 16
         for i in 0..<bands {
             let y = t + h - Double(i + 1) * h / Double(bands)
-            s += "<rect x=\"\(l + w + 20)\" y=\"\(y)\" width=\"16\" height=\"\(h / Double(bands))\" fill=\"\(color(vMax * (Double(i) + 0.5) / Double(bands)))\"/>"
+            s +=
+                "<rect x=\"\(l + w + 20)\" y=\"\(y)\" width=\"16\" height=\"\(h / Double(bands))\" fill=\"\(color(vMax * (Double(i) + 0.5) / Double(bands)))\"/>"
         }
         s += "<rect x=\"\(l + w + 20)\" y=\"\(t)\" width=\"16\" height=\"\(h)\" fill=\"none\" stroke=\"#999\"/>\n"
         for i in 0...4 {

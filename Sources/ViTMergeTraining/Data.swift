@@ -37,7 +37,9 @@ extension LabeledImages {
     public var imageSize: Int { channels * height * width }
 
     /// Writes images `indices` scaled to [0, 1] into `input` [n, C, H, W] and their labels.
-    public func fill<C: Collection>(_ indices: C, input: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Int32>?) where C.Element == Int {
+    public func fill<C: Collection>(
+        _ indices: C, input: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Int32>?
+    ) where C.Element == Int {
         let size = imageSize
         images.withUnsafeBufferPointer { src in
             for (j, i) in indices.enumerated() {

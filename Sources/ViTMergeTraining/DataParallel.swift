@@ -49,7 +49,8 @@ final class GradientReducer {
         let t0 = DispatchTime.now().uptimeNanoseconds
         defer { nanoseconds += DispatchTime.now().uptimeNanoseconds - t0 }
         let lo = max(range.lowerBound, span.lowerBound)
-        precondition(range.upperBound >= ready || lo >= ready, "gradient ranges must arrive in descending contiguous order")
+        precondition(
+            range.upperBound >= ready || lo >= ready, "gradient ranges must arrive in descending contiguous order")
         ready = min(ready, lo)
         if (started - ready) * MemoryLayout<Float>.size >= Self.bucketBytes {
             group.startAllreduceSum(gradients + ready, count: started - ready)
@@ -91,7 +92,9 @@ extension Trainer {
     public func broadcastState() {
         var arenas = [model.parameters.arena, optimizer.m, optimizer.v]
         if let theta { arenas.append(theta.arena) }
-        for a in arenas { group.broadcast(UnsafeMutableRawPointer(a.base), bytes: a.count * MemoryLayout<Float>.size, root: 0) }
+        for a in arenas {
+            group.broadcast(UnsafeMutableRawPointer(a.base), bytes: a.count * MemoryLayout<Float>.size, root: 0)
+        }
         var step = Int64(optimizer.step)
         withUnsafeMutableBytes(of: &step) { group.broadcast($0.baseAddress!, bytes: 8, root: 0) }
         optimizer.step = Int(step)

@@ -68,7 +68,9 @@ public final class AdamWOptimizer {
     /// Returns the gradient norm before clipping. A non-finite norm leaves parameters, moments
     /// and step untouched (the caller reports it; see `Trainer.run`).
     @discardableResult
-    public func update(parameters: ViTParameters, grads: Arena, lr: Float, maxNorm: Double, pool: ThreadPool = .shared) -> Double {
+    public func update(
+        parameters: ViTParameters, grads: Arena, lr: Float, maxNorm: Double, pool: ThreadPool = .shared
+    ) -> Double {
         let norm = gradientNorm(grads, pool: pool)
         guard norm.isFinite else { return norm }
         if maxNorm > 0 && norm > maxNorm {
@@ -77,8 +79,11 @@ public final class AdamWOptimizer {
         }
         step += 1
         for g in groups {
-            AdamW.update(params: parameters.base + g.offset, grads: grads.base + g.offset, m: m.base + g.offset, v: v.base + g.offset,
-                         count: g.count, step: step, lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: g.decay, pool: pool)
+            AdamW.update(
+                params: parameters.base + g.offset, grads: grads.base + g.offset, m: m.base + g.offset,
+                v: v.base + g.offset,
+                count: g.count, step: step, lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: g.decay,
+                pool: pool)
         }
         return norm
     }

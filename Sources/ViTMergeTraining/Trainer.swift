@@ -57,8 +57,10 @@ public struct TrainSettings: Codable, Sendable, Equatable {
     /// Fraction of patches masked per image (masked image modeling only).
     public var maskRatio: Double
 
-    public init(steps: Int, batchSize: Int = 32, lr: Float = 1e-3, warmupSteps: Int? = nil, weightDecay: Float = 0.05,
-                clipNorm: Double = 1, seed: UInt64 = 0, evalEvery: Int = 0, checkpointEvery: Int = 0, maskRatio: Double = 0.6) {
+    public init(
+        steps: Int, batchSize: Int = 32, lr: Float = 1e-3, warmupSteps: Int? = nil, weightDecay: Float = 0.05,
+        clipNorm: Double = 1, seed: UInt64 = 0, evalEvery: Int = 0, checkpointEvery: Int = 0, maskRatio: Double = 0.6
+    ) {
         self.steps = steps
         self.batchSize = batchSize
         self.lr = lr
@@ -94,17 +96,23 @@ public struct StepLog: Sendable {
 /// and first-touching it costs more than a forward pass of a small model).
 /// With `tangent` (laid out like the parameters) the linearized model is evaluated:
 /// f_lin = f(x; θ_model) + J(θ_model)·tangent (tangent-space models and their merges).
-public func evaluate(_ model: ViT, on data: LabeledImages, batchSize: Int = 128, acts reused: ViTActivations? = nil,
-                     tangent: UnsafePointer<Float>? = nil, tangents reusedTangents: ViTTangents? = nil)
-    -> (accuracy: Double, loss: Double) {
-    let (correct, lossSum) = evaluateSums(model, on: data, range: 0..<data.count, batchSize: batchSize, acts: reused,
-                                          tangent: tangent, tangents: reusedTangents)
+public func evaluate(
+    _ model: ViT, on data: LabeledImages, batchSize: Int = 128, acts reused: ViTActivations? = nil,
+    tangent: UnsafePointer<Float>? = nil, tangents reusedTangents: ViTTangents? = nil
+)
+    -> (accuracy: Double, loss: Double)
+{
+    let (correct, lossSum) = evaluateSums(
+        model, on: data, range: 0..<data.count, batchSize: batchSize, acts: reused,
+        tangent: tangent, tangents: reusedTangents)
     return (Double(correct) / Double(max(data.count, 1)), lossSum / Double(max(data.count, 1)))
 }
 
 /// Correct predictions and summed cross-entropy over examples `range` of `data` (see `evaluate`).
-func evaluateSums(_ model: ViT, on data: LabeledImages, range: Range<Int>, batchSize: Int = 128, acts reused: ViTActivations? = nil,
-                  tangent: UnsafePointer<Float>? = nil, tangents reusedTangents: ViTTangents? = nil) -> (correct: Int, lossSum: Double) {
+func evaluateSums(
+    _ model: ViT, on data: LabeledImages, range: Range<Int>, batchSize: Int = 128, acts reused: ViTActivations? = nil,
+    tangent: UnsafePointer<Float>? = nil, tangents reusedTangents: ViTTangents? = nil
+) -> (correct: Int, lossSum: Double) {
     precondition(model.config.numClasses > 0, "evaluate needs a model with a head")
     let acts = reused ?? model.makeActivations(capacity: min(batchSize, max(range.count, 1)))
     let capacity = acts.capacity
@@ -120,7 +128,9 @@ func evaluateSums(_ model: ViT, on data: LabeledImages, range: Range<Int>, batch
             labels.withUnsafeMutableBufferPointer { lab in
                 data.fill(start..<(start + b), input: inp.baseAddress!, labels: lab.baseAddress!)
                 model.forward(input: inp.baseAddress!, batch: b, acts: acts)
-                if let tangent, let tangents { model.addJVP(tangent: tangent, batch: b, acts: acts, tangents: tangents) }
+                if let tangent, let tangents {
+                    model.addJVP(tangent: tangent, batch: b, acts: acts, tangents: tangents)
+                }
                 lossSum += Double(model.crossEntropy(labels: lab.baseAddress!, batch: b, acts: acts)) * Double(b)
             }
         }
@@ -179,16 +189,23 @@ public final class Trainer {
     /// For `.masked`, the model's head is the decoder: num_classes must equal the patch's pixel count.
     /// With a `group` of N ranks, the global batch (`settings.batchSize`, at most the training set)
     /// must hold at least N images.
-    public init(model: ViT, train: LabeledImages, mode: TrainMode, settings: TrainSettings, group: Collective = SingleProcess.shared) {
-        precondition(mode != .masked || model.config.numClasses == model.config.patchDim,
-                     "masked image modeling needs num_classes = patch pixels (\(model.config.patchDim)): the head is the decoder")
+    public init(
+        model: ViT, train: LabeledImages, mode: TrainMode, settings: TrainSettings,
+        group: Collective = SingleProcess.shared
+    ) {
+        precondition(
+            mode != .masked || model.config.numClasses == model.config.patchDim,
+            "masked image modeling needs num_classes = patch pixels (\(model.config.patchDim)): the head is the decoder"
+        )
         self.model = model
         self.mode = mode
         self.settings = settings
         self.train = train
         self.group = group
         sampler = BatchSampler(count: train.count, batchSize: settings.batchSize, seed: settings.seed)
-        precondition(sampler.batchSize >= group.size, "a global batch of \(sampler.batchSize) cannot be shared by \(group.size) ranks")
+        precondition(
+            sampler.batchSize >= group.size,
+            "a global batch of \(sampler.batchSize) cannot be shared by \(group.size) ranks")
         share = group.share(of: sampler.batchSize)
         optimizer = AdamWOptimizer(table: model.table, weightDecay: settings.weightDecay) { name in
             mode == .full || mode == .masked || !ParameterTable.isHead(name)
@@ -201,8 +218,12 @@ public final class Trainer {
         acts = model.makeActivations(capacity: share.count)
         grads = model.makeGradients()
         // Summed across ranks: the trainable span (aligned and linearized runs leave the head out).
-        reducer = group.size == 1 ? nil
-            : GradientReducer(group: group, gradients: grads.base, span: mode == .full || mode == .masked ? 0..<grads.count : 0..<model.table.encoderEnd)
+        reducer =
+            group.size == 1
+            ? nil
+            : GradientReducer(
+                group: group, gradients: grads.base,
+                span: mode == .full || mode == .masked ? 0..<grads.count : 0..<model.table.encoderEnd)
         input = [Float](repeating: 0, count: share.count * train.imageSize)
         labels = [Int32](repeating: 0, count: share.count)
         if mode == .masked {
@@ -214,14 +235,17 @@ public final class Trainer {
         }
     }
 
-    public var schedule: LRSchedule { LRSchedule(peak: settings.lr, warmupSteps: settings.warmupSteps, totalSteps: settings.steps) }
+    public var schedule: LRSchedule {
+        LRSchedule(peak: settings.lr, warmupSteps: settings.warmupSteps, totalSteps: settings.steps)
+    }
 
     /// One optimizer step on batch `optimizer.step` (0-based); returns the loss, lr and gradient norm.
     public func step() -> (loss: Float, lr: Float, gradNorm: Double) {
         let s = optimizer.step
         let loss = gradients(step: s)
         let lr = schedule.lr(step: s + 1)
-        let norm = optimizer.update(parameters: trained, grads: grads, lr: lr, maxNorm: settings.clipNorm, pool: model.pool)
+        let norm = optimizer.update(
+            parameters: trained, grads: grads, lr: lr, maxNorm: settings.clipNorm, pool: model.pool)
         return (loss, lr, norm)
     }
 
@@ -232,7 +256,9 @@ public final class Trainer {
             reducer.finish()
             // The global loss (each rank's share is already weighted) and whether any rank got Ctrl-C.
             var scalars: (Double, Double) = (Double(loss), Interrupt.requested ? 1 : 0)
-            withUnsafeMutableBytes(of: &scalars) { group.allreduceSum($0.baseAddress!.assumingMemoryBound(to: Double.self), count: 2) }
+            withUnsafeMutableBytes(of: &scalars) {
+                group.allreduceSum($0.baseAddress!.assumingMemoryBound(to: Double.self), count: 2)
+            }
             loss = Float(scalars.0)
             peerInterrupted = scalars.1 > 0
         }
@@ -254,7 +280,9 @@ public final class Trainer {
             let r = evaluateSums(model, on: data, range: range)
             sums = (Double(r.correct), r.lossSum)
         }
-        withUnsafeMutableBytes(of: &sums) { group.allreduceSum($0.baseAddress!.assumingMemoryBound(to: Double.self), count: 2) }
+        withUnsafeMutableBytes(of: &sums) {
+            group.allreduceSum($0.baseAddress!.assumingMemoryBound(to: Double.self), count: 2)
+        }
         let n = Double(max(data.count, 1))
         return (sums.0 / n, sums.1 / n)
     }
@@ -288,11 +316,13 @@ public final class Trainer {
                     }
                 }
                 let global = sampler.batchSize
-                let loss = model.crossEntropy(labels: lab.baseAddress!, batch: b, acts: acts, gradientScale: 1 / Float(global))
+                let loss = model.crossEntropy(
+                    labels: lab.baseAddress!, batch: b, acts: acts, gradientScale: 1 / Float(global))
                 grads.zero()
                 reducer?.begin()
-                model.backward(input: inp.baseAddress!, batch: b, acts: acts, grads: grads,
-                               options: BackwardOptions(head: mode == .full, encoder: true), gradientReady: reducer?.hook)
+                model.backward(
+                    input: inp.baseAddress!, batch: b, acts: acts, grads: grads,
+                    options: BackwardOptions(head: mode == .full, encoder: true), gradientReady: reducer?.hook)
                 // This rank's share of the global batch's mean loss.
                 return b == global ? loss : Float(Double(loss) * Double(b) / Double(global))
             }
@@ -326,18 +356,23 @@ public final class Trainer {
                             for j in order.prefix(maskedCount) { isMasked[i * np + j] = true }
                             for patch in 0..<np where isMasked[i * np + patch] {
                                 let (gy, gx) = (patch / gw, patch % gw)
-                                for ch in 0..<c.inChannels { for r in 0..<ps {
-                                    let src = x + ((i * c.inChannels + ch) * c.imageHeight + gy * ps + r) * c.imageWidth + gx * ps
-                                    let dst = target + (i * np + patch) * pd + (ch * ps + r) * ps
-                                    for q in 0..<ps { dst[q] = src[q]; src[q] = -1 }
-                                } }
+                                for ch in 0..<c.inChannels {
+                                    for r in 0..<ps {
+                                        let src =
+                                            x + ((i * c.inChannels + ch) * c.imageHeight + gy * ps + r) * c.imageWidth
+                                            + gx * ps
+                                        let dst = target + (i * np + patch) * pd + (ch * ps + r) * ps
+                                        for q in 0..<ps { dst[q] = src[q]; src[q] = -1 }
+                                    }
+                                }
                             }
                         }
                         model.forward(input: x, batch: b, acts: acts, throughHead: false)
                         // Decoder: pred[b·T, pd] = tokens · Wᵀ + bias.
                         let tokens = UnsafePointer(acts.tokensPointer)
-                        sgemm(transA: false, transB: true, m: b * t, n: pd, k: d, a: tokens, lda: d, b: p + decW, ldb: d,
-                              beta: 0, c: pred, ldc: pd, pool: pool)
+                        sgemm(
+                            transA: false, transB: true, m: b * t, n: pd, k: d, a: tokens, lda: d, b: p + decW, ldb: d,
+                            beta: 0, c: pred, ldc: pd, pool: pool)
                         Elementwise.biasAddForward(out: pred, bias: p + decB, rows: b * t, cols: pd, pool: pool)
                         // Mean squared error over the masked pixels; the decoder output becomes its gradient.
                         let scale = 1 / Float(sampler.batchSize * maskedCount * pd)
@@ -359,14 +394,17 @@ public final class Trainer {
                         }
                         // Decoder backward (dW += dpredᵀ·tokens, db += Σ dpred, dtokens = dpred·W), then the encoder.
                         grads.zero()
-                        sgemm(transA: true, transB: false, m: pd, n: d, k: b * t, a: pred, lda: pd, b: tokens, ldb: d,
-                              beta: 1, c: g + decW, ldc: d, pool: pool)
+                        sgemm(
+                            transA: true, transB: false, m: pd, n: d, k: b * t, a: pred, lda: pd, b: tokens, ldb: d,
+                            beta: 1, c: g + decW, ldc: d, pool: pool)
                         Elementwise.biasAddBackward(dbias: g + decB, dout: pred, rows: b * t, cols: pd, pool: pool)
-                        sgemm(transA: false, transB: false, m: b * t, n: d, k: pd, a: pred, lda: pd, b: p + decW, ldb: d,
-                              beta: 0, c: dtok.baseAddress!, ldc: d, pool: pool)
+                        sgemm(
+                            transA: false, transB: false, m: b * t, n: d, k: pd, a: pred, lda: pd, b: p + decW, ldb: d,
+                            beta: 0, c: dtok.baseAddress!, ldc: d, pool: pool)
                         reducer?.begin()
-                        model.backward(input: x, batch: b, acts: acts, grads: grads, tokenGradient: dtok.baseAddress!,
-                                       gradientReady: reducer?.hook)
+                        model.backward(
+                            input: x, batch: b, acts: acts, grads: grads, tokenGradient: dtok.baseAddress!,
+                            gradientReady: reducer?.hook)
                         return Float(sum * Double(scale))
                     }
                 }
@@ -376,8 +414,10 @@ public final class Trainer {
 
     /// Trains until `settings.steps`, calling `log` after every step and `save` every
     /// `checkpointEvery` steps and at the end.
-    public func run(validation: LabeledImages? = nil, log: (StepLog) -> Void = { _ in },
-                    save: (Trainer) throws -> Void = { _ in }) throws {
+    public func run(
+        validation: LabeledImages? = nil, log: (StepLog) -> Void = { _ in },
+        save: (Trainer) throws -> Void = { _ in }
+    ) throws {
         let start = DispatchTime.now().uptimeNanoseconds
         if group.size > 1 { broadcastState() }
         let first = optimizer.step
@@ -390,13 +430,15 @@ public final class Trainer {
             let done = optimizer.step
             let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             let rate = Double((done - first) * sampler.batchSize) / max(elapsed, 1e-9)
-            var entry = StepLog(step: done, steps: settings.steps, loss: loss, lr: lr, gradNorm: norm, imagesPerSecond: rate,
-                                secondsLeft: elapsed / Double(done - first) * Double(settings.steps - done))
+            var entry = StepLog(
+                step: done, steps: settings.steps, loss: loss, lr: lr, gradNorm: norm, imagesPerSecond: rate,
+                secondsLeft: elapsed / Double(done - first) * Double(settings.steps - done))
             if let validation, (settings.evalEvery > 0 && done % settings.evalEvery == 0) || done == settings.steps {
                 entry.validationAccuracy = evaluateTrained(on: validation).accuracy
             }
             log(entry)
-            let scheduled = (settings.checkpointEvery > 0 && done % settings.checkpointEvery == 0) || done == settings.steps
+            let scheduled =
+                (settings.checkpointEvery > 0 && done % settings.checkpointEvery == 0) || done == settings.steps
             // Several ranks act on the flag they agreed on in the step's all-reduce (a signal that
             // arrives after it is seen at the next step), so they all stop at the same step.
             let interrupted = (group.size > 1 ? peerInterrupted : Interrupt.requested) && done < settings.steps
@@ -434,26 +476,42 @@ public final class Trainer {
         var w = SafeTensorsWriter(metadata: meta)
         let p = trained
         for r in p.table.layout.regions {
-            try w.add(r.name, floats: UnsafeBufferPointer(start: p.base + r.offset, count: r.shape.count), shape: r.shape.dims)
+            try w.add(
+                r.name, floats: UnsafeBufferPointer(start: p.base + r.offset, count: r.shape.count), shape: r.shape.dims
+            )
         }
-        try w.add("optimizer.m", floats: UnsafeBufferPointer(start: optimizer.m.base, count: optimizer.m.count), shape: [optimizer.m.count])
-        try w.add("optimizer.v", floats: UnsafeBufferPointer(start: optimizer.v.base, count: optimizer.v.count), shape: [optimizer.v.count])
+        try w.add(
+            "optimizer.m", floats: UnsafeBufferPointer(start: optimizer.m.base, count: optimizer.m.count),
+            shape: [optimizer.m.count])
+        try w.add(
+            "optimizer.v", floats: UnsafeBufferPointer(start: optimizer.v.base, count: optimizer.v.count),
+            shape: [optimizer.v.count])
         try w.write(to: path)
     }
 
     /// Restores a state written by `saveState` for the same config, mode and settings.
     public func restoreState(from path: String) throws {
         let file = try SafeTensorsFile.read(path: path)
-        guard file.metadata["format"] == "vitmerge-train-state", let stepText = file.metadata["step"], let step = Int(stepText) else {
-            throw IOError.invalidFile(path: path, reason: "not a training state (format vitmerge-train-state)", hint: "resume from the file the same command wrote with --state")
+        guard file.metadata["format"] == "vitmerge-train-state", let stepText = file.metadata["step"],
+            let step = Int(stepText)
+        else {
+            throw IOError.invalidFile(
+                path: path, reason: "not a training state (format vitmerge-train-state)",
+                hint: "resume from the file the same command wrote with --state")
         }
-        if file.metadata["config"] != model.config.json || file.metadata["mode"] != mode.rawValue || file.metadata["settings"] != settings.json {
-            throw IOError.invalidFile(path: path, reason: "it was written by a run with another config, mode or settings",
-                                      hint: "resume with exactly the same command line, or delete the state file to start over")
+        if file.metadata["config"] != model.config.json || file.metadata["mode"] != mode.rawValue
+            || file.metadata["settings"] != settings.json
+        {
+            throw IOError.invalidFile(
+                path: path, reason: "it was written by a run with another config, mode or settings",
+                hint: "resume with exactly the same command line, or delete the state file to start over")
         }
         let p = trained
         for r in p.table.layout.regions { try file.copyFloats(r.name, into: p.base + r.offset, shape: r.shape.dims) }
-        let m = try file.floats("optimizer.m", shape: [optimizer.m.count]), v = try file.floats("optimizer.v", shape: [optimizer.v.count])
-        m.withUnsafeBufferPointer { mp in v.withUnsafeBufferPointer { vp in optimizer.restore(step: step, m: mp.baseAddress!, v: vp.baseAddress!) } }
+        let m = try file.floats("optimizer.m", shape: [optimizer.m.count]),
+            v = try file.floats("optimizer.v", shape: [optimizer.v.count])
+        m.withUnsafeBufferPointer { mp in
+            v.withUnsafeBufferPointer { vp in optimizer.restore(step: step, m: mp.baseAddress!, v: vp.baseAddress!) }
+        }
     }
 }

@@ -51,7 +51,9 @@ func installCrashHandler() {
 func seeds(_ target: String, repo: URL) -> [[UInt8]] {
     let dir = repo.appendingPathComponent("data/fuzz/\(target)")
     let files = (try? FileManager.default.contentsOfDirectory(atPath: dir.path))?.sorted() ?? []
-    return files.compactMap { FileManager.default.contents(atPath: dir.appendingPathComponent($0).path).map { [UInt8]($0) } }
+    return files.compactMap {
+        FileManager.default.contents(atPath: dir.appendingPathComponent($0).path).map { [UInt8]($0) }
+    }
 }
 
 func mutate(_ input: [UInt8], _ rng: inout RNG, _ corpus: [[UInt8]]) -> [UInt8] {
@@ -63,7 +65,10 @@ func mutate(_ input: [UInt8], _ rng: inout RNG, _ corpus: [[UInt8]]) -> [UInt8] 
         case 0 where n > 0: b[rng.int(below: n)] ^= UInt8(1 << rng.int(below: 8))
         case 1 where n > 0: b[rng.int(below: n)] = [0, 0xFF, 0x7F, 0x80, 0x30, 0x39, 0x22, 0x2D][rng.int(below: 8)]
         case 2 where n > 0: b.removeLast(1 + rng.int(below: n))
-        case 3: b.insert(contentsOf: (0..<(1 + rng.int(below: 16))).map { _ in UInt8(rng.int(below: 256)) }, at: rng.int(below: n + 1))
+        case 3:
+            b.insert(
+                contentsOf: (0..<(1 + rng.int(below: 16))).map { _ in UInt8(rng.int(below: 256)) },
+                at: rng.int(below: n + 1))
         case 4 where n > 1:
             let s = rng.int(below: n), l = 1 + rng.int(below: min(64, n - s))
             b.insert(contentsOf: b[s..<(s + l)], at: rng.int(below: n + 1))
@@ -103,13 +108,16 @@ while !args.isEmpty {
     case "--seconds": seconds = Double(args.isEmpty ? "" : args.removeFirst()) ?? -1
     case "--seed": seed = UInt64(args.isEmpty ? "" : args.removeFirst()) ?? 1
     case "--help", "-h":
-        print("usage: vitmerge-fuzz [--seconds N per target] [--seed S] [" + targets.map(\.name).joined(separator: " ") + "]")
+        print(
+            "usage: vitmerge-fuzz [--seconds N per target] [--seed S] [" + targets.map(\.name).joined(separator: " ")
+                + "]")
         exit(0)
     default: chosen.append(a)
     }
 }
 guard seconds > 0, chosen.allSatisfy({ c in targets.contains { $0.name == c } }) else {
-    FileHandle.standardError.write("vitmerge-fuzz: --seconds must be positive and targets among \(targets.map(\.name))\n".data(using: .utf8)!)
+    FileHandle.standardError.write(
+        "vitmerge-fuzz: --seconds must be positive and targets among \(targets.map(\.name))\n".data(using: .utf8)!)
     exit(2)
 }
 let repo = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
@@ -129,7 +137,8 @@ for target in targets where chosen.isEmpty || chosen.contains(target.name) {
     var execs = 0
     while Date().timeIntervalSince(start) < seconds {
         for _ in 0..<64 {
-            let input = execs < corpus.count ? corpus[execs] : mutate(corpus[rng.int(below: corpus.count)], &rng, corpus)
+            let input =
+                execs < corpus.count ? corpus[execs] : mutate(corpus[rng.int(below: corpus.count)], &rng, corpus)
             current.deallocate()
             current = .allocate(capacity: max(1, input.count))
             input.withUnsafeBufferPointer { current.update(from: $0.baseAddress!, count: input.count) }

@@ -14,7 +14,9 @@ struct Doctor: ParsableCommand {
         runtime.apply()
         let threads = ThreadPool.shared.threads
         var problems: [String] = []
-        func line(_ key: String, _ value: String) { print(key.padding(toLength: 20, withPad: " ", startingAt: 0) + value) }
+        func line(_ key: String, _ value: String) {
+            print(key.padding(toLength: 20, withPad: " ", startingAt: 0) + value)
+        }
 
         line("vitmerge", VitMerge.version)
         line("cpu", Machine.cpuModel)
@@ -23,27 +25,39 @@ struct Doctor: ParsableCommand {
         if Machine.buildVectorBits >= 512 && !Machine.cpuHasAVX512 {
             problems.append("this build uses AVX-512 but the CPU lacks it; rebuild with VITMERGE_TARGET_CPU=haswell")
         }
-        line("threads", "\(threads) of \(ThreadPool.shared.capacity) (cores: \(ProcessInfo.processInfo.activeProcessorCount))")
+        line(
+            "threads",
+            "\(threads) of \(ThreadPool.shared.capacity) (cores: \(ProcessInfo.processInfo.activeProcessorCount))")
         let sleefOK = Machine.sleefWorks
         line("SLEEF", "\(Machine.sleefVersion) \(sleefOK ? "ok" : "WRONG RESULTS")")
         if !sleefOK { problems.append("SLEEF returns wrong values; reinstall libsleef-dev") }
         let peak1 = Machine.measureFMAPeak(threads: 1)
         line("FMA peak, 1 thread", String(format: "%.1f GFLOP/s", peak1))
         if threads > 1 {
-            line("FMA peak, \(threads) threads", String(format: "%.1f GFLOP/s", Machine.measureFMAPeak(threads: threads)))
+            line(
+                "FMA peak, \(threads) threads", String(format: "%.1f GFLOP/s", Machine.measureFMAPeak(threads: threads))
+            )
         }
         let (gflops, gemmError) = gemmCheck()
-        line("sgemm 512³", String(format: "%.1f GFLOP/s (%.0f%% of 1-thread peak × %d), error %.1e (relative to max |C|)",
-                                  gflops, 100 * gflops / (peak1 * Double(threads)), threads, gemmError))
-        if !(gemmError <= 1e-5) { problems.append("sgemm disagrees with the reference GEMM (error \(gemmError) relative to max |C|)") }
-        #if DEBUG
-        line("note", "debug build: kernels are slow; use swift run -c release")
-        #else
-        // A release SGEMM reaches 60–95% of this peak on the machines we measured (README,
-        // Performance). Far below that, the machine is busy or this ISA's kernel needs work.
-        if gflops < 0.4 * peak1 * Double(threads) {
-            line("note", "sgemm is under 40% of the FMA peak: if the machine is idle, please report it with the output of `vitmerge-bench --suite gemm`")
+        line(
+            "sgemm 512³",
+            String(
+                format: "%.1f GFLOP/s (%.0f%% of 1-thread peak × %d), error %.1e (relative to max |C|)",
+                gflops, 100 * gflops / (peak1 * Double(threads)), threads, gemmError))
+        if !(gemmError <= 1e-5) {
+            problems.append("sgemm disagrees with the reference GEMM (error \(gemmError) relative to max |C|)")
         }
+        #if DEBUG
+            line("note", "debug build: kernels are slow; use swift run -c release")
+        #else
+            // A release SGEMM reaches 60–95% of this peak on the machines we measured (README,
+            // Performance). Far below that, the machine is busy or this ISA's kernel needs work.
+            if gflops < 0.4 * peak1 * Double(threads) {
+                line(
+                    "note",
+                    "sgemm is under 40% of the FMA peak: if the machine is idle, please report it with the output of `vitmerge-bench --suite gemm`"
+                )
+            }
         #endif
         if problems.isEmpty {
             print("all checks passed")
@@ -62,13 +76,17 @@ struct Doctor: ParsableCommand {
         var best = Double.infinity
         for _ in 0..<5 {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            sgemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a, lda: n, b: b, ldb: n, beta: 0, c: &c, ldc: n)
+            sgemm(
+                transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a, lda: n, b: b, ldb: n, beta: 0, c: &c,
+                ldc: n)
             best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0))
         }
         // Reference on the first 16 rows only (it is slow).
         let rows = 16
         var r = [Float](repeating: 0, count: rows * n)
-        sgemmReference(transA: false, transB: false, m: rows, n: n, k: n, alpha: 1, a: a, lda: n, b: b, ldb: n, beta: 0, c: &r, ldc: n)
+        sgemmReference(
+            transA: false, transB: false, m: rows, n: n, k: n, alpha: 1, a: a, lda: n, b: b, ldb: n, beta: 0, c: &r,
+            ldc: n)
         var worst = 0.0, scale = 0.0
         for i in 0..<rows * n {
             worst = max(worst, Double(abs(c[i] - r[i])))

@@ -6,13 +6,15 @@ import ViTMergeTraining
 
 /// `vitmerge eval`: accuracy and loss of a checkpoint on a task split.
 struct Eval: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Accuracy and mean cross-entropy of a checkpoint on a task split.")
+    static let configuration = CommandConfiguration(
+        abstract: "Accuracy and mean cross-entropy of a checkpoint on a task split.")
 
     @Option(help: "Checkpoint with a head for the task.") var checkpoint: String
     @Option(help: "Task file (.safetensors).") var task: String
     @Option(help: "train | val | test") var split = "test"
     @Option(help: "Seed of the validation split (as used in training).") var seed: UInt64 = 0
-    @Option(help: "Linearized checkpoints: the starting model θ0 (default: the 'base' recorded in the checkpoint).") var base: String?
+    @Option(help: "Linearized checkpoints: the starting model θ0 (default: the 'base' recorded in the checkpoint).")
+    var base: String?
     @Flag(help: "Print JSON.") var json = false
     @OptionGroup var runtime: RuntimeOptions
 
@@ -23,7 +25,9 @@ struct Eval: ParsableCommand {
         let (params, meta) = try Checkpoint.load(path: checkpoint)
         try splits.check(fits: params.config, checkpoint: checkpoint)
         guard params.config.numClasses == splits.dataset.classes.count else {
-            throw ValidationError("\(checkpoint) has a head for \(params.config.numClasses) classes but \(task) has \(splits.dataset.classes.count); probe or fine-tune on this task first")
+            throw ValidationError(
+                "\(checkpoint) has a head for \(params.config.numClasses) classes but \(task) has \(splits.dataset.classes.count); probe or fine-tune on this task first"
+            )
         }
         let acc: Double, loss: Double
         if meta["mode"] == "linearized" {
@@ -32,16 +36,26 @@ struct Eval: ParsableCommand {
             }
             let theta0 = try Checkpoint.load(path: basePath).parameters
             guard theta0.config == params.config else {
-                throw ValidationError("--base \(basePath) has another config than \(checkpoint); give the checkpoint linearized fine-tuning started from")
+                throw ValidationError(
+                    "--base \(basePath) has another config than \(checkpoint); give the checkpoint linearized fine-tuning started from"
+                )
             }
-            (acc, loss) = params.difference(from: theta0).withUnsafeBufferPointer { evaluate(ViT(parameters: theta0), on: data, tangent: $0.baseAddress!) }
+            (acc, loss) = params.difference(from: theta0).withUnsafeBufferPointer {
+                evaluate(ViT(parameters: theta0), on: data, tangent: $0.baseAddress!)
+            }
         } else {
             (acc, loss) = evaluate(ViT(parameters: params), on: data)
         }
         if json {
-            printJSON(["checkpoint": checkpoint, "task": splits.dataset.name, "split": split, "accuracy": acc, "loss": loss, "count": data.count])
+            printJSON([
+                "checkpoint": checkpoint, "task": splits.dataset.name, "split": split, "accuracy": acc, "loss": loss,
+                "count": data.count,
+            ])
         } else {
-            print(String(format: "%@ %@ %@: accuracy %.4f  loss %.4f  (%d images)", checkpoint, splits.dataset.name, split, acc, loss, data.count))
+            print(
+                String(
+                    format: "%@ %@ %@: accuracy %.4f  loss %.4f  (%d images)", checkpoint, splits.dataset.name, split,
+                    acc, loss, data.count))
         }
     }
 }

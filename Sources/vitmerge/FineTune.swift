@@ -11,10 +11,13 @@ extension TrainMode: ExpressibleByArgument {}
 struct FineTune: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finetune",
-        abstract: "Fine-tune on a task: aligned = encoder only with the probed head frozen; full = encoder and a fresh head; linearized = aligned, in the tangent space of the starting model.")
+        abstract:
+            "Fine-tune on a task: aligned = encoder only with the probed head frozen; full = encoder and a fresh head; linearized = aligned, in the tangent space of the starting model."
+    )
 
     @Option(help: "aligned | full | linearized") var mode: TrainMode
-    @Option(help: "Starting checkpoint: the probed model for aligned and linearized, the pre-trained encoder for full.") var checkpoint: String
+    @Option(help: "Starting checkpoint: the probed model for aligned and linearized, the pre-trained encoder for full.")
+    var checkpoint: String
     @Option(help: "Task file (.safetensors).") var task: String
     @Option(help: "Output checkpoint.") var output: String
     @Option(help: "Resumable training state (written every --checkpoint-every steps).") var state: String?
@@ -26,7 +29,10 @@ struct FineTune: ParsableCommand {
 
     func validate() throws {
         if resume && state == nil { throw ValidationError("--resume needs --state FILE") }
-        if mode == .masked { throw ValidationError("--mode must be aligned or full (masked image modeling is `vitmerge pretrain --scheme mim`)") }
+        if mode == .masked {
+            throw ValidationError(
+                "--mode must be aligned or full (masked image modeling is `vitmerge pretrain --scheme mim`)")
+        }
     }
 
     func run() throws {
@@ -41,28 +47,45 @@ struct FineTune: ParsableCommand {
         try splits.check(fits: start.config, checkpoint: checkpoint)
         let classes = splits.dataset.classes.count
         if mode != .full && start.config.numClasses != classes {
-            throw ValidationError("aligned fine-tuning needs a checkpoint whose head has \(classes) classes (run `vitmerge probe` first); \(checkpoint) has \(start.config.numClasses)")
+            throw ValidationError(
+                "aligned fine-tuning needs a checkpoint whose head has \(classes) classes (run `vitmerge probe` first); \(checkpoint) has \(start.config.numClasses)"
+            )
         }
         let params = withHead(start, classes: classes)
         if mode == .full { reinitializeHead(params, seed: train.seed) }
         let model = ViT(parameters: params)
-        let trainer = Trainer(model: model, train: splits.train, mode: mode, settings: train.settings(checkpointEvery: checkpointEvery),
-                              group: group)
+        let trainer = Trainer(
+            model: model, train: splits.train, mode: mode, settings: train.settings(checkpointEvery: checkpointEvery),
+            group: group)
         trainer.gradientSync = parallel.gradSync
         // Under MPI only rank 0 reads the state; `run` gives every rank its parameters and moments.
-        if root, resume, let state, FileManager.default.fileExists(atPath: state) { try trainer.restoreState(from: state) }
-        if root && group.size > 1 && !train.quiet { print(World.describe(globalBatch: min(train.batchSize, splits.train.count))) }
-        try trainer.run(validation: splits.validation, log: root ? train.progress("finetune-\(mode.rawValue)") : { _ in }) { t in
+        if root, resume, let state, FileManager.default.fileExists(atPath: state) {
+            try trainer.restoreState(from: state)
+        }
+        if root && group.size > 1 && !train.quiet {
+            print(World.describe(globalBatch: min(train.batchSize, splits.train.count)))
+        }
+        try trainer.run(
+            validation: splits.validation, log: root ? train.progress("finetune-\(mode.rawValue)") : { _ in }
+        ) { t in
             if root, let state { try t.saveState(to: state) }
         }
         let (acc, _) = trainer.evaluateTrained(on: splits.validation)
         guard root else { return }
         if group.size > 1 && !train.quiet { print(describeCommunication(trainer)) }
-        if trainer.resynchronizations > 0 { print("note: the ranks' parameters differed \(trainer.resynchronizations) time(s) at a save and were reset to rank 0's") }
+        if trainer.resynchronizations > 0 {
+            print(
+                "note: the ranks' parameters differed \(trainer.resynchronizations) time(s) at a save and were reset to rank 0's"
+            )
+        }
         // Linearized: the file holds θ; evaluating it needs θ0 = `base` (f_lin = f(θ0) + J(θ0)(θ − θ0)).
-        try Checkpoint.save(trainer.trained, to: output, metadata: [
-            "command": CommandLine.arguments.joined(separator: " "), "task": splits.dataset.name, "mode": mode.rawValue,
-            "base": checkpoint, "val_accuracy": String(format: "%.4f", acc)])
+        try Checkpoint.save(
+            trainer.trained, to: output,
+            metadata: [
+                "command": CommandLine.arguments.joined(separator: " "), "task": splits.dataset.name,
+                "mode": mode.rawValue,
+                "base": checkpoint, "val_accuracy": String(format: "%.4f", acc),
+            ])
         print(String(format: "wrote %@ (validation accuracy %.4f)", output, acc))
     }
 }
@@ -72,15 +95,21 @@ func describeCommunication(_ t: Trainer) -> String {
     let n = t.group.size
     let bytes = Double(t.gradientBytesPerStep)
     // A ring all-reduce sends (and receives) 2(N−1)/N of the buffer per rank.
-    return String(format: "communication: %.2f MB of gradients summed per step (ring all-reduce: %.2f MB sent per rank); %.1f ms per step in collectives on rank 0 (%@)",
-                  bytes / 1e6, bytes * 2 * Double(n - 1) / Double(n) / 1e6, t.communicationSecondsPerStep * 1e3, t.gradientSync.rawValue)
+    return String(
+        format:
+            "communication: %.2f MB of gradients summed per step (ring all-reduce: %.2f MB sent per rank); %.1f ms per step in collectives on rank 0 (%@)",
+        bytes / 1e6, bytes * 2 * Double(n - 1) / Double(n) / 1e6, t.communicationSecondsPerStep * 1e3,
+        t.gradientSync.rawValue)
 }
 
 /// Throws unless every rank of `group` gets at least one image of each global batch.
 func checkShares(batchSize: Int, train: LabeledImages, group: Collective) throws {
     let global = min(batchSize, train.count)
     if global < group.size {
-        throw InputError(description: "a global batch of \(global) images cannot be shared by \(group.size) ranks: use --batch-size ≥ \(group.size) (the global batch is split across the ranks) or fewer ranks")
+        throw InputError(
+            description:
+                "a global batch of \(global) images cannot be shared by \(group.size) ranks: use --batch-size ≥ \(group.size) (the global batch is split across the ranks) or fewer ranks"
+        )
     }
 }
 

@@ -7,7 +7,8 @@ import ViTMergeModel
 struct Forward: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a checkpoint on images and write the logits (and features).",
-        discussion: "The input file holds `input` [B, C, H, W] float32, or `images` [B, C, H, W] uint8 (scaled to [0, 1]).")
+        discussion:
+            "The input file holds `input` [B, C, H, W] float32, or `images` [B, C, H, W] uint8 (scaled to [0, 1]).")
 
     @Option(help: "Model checkpoint (.safetensors with config metadata).")
     var checkpoint: String
@@ -62,6 +63,8 @@ struct Forward: ParsableCommand {
         if k > 0 { try writer.add("logits", floats: logits, shape: [n, k]) }
         if features || k == 0 { try writer.add("features", floats: feats, shape: [n, d]) }
         try writer.write(to: output)
-        print("wrote \(output): \(n) images" + (k > 0 ? ", logits [\(n), \(k)]" : "") + (features || k == 0 ? ", features [\(n), \(d)]" : ""))
+        print(
+            "wrote \(output): \(n) images" + (k > 0 ? ", logits [\(n), \(k)]" : "")
+                + (features || k == 0 ? ", features [\(n), \(d)]" : ""))
     }
 }

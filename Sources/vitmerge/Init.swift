@@ -8,7 +8,10 @@ struct Init: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a freshly initialized model (timm's init scheme, seeded) as a checkpoint.")
 
-    @Option(help: "Model config JSON (timm argument names, FORMATS.md) or a preset: \(ViTConfig.presets.keys.sorted().joined(separator: ", ")).")
+    @Option(
+        help:
+            "Model config JSON (timm argument names, FORMATS.md) or a preset: \(ViTConfig.presets.keys.sorted().joined(separator: ", "))."
+    )
     var config: String
 
     @Option(help: "Seed: the same seed gives the same weights on every machine.")
@@ -21,7 +24,8 @@ struct Init: ParsableCommand {
         let cfg = try loadConfig(config)
         let model = ViTParameters(config: cfg)
         model.initialize(seed: seed)
-        try Checkpoint.save(model, to: output, metadata: ["seed": "\(seed)", "command": CommandLine.arguments.joined(separator: " ")])
+        try Checkpoint.save(
+            model, to: output, metadata: ["seed": "\(seed)", "command": CommandLine.arguments.joined(separator: " ")])
         print("wrote \(output): \(model.table.parameterCount) parameters, config \(cfg.json)")
     }
 }
@@ -30,7 +34,9 @@ struct Init: ParsableCommand {
 func loadConfig(_ spec: String) throws -> ViTConfig {
     if let preset = ViTConfig.presets[spec] { return preset }
     guard let data = FileManager.default.contents(atPath: spec) else {
-        throw ValidationError("cannot read config '\(spec)': give a JSON file or one of the presets \(ViTConfig.presets.keys.sorted().joined(separator: ", "))")
+        throw ValidationError(
+            "cannot read config '\(spec)': give a JSON file or one of the presets \(ViTConfig.presets.keys.sorted().joined(separator: ", "))"
+        )
     }
     do { return try ViTConfig.parse(json: data) } catch {
         throw ValidationError("\(spec): \(error)")

@@ -10,7 +10,10 @@ struct Pretrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Pre-train a ViT from scratch (supervised) and write a checkpoint with its config and command line.")
 
-    @Option(help: "supervised: classification on the pre-training labels; mim: masked image modeling on the images alone (labels unused).")
+    @Option(
+        help:
+            "supervised: classification on the pre-training labels; mim: masked image modeling on the images alone (labels unused)."
+    )
     var scheme = "supervised"
     @Option(help: "mim: fraction of patches masked per image.") var maskRatio = 0.6
     @Option(help: "Pre-training data (task-format .safetensors).")
@@ -43,15 +46,23 @@ struct Pretrain: ParsableCommand {
         settings.maskRatio = maskRatio
         let cfg = try loadConfig(config)
         try splits.check(fits: cfg, checkpoint: "--config \(config)")
-        if root && group.size > 1 && !train.quiet { print(World.describe(globalBatch: min(train.batchSize, splits.train.count))) }
-        let (params, metadata) = try pretrain(scheme: scheme, splits: splits, config: cfg, settings: settings, state: state, resume: resume,
-                                              log: root ? train.progress("pretrain-\(scheme)") : { _ in }, group: group,
-                                              gradientSync: parallel.gradSync)
+        if root && group.size > 1 && !train.quiet {
+            print(World.describe(globalBatch: min(train.batchSize, splits.train.count)))
+        }
+        let (params, metadata) = try pretrain(
+            scheme: scheme, splits: splits, config: cfg, settings: settings, state: state, resume: resume,
+            log: root ? train.progress("pretrain-\(scheme)") : { _ in }, group: group,
+            gradientSync: parallel.gradSync)
         guard root else { return }
-        try Checkpoint.save(params, to: output, metadata: metadata.merging([
-            "command": CommandLine.arguments.joined(separator: " "), "data": data]) { $1 })
-        print("wrote \(output) (" + (metadata["test_accuracy"].map { "pre-training test accuracy \($0)" }
-            ?? "masked reconstruction MSE \(metadata["final_loss"] ?? "?")") + ")")
+        try Checkpoint.save(
+            params, to: output,
+            metadata: metadata.merging([
+                "command": CommandLine.arguments.joined(separator: " "), "data": data,
+            ]) { $1 })
+        print(
+            "wrote \(output) ("
+                + (metadata["test_accuracy"].map { "pre-training test accuracy \($0)" }
+                    ?? "masked reconstruction MSE \(metadata["final_loss"] ?? "?")") + ")")
     }
 }
 
@@ -60,18 +71,29 @@ struct Pretrain: ParsableCommand {
 /// encoder only (num_classes 0; the decoder is dropped).
 /// With a `group` of several ranks the training is data-parallel; only rank 0 reads `state` and
 /// writes it.
-func pretrain(scheme: String, splits: TaskSplits, config: ViTConfig, settings: TrainSettings, state: String?, resume: Bool,
-              log: (StepLog) -> Void, group: Collective = SingleProcess.shared, gradientSync: GradientSync = .overlapped)
-    throws -> (ViTParameters, [String: String]) {
+func pretrain(
+    scheme: String, splits: TaskSplits, config: ViTConfig, settings: TrainSettings, state: String?, resume: Bool,
+    log: (StepLog) -> Void, group: Collective = SingleProcess.shared, gradientSync: GradientSync = .overlapped
+)
+    throws -> (ViTParameters, [String: String])
+{
     var cfg = config
     let mim = scheme == "mim"
     cfg.numClasses = mim ? cfg.patchDim : splits.dataset.classes.count
     let model = ViT(config: cfg, seed: settings.seed)
-    let trainer = Trainer(model: model, train: splits.train, mode: mim ? .masked : .full, settings: settings, group: group)
+    let trainer = Trainer(
+        model: model, train: splits.train, mode: mim ? .masked : .full, settings: settings, group: group)
     trainer.gradientSync = gradientSync
-    if group.isRoot, resume, let state, FileManager.default.fileExists(atPath: state) { try trainer.restoreState(from: state) }
+    if group.isRoot, resume, let state, FileManager.default.fileExists(atPath: state) {
+        try trainer.restoreState(from: state)
+    }
     var last: Float = .nan
-    try trainer.run(validation: mim ? nil : splits.validation, log: { last = $0.loss; log($0) }) { t in
+    try trainer.run(
+        validation: mim ? nil : splits.validation,
+        log: {
+            last = $0.loss; log($0)
+        }
+    ) { t in
         if group.isRoot, let state { try t.saveState(to: state) }
     }
     var metadata = ["scheme": scheme, "settings": settings.json, "final_loss": String(format: "%.5f", last)]

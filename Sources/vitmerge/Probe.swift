@@ -7,7 +7,9 @@ import ViTMergeTraining
 /// `vitmerge probe`: a linear head on the frozen encoder.
 struct Probe: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Linear-probe a fresh head on a frozen encoder (features computed once) and write the model with that head.")
+        abstract:
+            "Linear-probe a fresh head on a frozen encoder (features computed once) and write the model with that head."
+    )
 
     @Option(help: "Encoder checkpoint (its head, if any, is replaced).") var checkpoint: String
     @Option(help: "Task file (.safetensors, FORMATS.md).") var task: String
@@ -23,11 +25,16 @@ struct Probe: ParsableCommand {
         try splits.check(fits: base.config, checkpoint: checkpoint)
         let model = ViT(parameters: withHead(base, classes: splits.dataset.classes.count))
         let features = extractFeatures(model, splits.train)
-        linearProbe(model, train: splits.train, features: features, settings: train.settings(), log: train.progress("probe"))
+        linearProbe(
+            model, train: splits.train, features: features, settings: train.settings(), log: train.progress("probe"))
         let (acc, _) = evaluate(model, on: splits.validation)
-        try Checkpoint.save(model.parameters, to: output, metadata: [
-            "command": CommandLine.arguments.joined(separator: " "), "task": splits.dataset.name, "base": checkpoint,
-            "val_accuracy": String(format: "%.4f", acc)])
+        try Checkpoint.save(
+            model.parameters, to: output,
+            metadata: [
+                "command": CommandLine.arguments.joined(separator: " "), "task": splits.dataset.name,
+                "base": checkpoint,
+                "val_accuracy": String(format: "%.4f", acc),
+            ])
         print(String(format: "wrote %@ (validation accuracy %.4f)", output, acc))
     }
 }

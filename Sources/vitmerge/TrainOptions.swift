@@ -11,7 +11,8 @@ struct TrainOptions: ParsableArguments {
     @Option(help: "Images per step.") var batchSize = 64
     @Option(help: "Peak learning rate (AdamW, warm-up then cosine).") var lr: Float = 1e-3
     @Option(help: "Warm-up steps (default: 10% of --steps).") var warmup: Int?
-    @Option(help: "Decoupled weight decay (not applied to biases, norms, tokens, position embeddings).") var weightDecay: Float = 0.05
+    @Option(help: "Decoupled weight decay (not applied to biases, norms, tokens, position embeddings).")
+    var weightDecay: Float = 0.05
     @Option(help: "Clip the gradient's global L2 norm to this (0 = off).") var clip: Double = 1
     @Option(help: "Seed for initialization, batch order and the validation split.") var seed: UInt64 = 0
     @Option(help: "Validate every N steps (0 = at the end only).") var evalEvery = 0
@@ -27,8 +28,9 @@ struct TrainOptions: ParsableArguments {
     }
 
     func settings(checkpointEvery: Int = 0) -> TrainSettings {
-        TrainSettings(steps: steps, batchSize: batchSize, lr: lr, warmupSteps: warmup, weightDecay: weightDecay,
-                      clipNorm: clip, seed: seed, evalEvery: evalEvery, checkpointEvery: checkpointEvery)
+        TrainSettings(
+            steps: steps, batchSize: batchSize, lr: lr, warmupSteps: warmup, weightDecay: weightDecay,
+            clipNorm: clip, seed: seed, evalEvery: evalEvery, checkpointEvery: checkpointEvery)
     }
 
     /// A progress printer: a rewritten line on a terminal, plain lines (every 5%) otherwise.
@@ -39,15 +41,20 @@ struct TrainOptions: ParsableArguments {
         return { s in
             if quiet { return }
             if json {
-                var o: [String: Any] = ["event": "step", "what": label, "step": s.step, "steps": s.steps, "loss": Double(s.loss),
-                                        "lr": Double(s.lr), "images_per_second": s.imagesPerSecond]
+                var o: [String: Any] = [
+                    "event": "step", "what": label, "step": s.step, "steps": s.steps, "loss": Double(s.loss),
+                    "lr": Double(s.lr), "images_per_second": s.imagesPerSecond,
+                ]
                 if let v = s.validationAccuracy { o["val_accuracy"] = v }
                 printJSON(o)
                 fflush(nil)
                 return
             }
-            let line = String(format: "%@ step %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %@", label, s.step, s.steps, s.loss, s.lr,
-                              s.imagesPerSecond, formatSeconds(s.secondsLeft))
+            let line =
+                String(
+                    format: "%@ step %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %@", label, s.step, s.steps, s.loss,
+                    s.lr,
+                    s.imagesPerSecond, formatSeconds(s.secondsLeft))
                 + (s.validationAccuracy.map { String(format: "  val acc %.4f", $0) } ?? "")
             if tty {
                 print("\r\u{1B}[K" + line, terminator: s.step == s.steps ? "\n" : "")
@@ -67,7 +74,9 @@ func formatSeconds(_ s: Double) -> String {
 }
 
 func printJSON(_ object: [String: Any]) {
-    if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) { print(String(decoding: data, as: UTF8.self)) }
+    if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
+        print(String(decoding: data, as: UTF8.self))
+    }
 }
 
 /// Throws unless `path` can be written (its directory exists and is writable): checked before
@@ -76,7 +85,9 @@ func ensureWritable(_ paths: String?...) throws {
     for case let path? in paths {
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue, access(dir, W_OK) == 0 else {
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue,
+            access(dir, W_OK) == 0
+        else {
             throw IOError.cannotWrite(path: path, reason: "its directory \(dir) does not exist or is not writable")
         }
     }
@@ -101,8 +112,11 @@ struct TaskSplits {
         }
         test = dataset.test
         for (name, split) in [("train", train), ("validation", validation), ("test", test)] where split.count == 0 {
-            throw InputError(description: "\(path): the \(name) split is empty" + (name == "validation"
-                ? " (it is drawn from train: give at least 2 training images per class)" : "; prepare the task with images in every split"))
+            throw InputError(
+                description: "\(path): the \(name) split is empty"
+                    + (name == "validation"
+                        ? " (it is drawn from train: give at least 2 training images per class)"
+                        : "; prepare the task with images in every split"))
         }
     }
 
@@ -110,7 +124,10 @@ struct TaskSplits {
     func check(fits config: ViTConfig, checkpoint: String) throws {
         let t = train
         guard (t.channels, t.height, t.width) == (config.inChannels, config.imageHeight, config.imageWidth) else {
-            throw InputError(description: "\(dataset.name) has \(t.channels)×\(t.height)×\(t.width) images but \(checkpoint) expects \(config.inChannels)×\(config.imageHeight)×\(config.imageWidth); resize the task (scripts/prepare_data.py) or use a model made for this size")
+            throw InputError(
+                description:
+                    "\(dataset.name) has \(t.channels)×\(t.height)×\(t.width) images but \(checkpoint) expects \(config.inChannels)×\(config.imageHeight)×\(config.imageWidth); resize the task (scripts/prepare_data.py) or use a model made for this size"
+            )
         }
     }
 

@@ -7,7 +7,9 @@ struct VerifyGolden: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify-golden",
         abstract: "Run golden files (scripts/make_golden.py) through the Swift model and compare with torch.",
-        discussion: "Forward, loss, activations, every gradient, the input gradient and the recorded AdamW steps, each with FORMATS.md's tolerances. Exits 0 only if everything passes.")
+        discussion:
+            "Forward, loss, activations, every gradient, the input gradient and the recorded AdamW steps, each with FORMATS.md's tolerances. Exits 0 only if everything passes."
+    )
 
     @Argument(help: "Golden .safetensors files.")
     var files: [String]
@@ -32,8 +34,10 @@ struct VerifyGolden: ParsableCommand {
             let header = ["group", "tensors", "max abs", "max rel", "atol/rtol", "", "worst"]
             var rows = [header]
             for r in report.rows {
-                rows.append([r.group, "\(r.tensors)", String(format: "%.2e", r.maxAbs), String(format: "%.2e", r.maxRel),
-                             "\(r.atol)/\(r.rtol)", r.passed ? "ok" : "FAIL", r.worst])
+                rows.append([
+                    r.group, "\(r.tensors)", String(format: "%.2e", r.maxAbs), String(format: "%.2e", r.maxRel),
+                    "\(r.atol)/\(r.rtol)", r.passed ? "ok" : "FAIL", r.worst,
+                ])
             }
             printTable(rows, indent: "  ")
             if !report.passed { failed += 1 }
@@ -49,7 +53,9 @@ func printTable(_ rows: [[String]], indent: String = "") {
     var widths = [Int](repeating: 0, count: width)
     for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
     for row in rows {
-        let cells = row.enumerated().map { i, c in i == row.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+        let cells = row.enumerated().map { i, c in
+            i == row.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+        }
         print(indent + cells.joined(separator: "  "))
     }
 }

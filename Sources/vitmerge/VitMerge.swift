@@ -10,7 +10,10 @@ struct VitMerge: ParsableCommand {
         commandName: "vitmerge",
         abstract: "Vision Transformers, fine-tuning and task arithmetic on the CPU, in pure Swift.",
         version: version,
-        subcommands: [Demo.self, Experiment.self, Doctor.self, VerifyGolden.self, Init.self, Forward.self, Pretrain.self, Probe.self, FineTune.self, Eval.self, TaskVectorCommand.self, MergeCommand.self, Disentangle.self])
+        subcommands: [
+            Demo.self, Experiment.self, Doctor.self, VerifyGolden.self, Init.self, Forward.self, Pretrain.self,
+            Probe.self, FineTune.self, Eval.self, TaskVectorCommand.self, MergeCommand.self, Disentangle.self,
+        ])
 
     /// ArgumentParser's `main`, plus the MPI job's life cycle: only `finetune` and `pretrain` run
     /// as several ranks; a rank that fails ends the whole job (no rank is left waiting).
@@ -18,13 +21,18 @@ struct VitMerge: ParsableCommand {
         do {
             var command = try parseAsRoot()
             if let n = World.launchedSize, n > 1, !(command is FineTune || command is Pretrain) {
-                throw InputError(description: "started as one of \(n) MPI ranks, but only `finetune` and `pretrain` are data-parallel: run this command as one process (without mpirun)")
+                throw InputError(
+                    description:
+                        "started as one of \(n) MPI ranks, but only `finetune` and `pretrain` are data-parallel: run this command as one process (without mpirun)"
+                )
             }
             try command.run()
             World.finish()
         } catch {
             if World.group.size > 1 {
-                World.group.abort(code: exitCode(for: error).rawValue, message: "vitmerge (rank \(World.group.rank)): \(fullMessage(for: error))")
+                World.group.abort(
+                    code: exitCode(for: error).rawValue,
+                    message: "vitmerge (rank \(World.group.rank)): \(fullMessage(for: error))")
             }
             exit(withError: error)
         }
@@ -38,7 +46,9 @@ struct RuntimeOptions: ParsableArguments {
 
     func validate() throws {
         if let t = threads, !(1...ThreadPool.shared.capacity).contains(t) {
-            throw ValidationError("--threads must be between 1 and \(ThreadPool.shared.capacity) (the pool's size; set VITMERGE_THREADS to change it)")
+            throw ValidationError(
+                "--threads must be between 1 and \(ThreadPool.shared.capacity) (the pool's size; set VITMERGE_THREADS to change it)"
+            )
         }
     }
 

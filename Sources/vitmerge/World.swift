@@ -3,7 +3,7 @@ import Foundation
 import ViTMergeCore
 import ViTMergeTraining
 #if MPI
-import ViTMergeMPI
+    import ViTMergeMPI
 #endif
 
 /// The processes of this run: this one alone, or the ranks of an MPI job (`mpirun -np N
@@ -11,15 +11,15 @@ import ViTMergeMPI
 enum World {
     nonisolated(unsafe) static var group: Collective = SingleProcess.shared
     #if MPI
-    nonisolated(unsafe) static var mpi: MPICollective?
+        nonisolated(unsafe) static var mpi: MPICollective?
     #endif
 
     /// Whether this binary can join an MPI job.
     static var hasMPI: Bool {
         #if MPI
-        true
+            true
         #else
-        false
+            false
         #endif
     }
 
@@ -36,22 +36,26 @@ enum World {
     static func join() throws -> Collective {
         guard let n = launchedSize, n > 1 else { return group }
         #if MPI
-        let m = MPICollective.initialize()
-        mpi = m
-        group = m
-        return m
+            let m = MPICollective.initialize()
+            mpi = m
+            group = m
+            return m
         #else
-        throw InputError(description: "started as one of \(n) MPI ranks, but this vitmerge was built without MPI, so every rank would train alone and write the same files. Build with MPI: apt-get install libopenmpi-dev openmpi-bin; swift build -c release --traits MPI")
+            throw InputError(
+                description:
+                    "started as one of \(n) MPI ranks, but this vitmerge was built without MPI, so every rank would train alone and write the same files. Build with MPI: apt-get install libopenmpi-dev openmpi-bin; swift build -c release --traits MPI"
+            )
         #endif
     }
 
     /// A line for the log: ranks, threads, batch shares and the MPI library.
     static func describe(globalBatch: Int) -> String {
         let threads = ThreadPool.shared.threads
-        var line = "data-parallel: \(group.size) ranks × \(threads) thread\(threads == 1 ? "" : "s"), global batch \(globalBatch) "
+        var line =
+            "data-parallel: \(group.size) ranks × \(threads) thread\(threads == 1 ? "" : "s"), global batch \(globalBatch) "
             + "(\(globalBatch / group.size)\(globalBatch % group.size == 0 ? "" : "–\(globalBatch / group.size + 1)") per rank)"
         #if MPI
-        if let mpi { line += ", \(mpi.libraryVersion)" }
+            if let mpi { line += ", \(mpi.libraryVersion)" }
         #endif
         return line
     }
@@ -59,14 +63,17 @@ enum World {
     /// Leaves the MPI job, if one was joined.
     static func finish() {
         #if MPI
-        mpi?.finalize()
+            mpi?.finalize()
         #endif
     }
 }
 
 /// `--grad-sync` for the data-parallel commands.
 struct ParallelOptions: ParsableArguments {
-    @Option(help: "Under mpirun: overlapped (gradient sums in 1 MB buckets, started during the backward) or after-backward (one blocking sum).")
+    @Option(
+        help:
+            "Under mpirun: overlapped (gradient sums in 1 MB buckets, started during the backward) or after-backward (one blocking sum)."
+    )
     var gradSync = GradientSync.overlapped
 }
 

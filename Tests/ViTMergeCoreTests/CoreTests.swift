@@ -52,7 +52,11 @@ final class ThreadPoolTests: XCTestCase {
             var hits = [Int](repeating: 0, count: nth)
             hits.withUnsafeMutableBufferPointer { h in
                 let p = h.baseAddress!
-                for _ in 0..<1000 { pool.run(threads: nth) { ith, n in XCTAssertEqual(n, nth); p[ith] += 1 } }
+                for _ in 0..<1000 {
+                    pool.run(threads: nth) { ith, n in
+                        XCTAssertEqual(n, nth); p[ith] += 1
+                    }
+                }
             }
             XCTAssertEqual(hits, [Int](repeating: 1000, count: nth))
         }

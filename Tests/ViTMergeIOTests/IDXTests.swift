@@ -27,9 +27,11 @@ final class IDXTests: XCTestCase {
     func testReadsRawAndGzipTaskDirectory() throws {
         let dir = try tmpDir()
         let trainPixels = (0..<(3 * 5 * 7)).map { UInt8($0 % 256) }
-        FileManager.default.createFile(atPath: "\(dir)/train-images-idx3-ubyte", contents: Data(idx([3, 5, 7], trainPixels)))
+        FileManager.default.createFile(
+            atPath: "\(dir)/train-images-idx3-ubyte", contents: Data(idx([3, 5, 7], trainPixels)))
         FileManager.default.createFile(atPath: "\(dir)/train-labels-idx1-ubyte", contents: Data(idx([3], [2, 0, 1])))
-        FileManager.default.createFile(atPath: "\(dir)/t10k-images-idx3-ubyte", contents: Data(idx([2, 5, 7], Array(trainPixels[0..<70]))))
+        FileManager.default.createFile(
+            atPath: "\(dir)/t10k-images-idx3-ubyte", contents: Data(idx([2, 5, 7], Array(trainPixels[0..<70]))))
         FileManager.default.createFile(atPath: "\(dir)/t10k-labels-idx1-ubyte", contents: Data(idx([2], [4, 1])))
         try gzip("\(dir)/train-images-idx3-ubyte")
         try gzip("\(dir)/t10k-labels-idx1-ubyte")
@@ -44,7 +46,8 @@ final class IDXTests: XCTestCase {
 
     func assertInvalid(_ bytes: [UInt8], mentions: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertThrowsError(try IDX.parse(bytes, path: "x.idx"), file: file, line: line) { error in
-            XCTAssertTrue("\(error)".contains(mentions), "error '\(error)' should mention '\(mentions)'", file: file, line: line)
+            XCTAssertTrue(
+                "\(error)".contains(mentions), "error '\(error)' should mention '\(mentions)'", file: file, line: line)
         }
     }
 
@@ -64,8 +67,12 @@ final class IDXTests: XCTestCase {
         var gz = [UInt8](FileManager.default.contents(atPath: "\(dir)/a.idx.gz")!)
         gz.removeLast(12)
         FileManager.default.createFile(atPath: "\(dir)/b.idx.gz", contents: Data(gz))
-        XCTAssertThrowsError(try IDX.read(path: "\(dir)/b.idx.gz")) { XCTAssertTrue("\($0)".contains("truncated"), "\($0)") }
+        XCTAssertThrowsError(try IDX.read(path: "\(dir)/b.idx.gz")) {
+            XCTAssertTrue("\($0)".contains("truncated"), "\($0)")
+        }
         XCTAssertEqual(try IDX.read(path: "\(dir)/a.idx.gz").data, [1, 2, 3, 4])
-        XCTAssertThrowsError(try TaskDataset.open(path: dir)) { XCTAssertTrue("\($0)".contains("train-images-idx3-ubyte"), "\($0)") }
+        XCTAssertThrowsError(try TaskDataset.open(path: dir)) {
+            XCTAssertTrue("\($0)".contains("train-images-idx3-ubyte"), "\($0)")
+        }
     }
 }

@@ -16,8 +16,10 @@ final class SafeTensorsTests: XCTestCase {
     }
 
     func assertInvalid(_ bytes: [UInt8], mentions: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertThrowsError(try SafeTensorsFile(bytes: bytes, path: "x.safetensors"), file: file, line: line) { error in
-            XCTAssertTrue("\(error)".contains(mentions), "error '\(error)' should mention '\(mentions)'", file: file, line: line)
+        XCTAssertThrowsError(try SafeTensorsFile(bytes: bytes, path: "x.safetensors"), file: file, line: line) {
+            error in
+            XCTAssertTrue(
+                "\(error)".contains(mentions), "error '\(error)' should mention '\(mentions)'", file: file, line: line)
         }
     }
 
@@ -38,7 +40,9 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(try f.scalar("d.scalar"), 3.5)
         XCTAssertEqual(try f.floats("e.empty"), [])
         XCTAssertEqual(f.metadata["quote\"key"], "line\nbreak")
-        XCTAssertThrowsError(try w.add("b.floats", floats: [1], shape: [1])) { XCTAssertTrue("\($0)".contains("twice")) }
+        XCTAssertThrowsError(try w.add("b.floats", floats: [1], shape: [1])) {
+            XCTAssertTrue("\($0)".contains("twice"))
+        }
     }
 
     func testAtomicWriteLeavesNoTemporaryFile() throws {
@@ -49,10 +53,14 @@ final class SafeTensorsTests: XCTestCase {
         try w.write(to: path)
         try w.write(to: path)
         let dir = (path as NSString).deletingLastPathComponent
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix((path as NSString).lastPathComponent + ".tmp") }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir).filter {
+            $0.hasPrefix((path as NSString).lastPathComponent + ".tmp")
+        }
         XCTAssertEqual(leftovers, [])
         XCTAssertEqual(try SafeTensorsFile.read(path: path).floats("x"), [1, 2])
-        XCTAssertThrowsError(try w.write(to: "/nonexistent-dir/x.safetensors")) { XCTAssertTrue("\($0)".contains("cannot write")) }
+        XCTAssertThrowsError(try w.write(to: "/nonexistent-dir/x.safetensors")) {
+            XCTAssertTrue("\($0)".contains("cannot write"))
+        }
     }
 
     func testMalformedFilesGiveTypedErrors() {
@@ -60,24 +68,44 @@ final class SafeTensorsTests: XCTestCase {
         assertInvalid(file(header: "{}", declaredLength: 1 << 40), mentions: "header length")
         assertInvalid(file(header: "{not json"), mentions: "not valid JSON")
         assertInvalid(file(header: "[1, 2]"), mentions: "not a JSON object")
-        assertInvalid(file(header: #"{"t": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}"#, data: [0, 0, 0, 0]), mentions: "'t'")
-        assertInvalid(file(header: #"{"t": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}"#, data: [UInt8](repeating: 0, count: 8)), mentions: "needs 12")
-        assertInvalid(file(header: #"{"t": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}}"#, data: [0, 0, 0, 0]), mentions: "BF16")
-        assertInvalid(file(header: #"{"t": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}"#, data: [0, 0, 0, 0]), mentions: "invalid dimension")
-        assertInvalid(file(header: #"{"t": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}"#, data: [0, 0, 0, 0]), mentions: "data_offsets")
-        assertInvalid(file(header: #"{"t": {"dtype": "F32", "shape": [1]}}"#, data: [0, 0, 0, 0]), mentions: "data_offsets")
-        assertInvalid(file(header: #"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}"#,
-                           data: [UInt8](repeating: 0, count: 8)), mentions: "overlap")
+        assertInvalid(
+            file(header: #"{"t": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}"#, data: [0, 0, 0, 0]),
+            mentions: "'t'")
+        assertInvalid(
+            file(
+                header: #"{"t": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}"#,
+                data: [UInt8](repeating: 0, count: 8)), mentions: "needs 12")
+        assertInvalid(
+            file(header: #"{"t": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}}"#, data: [0, 0, 0, 0]),
+            mentions: "BF16")
+        assertInvalid(
+            file(header: #"{"t": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}"#, data: [0, 0, 0, 0]),
+            mentions: "invalid dimension")
+        assertInvalid(
+            file(header: #"{"t": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}"#, data: [0, 0, 0, 0]),
+            mentions: "data_offsets")
+        assertInvalid(
+            file(header: #"{"t": {"dtype": "F32", "shape": [1]}}"#, data: [0, 0, 0, 0]), mentions: "data_offsets")
+        assertInvalid(
+            file(
+                header:
+                    #"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}"#,
+                data: [UInt8](repeating: 0, count: 8)), mentions: "overlap")
         assertInvalid(file(header: #"{"__metadata__": {"k": 3}}"#), mentions: "not a string")
-        assertInvalid(file(header: #"{"t": {"dtype": "F32", "shape": [1048576, 1048576], "data_offsets": [0, 4]}}"#, data: [0, 0, 0, 0]),
-                      mentions: "larger than the file")
+        assertInvalid(
+            file(
+                header: #"{"t": {"dtype": "F32", "shape": [1048576, 1048576], "data_offsets": [0, 4]}}"#,
+                data: [0, 0, 0, 0]),
+            mentions: "larger than the file")
     }
 
     func testRequestsForMissingOrMismatchedTensorsNameThem() throws {
         var w = SafeTensorsWriter()
         try w.add("blocks.0.attn.qkv.weight", floats: [Float](repeating: 0, count: 6), shape: [3, 2])
         let f = try SafeTensorsFile(bytes: w.serialized(), path: "ckpt.safetensors")
-        XCTAssertThrowsError(try f.floats("head.weight")) { XCTAssertTrue("\($0)".contains("no tensor 'head.weight'") && "\($0)".contains("blocks.0.attn.qkv.weight")) }
+        XCTAssertThrowsError(try f.floats("head.weight")) {
+            XCTAssertTrue("\($0)".contains("no tensor 'head.weight'") && "\($0)".contains("blocks.0.attn.qkv.weight"))
+        }
         XCTAssertThrowsError(try f.floats("blocks.0.attn.qkv.weight", shape: [2, 3])) {
             XCTAssertTrue("\($0)".contains("shape [3, 2], expected [2, 3]"), "\($0)")
         }

@@ -4,13 +4,17 @@ import ViTMergeCore
 @testable import ViTMergeKernels
 
 final class AttentionTests: XCTestCase {
-    private func run(_ batch: Int, _ t: Int, _ dim: Int, _ heads: Int, seed: UInt64) -> (out: [Float], att: [Float], dqkv: [Float]) {
+    private func run(
+        _ batch: Int, _ t: Int, _ dim: Int, _ heads: Int, seed: UInt64
+    ) -> (out: [Float], att: [Float], dqkv: [Float]) {
         let qkv = randomArray(batch * t * 3 * dim, seed: seed, lo: -2, hi: 2)
         let dout = randomArray(batch * t * dim, seed: seed + 1)
-        var out = [Float](repeating: 0, count: batch * t * dim), att = [Float](repeating: 0, count: batch * heads * t * t)
+        var out = [Float](repeating: 0, count: batch * t * dim),
+            att = [Float](repeating: 0, count: batch * heads * t * t)
         var dqkv = [Float](repeating: 0, count: qkv.count), datt = att
         Attention.forward(out: &out, att: &att, qkv: qkv, batch: batch, tokens: t, dim: dim, heads: heads)
-        Attention.backward(dqkv: &dqkv, datt: &datt, dout: dout, qkv: qkv, att: att, batch: batch, tokens: t, dim: dim, heads: heads)
+        Attention.backward(
+            dqkv: &dqkv, datt: &datt, dout: dout, qkv: qkv, att: att, batch: batch, tokens: t, dim: dim, heads: heads)
         return (out, att, dqkv)
     }
 
@@ -21,8 +25,10 @@ final class AttentionTests: XCTestCase {
             let qkv = randomArray(batch * t * 3 * dim, seed: seed, lo: -2, hi: 2)
             let dout = randomArray(batch * t * dim, seed: seed + 1)
             var rout = out.map { _ in Float(0) }, ratt = att.map { _ in Float(0) }, rd = dqkv.map { _ in Float(0) }
-            Attention.forwardReference(out: &rout, att: &ratt, qkv: qkv, batch: batch, tokens: t, dim: dim, heads: heads)
-            Attention.backwardReference(dqkv: &rd, dout: dout, qkv: qkv, att: ratt, batch: batch, tokens: t, dim: dim, heads: heads)
+            Attention.forwardReference(
+                out: &rout, att: &ratt, qkv: qkv, batch: batch, tokens: t, dim: dim, heads: heads)
+            Attention.backwardReference(
+                dqkv: &rd, dout: dout, qkv: qkv, att: ratt, batch: batch, tokens: t, dim: dim, heads: heads)
             let tag = "B\(batch) T\(t) D\(dim) H\(heads)"
             assertClose(att, ratt, atol: 1e-6, rtol: 1e-5, "att \(tag)")
             assertClose(out, rout, atol: 1e-5, rtol: 1e-4, "out \(tag)")
@@ -45,24 +51,34 @@ final class AttentionTests: XCTestCase {
         func loss(_ x: [Double]) -> Double {
             let hd = dim / heads, d3 = 3 * dim
             var total = 0.0
-            for b in 0..<batch { for h in 0..<heads { for i in 0..<t {
-                var s = [Double](repeating: 0, count: t)
-                for j in 0..<t { for c in 0..<hd { s[j] += x[(b * t + i) * d3 + h * hd + c] * x[(b * t + j) * d3 + dim + h * hd + c] } }
-                s = s.map { $0 / Double(hd).squareRoot() }
-                let m = s.max()!, e = s.map { exp($0 - m) }, z = e.reduce(0, +)
-                for c in 0..<hd {
-                    var o = 0.0
-                    for j in 0..<t { o += e[j] / z * x[(b * t + j) * d3 + 2 * dim + h * hd + c] }
-                    total += o * w[(b * t + i) * dim + h * hd + c]
+            for b in 0..<batch {
+                for h in 0..<heads {
+                    for i in 0..<t {
+                        var s = [Double](repeating: 0, count: t)
+                        for j in 0..<t {
+                            for c in 0..<hd {
+                                s[j] += x[(b * t + i) * d3 + h * hd + c] * x[(b * t + j) * d3 + dim + h * hd + c]
+                            }
+                        }
+                        s = s.map { $0 / Double(hd).squareRoot() }
+                        let m = s.max()!, e = s.map { exp($0 - m) }, z = e.reduce(0, +)
+                        for c in 0..<hd {
+                            var o = 0.0
+                            for j in 0..<t { o += e[j] / z * x[(b * t + j) * d3 + 2 * dim + h * hd + c] }
+                            total += o * w[(b * t + i) * dim + h * hd + c]
+                        }
+                    }
                 }
-            } } }
+            }
             return total
         }
         let q32 = qkv.map(Float.init), w32 = w.map(Float.init)
-        var out = [Float](repeating: 0, count: batch * t * dim), att = [Float](repeating: 0, count: batch * heads * t * t)
+        var out = [Float](repeating: 0, count: batch * t * dim),
+            att = [Float](repeating: 0, count: batch * heads * t * t)
         var dqkv = [Float](repeating: 0, count: qkv.count), datt = att
         Attention.forward(out: &out, att: &att, qkv: q32, batch: batch, tokens: t, dim: dim, heads: heads)
-        Attention.backward(dqkv: &dqkv, datt: &datt, dout: w32, qkv: q32, att: att, batch: batch, tokens: t, dim: dim, heads: heads)
+        Attention.backward(
+            dqkv: &dqkv, datt: &datt, dout: w32, qkv: q32, att: att, batch: batch, tokens: t, dim: dim, heads: heads)
         for i in stride(from: 0, to: qkv.count, by: 7) {
             let fd = finiteDifference(qkv, i, h: 1e-6, loss)
             XCTAssertEqual(Double(dqkv[i]), fd, accuracy: 1e-4 + 1e-3 * abs(fd), "dqkv[\(i)]")

@@ -4,34 +4,48 @@ import ViTMergeCore
 
 final class GEMMTests: XCTestCase {
     /// Runs sgemm and the reference on the same inputs (with padded leading dimensions) and compares.
-    func check(_ ta: Bool, _ tb: Bool, _ m: Int, _ n: Int, _ k: Int, alpha: Float = 1, beta: Float = 0,
-               pad: Int = 0, seed: UInt64 = 1, file: StaticString = #filePath, line: UInt = #line) {
+    func check(
+        _ ta: Bool, _ tb: Bool, _ m: Int, _ n: Int, _ k: Int, alpha: Float = 1, beta: Float = 0,
+        pad: Int = 0, seed: UInt64 = 1, file: StaticString = #filePath, line: UInt = #line
+    ) {
         let lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad
         let a = randomArray((ta ? k : m) * lda, seed: seed)
         let b = randomArray((tb ? n : k) * ldb, seed: seed + 1)
         let c0 = randomArray(m * ldc, seed: seed + 2)
         var fast = c0, ref = c0
-        sgemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-              beta: beta, c: &fast, ldc: ldc)
-        sgemmReference(transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                       beta: beta, c: &ref, ldc: ldc)
-        assertClose(fast, ref, atol: Self.tolerance(k: k), rtol: 1e-5, "sgemm ta \(ta) tb \(tb) m \(m) n \(n) k \(k) α \(alpha) β \(beta) pad \(pad)",
-                    file: file, line: line)
+        sgemm(
+            transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+            beta: beta, c: &fast, ldc: ldc)
+        sgemmReference(
+            transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+            beta: beta, c: &ref, ldc: ldc)
+        assertClose(
+            fast, ref, atol: Self.tolerance(k: k), rtol: 1e-5,
+            "sgemm ta \(ta) tb \(tb) m \(m) n \(n) k \(k) α \(alpha) β \(beta) pad \(pad)",
+            file: file, line: line)
         // Padding columns of C beyond n must be untouched.
         if pad > 0 {
-            for i in 0..<m { for j in n..<ldc where fast[i * ldc + j] != c0[i * ldc + j] {
-                XCTFail("sgemm wrote outside C at row \(i) col \(j)", file: file, line: line); return
-            } }
+            for i in 0..<m {
+                for j in n..<ldc where fast[i * ldc + j] != c0[i * ldc + j] {
+                    XCTFail("sgemm wrote outside C at row \(i) col \(j)", file: file, line: line); return
+                }
+            }
         }
     }
 
     func testAllTransposesOddSizes() {
         let sizes = [1, 2, 3, 5, 7, 17, 31, 63, 64, 65, 97, 127, 193]
-        for ta in [false, true] { for tb in [false, true] {
-            for m in sizes { for n in [1, 17, 64, 65, 193] { for k in [1, 3, 63, 65] {
-                check(ta, tb, m, n, k)
-            } } }
-        } }
+        for ta in [false, true] {
+            for tb in [false, true] {
+                for m in sizes {
+                    for n in [1, 17, 64, 65, 193] {
+                        for k in [1, 3, 63, 65] {
+                            check(ta, tb, m, n, k)
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Float accumulation over k terms of size ≤ 1: the error grows like √k·ulp.
@@ -44,26 +58,39 @@ final class GEMMTests: XCTestCase {
             for nr in [16, 64] {
                 let a = randomArray(6 * kc, seed: UInt64(kc)), b = randomArray(nr * kc, seed: UInt64(kc + nr))
                 var tile = [Float](repeating: .nan, count: 6 * nr)
-                a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in tile.withUnsafeMutableBufferPointer { pt in
-                    if nr == 16 { microKernel6x16(kc, pa.baseAddress!, pb.baseAddress!, pt.baseAddress!) }
-                    else { microKernel6x64(kc, pa.baseAddress!, pb.baseAddress!, pt.baseAddress!) }
-                } } }
+                a.withUnsafeBufferPointer { pa in
+                    b.withUnsafeBufferPointer { pb in
+                        tile.withUnsafeMutableBufferPointer { pt in
+                            if nr == 16 {
+                                microKernel6x16(kc, pa.baseAddress!, pb.baseAddress!, pt.baseAddress!)
+                            } else {
+                                microKernel6x64(kc, pa.baseAddress!, pb.baseAddress!, pt.baseAddress!)
+                            }
+                        }
+                    }
+                }
                 var expected = [Float](repeating: 0, count: 6 * nr)
-                for r in 0..<6 { for j in 0..<nr {
-                    var sum = 0.0
-                    for p in 0..<kc { sum += Double(a[p * 6 + r]) * Double(b[p * nr + j]) }
-                    expected[r * nr + j] = Float(sum)
-                } }
+                for r in 0..<6 {
+                    for j in 0..<nr {
+                        var sum = 0.0
+                        for p in 0..<kc { sum += Double(a[p * 6 + r]) * Double(b[p * nr + j]) }
+                        expected[r * nr + j] = Float(sum)
+                    }
+                }
                 assertClose(tile, expected, atol: Self.tolerance(k: kc), rtol: 1e-5, "micro-kernel 6×\(nr) kc \(kc)")
             }
         }
     }
 
     func testAlphaBetaAndLeadingDimensions() {
-        for ta in [false, true] { for tb in [false, true] { for beta: Float in [0, 1, 0.5] {
-            check(ta, tb, 37, 71, 29, alpha: 0.75, beta: beta, pad: 5)
-            check(ta, tb, 131, 67, 211, alpha: -1.5, beta: beta, pad: 3)
-        } } }
+        for ta in [false, true] {
+            for tb in [false, true] {
+                for beta: Float in [0, 1, 0.5] {
+                    check(ta, tb, 37, 71, 29, alpha: 0.75, beta: beta, pad: 5)
+                    check(ta, tb, 131, 67, 211, alpha: -1.5, beta: beta, pad: 3)
+                }
+            }
+        }
     }
 
     /// Larger than one cache block in every dimension (mc 120, kc 384, nc 3072 is covered by n).
@@ -98,12 +125,18 @@ final class GEMMTests: XCTestCase {
     }
 
     func testBitIdenticalAcrossThreadCounts() {
-        for (ta, tb, m, n, k) in [(false, true, 397, 211, 450), (true, false, 13, 700, 300), (false, false, 1000, 40, 100)] {
+        for (ta, tb, m, n, k) in [
+            (false, true, 397, 211, 450), (true, false, 13, 700, 300), (false, false, 1000, 40, 100),
+        ] {
             let lda = ta ? m : k, ldb = tb ? k : n
             let a = randomArray(m * k, seed: 3), b = randomArray(k * n, seed: 4)
             var c1 = [Float](repeating: 0, count: m * n), c2 = c1
-            withThreads(1) { sgemm(transA: ta, transB: tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: &c1, ldc: n) }
-            withThreads(2) { sgemm(transA: ta, transB: tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: &c2, ldc: n) }
+            withThreads(1) {
+                sgemm(transA: ta, transB: tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: &c1, ldc: n)
+            }
+            withThreads(2) {
+                sgemm(transA: ta, transB: tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: &c2, ldc: n)
+            }
             XCTAssertEqual(c1, c2, "sgemm results differ between 1 and 2 threads for \(m)x\(n)x\(k)")
         }
     }
@@ -114,27 +147,32 @@ final class GEMMTests: XCTestCase {
         let b0 = 3, h = 2, t = 19, hd = 7, d = h * hd
         let qkv = randomArray(b0 * t * 3 * d, seed: 9)
         var s1 = [Float](repeating: 0, count: b0 * h * t * t), s2 = s1
-        sgemmBatched(transA: false, transB: true, m: t, n: t, k: hd, alpha: 0.5,
-                     a: qkv, lda: 3 * d, strideA: (t * 3 * d, hd),
-                     b: qkv.withUnsafeBufferPointer { $0.baseAddress! + d }, ldb: 3 * d, strideB: (t * 3 * d, hd),
-                     c: &s1, ldc: t, strideC: (h * t * t, t * t), batch: (b0, h))
+        sgemmBatched(
+            transA: false, transB: true, m: t, n: t, k: hd, alpha: 0.5,
+            a: qkv, lda: 3 * d, strideA: (t * 3 * d, hd),
+            b: qkv.withUnsafeBufferPointer { $0.baseAddress! + d }, ldb: 3 * d, strideB: (t * 3 * d, hd),
+            c: &s1, ldc: t, strideC: (h * t * t, t * t), batch: (b0, h))
         qkv.withUnsafeBufferPointer { q in
             s2.withUnsafeMutableBufferPointer { s in
-                for i in 0..<b0 { for j in 0..<h {
-                    sgemmReference(transA: false, transB: true, m: t, n: t, k: hd, alpha: 0.5,
-                                   a: q.baseAddress! + i * t * 3 * d + j * hd, lda: 3 * d,
-                                   b: q.baseAddress! + i * t * 3 * d + j * hd + d, ldb: 3 * d,
-                                   c: s.baseAddress! + i * h * t * t + j * t * t, ldc: t)
-                } }
+                for i in 0..<b0 {
+                    for j in 0..<h {
+                        sgemmReference(
+                            transA: false, transB: true, m: t, n: t, k: hd, alpha: 0.5,
+                            a: q.baseAddress! + i * t * 3 * d + j * hd, lda: 3 * d,
+                            b: q.baseAddress! + i * t * 3 * d + j * hd + d, ldb: 3 * d,
+                            c: s.baseAddress! + i * h * t * t + j * t * t, ldc: t)
+                    }
+                }
             }
         }
         assertClose(s1, s2, atol: 1e-5, rtol: 1e-5, "batched QKᵀ")
         var s3 = [Float](repeating: 0, count: s1.count)
         withThreads(1) {
-            sgemmBatched(transA: false, transB: true, m: t, n: t, k: hd, alpha: 0.5,
-                         a: qkv, lda: 3 * d, strideA: (t * 3 * d, hd),
-                         b: qkv.withUnsafeBufferPointer { $0.baseAddress! + d }, ldb: 3 * d, strideB: (t * 3 * d, hd),
-                         c: &s3, ldc: t, strideC: (h * t * t, t * t), batch: (b0, h))
+            sgemmBatched(
+                transA: false, transB: true, m: t, n: t, k: hd, alpha: 0.5,
+                a: qkv, lda: 3 * d, strideA: (t * 3 * d, hd),
+                b: qkv.withUnsafeBufferPointer { $0.baseAddress! + d }, ldb: 3 * d, strideB: (t * 3 * d, hd),
+                c: &s3, ldc: t, strideC: (h * t * t, t * t), batch: (b0, h))
         }
         XCTAssertEqual(s1, s3)
     }

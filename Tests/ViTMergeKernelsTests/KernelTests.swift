@@ -10,13 +10,20 @@ final class KernelTests: XCTestCase {
 
     // MARK: LayerNorm
 
-    func layerNorm(_ rows: Int, _ cols: Int, seed: UInt64) -> (out: [Float], mean: [Float], rstd: [Float], dx: [Float], dw: [Float], db: [Float]) {
-        let x = randomArray(rows * cols, seed: seed, lo: -3, hi: 5), w = randomArray(cols, seed: seed + 1), b = randomArray(cols, seed: seed + 2)
+    func layerNorm(
+        _ rows: Int, _ cols: Int, seed: UInt64
+    ) -> (out: [Float], mean: [Float], rstd: [Float], dx: [Float], dw: [Float], db: [Float]) {
+        let x = randomArray(rows * cols, seed: seed, lo: -3, hi: 5), w = randomArray(cols, seed: seed + 1),
+            b = randomArray(cols, seed: seed + 2)
         let g = randomArray(rows * cols, seed: seed + 3)
         var out = [Float](repeating: 0, count: rows * cols), mean = [Float](repeating: 0, count: rows), rstd = mean
-        var dx = randomArray(rows * cols, seed: seed + 4), dw = randomArray(cols, seed: seed + 5), db = randomArray(cols, seed: seed + 6)
-        LayerNorm.forward(out: &out, mean: &mean, rstd: &rstd, inp: x, weight: w, bias: b, rows: rows, cols: cols, eps: 1e-5)
-        LayerNorm.backward(dinp: &dx, dweight: &dw, dbias: &db, dout: g, inp: x, weight: w, mean: mean, rstd: rstd, rows: rows, cols: cols)
+        var dx = randomArray(rows * cols, seed: seed + 4), dw = randomArray(cols, seed: seed + 5),
+            db = randomArray(cols, seed: seed + 6)
+        LayerNorm.forward(
+            out: &out, mean: &mean, rstd: &rstd, inp: x, weight: w, bias: b, rows: rows, cols: cols, eps: 1e-5)
+        LayerNorm.backward(
+            dinp: &dx, dweight: &dw, dbias: &db, dout: g, inp: x, weight: w, mean: mean, rstd: rstd, rows: rows,
+            cols: cols)
         return (out, mean, rstd, dx, dw, db)
     }
 
@@ -24,12 +31,17 @@ final class KernelTests: XCTestCase {
         for (rows, cols) in shapes {
             let seed = UInt64(rows * 7 + cols)
             let fast = layerNorm(rows, cols, seed: seed)
-            let x = randomArray(rows * cols, seed: seed, lo: -3, hi: 5), w = randomArray(cols, seed: seed + 1), b = randomArray(cols, seed: seed + 2)
+            let x = randomArray(rows * cols, seed: seed, lo: -3, hi: 5), w = randomArray(cols, seed: seed + 1),
+                b = randomArray(cols, seed: seed + 2)
             let g = randomArray(rows * cols, seed: seed + 3)
             var out = [Float](repeating: 0, count: rows * cols), mean = [Float](repeating: 0, count: rows), rstd = mean
-            var dx = randomArray(rows * cols, seed: seed + 4), dw = randomArray(cols, seed: seed + 5), db = randomArray(cols, seed: seed + 6)
-            LayerNorm.forwardReference(out: &out, mean: &mean, rstd: &rstd, inp: x, weight: w, bias: b, rows: rows, cols: cols, eps: 1e-5)
-            LayerNorm.backwardReference(dinp: &dx, dweight: &dw, dbias: &db, dout: g, inp: x, weight: w, mean: mean, rstd: rstd, rows: rows, cols: cols)
+            var dx = randomArray(rows * cols, seed: seed + 4), dw = randomArray(cols, seed: seed + 5),
+                db = randomArray(cols, seed: seed + 6)
+            LayerNorm.forwardReference(
+                out: &out, mean: &mean, rstd: &rstd, inp: x, weight: w, bias: b, rows: rows, cols: cols, eps: 1e-5)
+            LayerNorm.backwardReference(
+                dinp: &dx, dweight: &dw, dbias: &db, dout: g, inp: x, weight: w, mean: mean, rstd: rstd, rows: rows,
+                cols: cols)
             let tag = "[\(rows), \(cols)]"
             assertClose(fast.out, out, atol: 1e-5, rtol: 1e-5, "LayerNorm out \(tag)")
             assertClose(fast.rstd, rstd, atol: 0, rtol: 1e-5, "LayerNorm rstd \(tag)")
@@ -41,7 +53,8 @@ final class KernelTests: XCTestCase {
 
     func testLayerNormBackwardMatchesFiniteDifferences() {
         let (rows, cols) = (3, 37)
-        let x = randomArray(rows * cols, seed: 1, lo: -2, hi: 2).map(Double.init), w = randomArray(cols, seed: 2).map(Double.init)
+        let x = randomArray(rows * cols, seed: 1, lo: -2, hi: 2).map(Double.init),
+            w = randomArray(cols, seed: 2).map(Double.init)
         let b = randomArray(cols, seed: 3).map(Double.init), g = randomArray(rows * cols, seed: 4).map(Double.init)
         func loss(_ x: [Double], _ w: [Double], _ b: [Double]) -> Double {
             var s = 0.0
@@ -55,8 +68,12 @@ final class KernelTests: XCTestCase {
         var out = [Float](repeating: 0, count: rows * cols), mean = [Float](repeating: 0, count: rows), rstd = mean
         var dx = [Float](repeating: 0, count: rows * cols), dw = [Float](repeating: 0, count: cols), db = dw
         let xf = x.map(Float.init), wf = w.map(Float.init)
-        LayerNorm.forward(out: &out, mean: &mean, rstd: &rstd, inp: xf, weight: wf, bias: b.map(Float.init), rows: rows, cols: cols, eps: 1e-5)
-        LayerNorm.backward(dinp: &dx, dweight: &dw, dbias: &db, dout: g.map(Float.init), inp: xf, weight: wf, mean: mean, rstd: rstd, rows: rows, cols: cols)
+        LayerNorm.forward(
+            out: &out, mean: &mean, rstd: &rstd, inp: xf, weight: wf, bias: b.map(Float.init), rows: rows, cols: cols,
+            eps: 1e-5)
+        LayerNorm.backward(
+            dinp: &dx, dweight: &dw, dbias: &db, dout: g.map(Float.init), inp: xf, weight: wf, mean: mean, rstd: rstd,
+            rows: rows, cols: cols)
         for i in stride(from: 0, to: x.count, by: 5) {
             let fd = finiteDifference(x, i) { loss($0, w, b) }
             XCTAssertEqual(Double(dx[i]), fd, accuracy: 1e-4 + 1e-3 * abs(fd), "dx[\(i)]")
@@ -86,12 +103,20 @@ final class KernelTests: XCTestCase {
         typealias Fwd = (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void
         typealias Bwd = (UnsafeMutablePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, Int) -> Void
         let cases: [(String, Fwd, Fwd, Bwd, Bwd, (Double) -> Double)] = [
-            ("GELU", { GELU.forward(out: $0, inp: $1, count: $2) }, { GELU.forwardReference(out: $0, inp: $1, count: $2) },
-             { GELU.backward(dinp: $0, inp: $1, dout: $2, count: $3) }, { GELU.backwardReference(dinp: $0, inp: $1, dout: $2, count: $3) },
-             { 0.5 * $0 * (1 + erf($0 / 2.0.squareRoot())) }),
-            ("QuickGELU", { QuickGELU.forward(out: $0, inp: $1, count: $2) }, { QuickGELU.forwardReference(out: $0, inp: $1, count: $2) },
-             { QuickGELU.backward(dinp: $0, inp: $1, dout: $2, count: $3) }, { QuickGELU.backwardReference(dinp: $0, inp: $1, dout: $2, count: $3) },
-             { $0 / (1 + exp(-1.702 * $0)) }),
+            (
+                "GELU", { GELU.forward(out: $0, inp: $1, count: $2) },
+                { GELU.forwardReference(out: $0, inp: $1, count: $2) },
+                { GELU.backward(dinp: $0, inp: $1, dout: $2, count: $3) },
+                { GELU.backwardReference(dinp: $0, inp: $1, dout: $2, count: $3) },
+                { 0.5 * $0 * (1 + erf($0 / 2.0.squareRoot())) }
+            ),
+            (
+                "QuickGELU", { QuickGELU.forward(out: $0, inp: $1, count: $2) },
+                { QuickGELU.forwardReference(out: $0, inp: $1, count: $2) },
+                { QuickGELU.backward(dinp: $0, inp: $1, dout: $2, count: $3) },
+                { QuickGELU.backwardReference(dinp: $0, inp: $1, dout: $2, count: $3) },
+                { $0 / (1 + exp(-1.702 * $0)) }
+            ),
         ]
         for (name, fwd, fwdRef, bwd, bwdRef, f) in cases {
             for n in [1, 3, 17, 63, 65, 127, 193, 100_003] {
@@ -124,7 +149,8 @@ final class KernelTests: XCTestCase {
             assertClose(a, b, atol: 1e-7, rtol: 1e-5, "softmax [\(rows), \(cols)]")
         }
         let (rows, cols) = (2, 19)
-        let x = randomArray(rows * cols, seed: 5, lo: -3, hi: 3).map(Double.init), g = randomArray(rows * cols, seed: 6).map(Double.init)
+        let x = randomArray(rows * cols, seed: 5, lo: -3, hi: 3).map(Double.init),
+            g = randomArray(rows * cols, seed: 6).map(Double.init)
         func loss(_ x: [Double]) -> Double {
             var s = 0.0
             for r in 0..<rows {
@@ -136,7 +162,9 @@ final class KernelTests: XCTestCase {
         var p = [Float](repeating: 0, count: rows * cols), d = p
         Softmax.forward(out: &p, inp: x.map(Float.init), rows: rows, cols: cols)
         Softmax.backward(dinp: &d, out: p, dout: g.map(Float.init), rows: rows, cols: cols)
-        for i in 0..<x.count { XCTAssertEqual(Double(d[i]), finiteDifference(x, i, loss), accuracy: 1e-5, "dsoftmax[\(i)]") }
+        for i in 0..<x.count {
+            XCTAssertEqual(Double(d[i]), finiteDifference(x, i, loss), accuracy: 1e-5, "dsoftmax[\(i)]")
+        }
     }
 
     func testCrossEntropyMatchesReferenceAndFiniteDifferences() {
@@ -144,8 +172,10 @@ final class KernelTests: XCTestCase {
             let x = randomArray(rows * classes, seed: UInt64(rows), lo: -30, hi: 30)
             let labels = (0..<rows).map { Int32(($0 * 7) % classes) }
             var p = [Float](repeating: 0, count: rows * classes), l = [Float](repeating: 0, count: rows), pr = p, lr = l
-            let mean = CrossEntropy.forward(probs: &p, losses: &l, logits: x, labels: labels, rows: rows, classes: classes)
-            let meanRef = CrossEntropy.forwardReference(probs: &pr, losses: &lr, logits: x, labels: labels, rows: rows, classes: classes)
+            let mean = CrossEntropy.forward(
+                probs: &p, losses: &l, logits: x, labels: labels, rows: rows, classes: classes)
+            let meanRef = CrossEntropy.forwardReference(
+                probs: &pr, losses: &lr, logits: x, labels: labels, rows: rows, classes: classes)
             XCTAssertEqual(mean, meanRef, accuracy: 1e-5 * max(1, abs(meanRef)))
             assertClose(p, pr, atol: 1e-7, rtol: 1e-5, "probs [\(rows), \(classes)]")
             assertClose(l, lr, atol: 1e-5, rtol: 1e-5, "losses [\(rows), \(classes)]")
@@ -160,9 +190,13 @@ final class KernelTests: XCTestCase {
             } / Double(rows)
         }
         var p = [Float](repeating: 0, count: rows * classes), l = [Float](repeating: 0, count: rows), d = p
-        _ = CrossEntropy.forward(probs: &p, losses: &l, logits: x.map(Float.init), labels: labels, rows: rows, classes: classes)
-        CrossEntropy.backward(dlogits: &d, probs: p, labels: labels, rows: rows, classes: classes, scale: 1 / Float(rows))
-        for i in 0..<x.count { XCTAssertEqual(Double(d[i]), finiteDifference(x, i, loss), accuracy: 1e-5, "dlogits[\(i)]") }
+        _ = CrossEntropy.forward(
+            probs: &p, losses: &l, logits: x.map(Float.init), labels: labels, rows: rows, classes: classes)
+        CrossEntropy.backward(
+            dlogits: &d, probs: p, labels: labels, rows: rows, classes: classes, scale: 1 / Float(rows))
+        for i in 0..<x.count {
+            XCTAssertEqual(Double(d[i]), finiteDifference(x, i, loss), accuracy: 1e-5, "dlogits[\(i)]")
+        }
     }
 
     // MARK: Optimizer and elementwise
@@ -173,8 +207,12 @@ final class KernelTests: XCTestCase {
             var pr = p, mr = m, vr = v
             for step in 1...5 {
                 let g = randomArray(n, seed: UInt64(step + 10))
-                AdamW.update(params: &p, grads: g, m: &m, v: &v, count: n, step: step, lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1)
-                AdamW.updateReference(params: &pr, grads: g, m: &mr, v: &vr, count: n, step: step, lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1)
+                AdamW.update(
+                    params: &p, grads: g, m: &m, v: &v, count: n, step: step, lr: 1e-2, beta1: 0.9, beta2: 0.999,
+                    eps: 1e-8, weightDecay: 0.1)
+                AdamW.updateReference(
+                    params: &pr, grads: g, m: &mr, v: &vr, count: n, step: step, lr: 1e-2, beta1: 0.9, beta2: 0.999,
+                    eps: 1e-8, weightDecay: 0.1)
             }
             assertClose(p, pr, atol: 1e-6, rtol: 1e-5, "AdamW params n=\(n)")
             assertClose(v, vr, atol: 1e-9, rtol: 1e-5, "AdamW v n=\(n)")
@@ -230,7 +268,9 @@ final class KernelTests: XCTestCase {
             var db = [Float](repeating: 0, count: 768)
             Elementwise.biasAddBackward(dbias: &db, dout: x, rows: x.count / 768, cols: 768)
             var p = x, m = g, v = g.map { $0 * $0 }
-            AdamW.update(params: &p, grads: g, m: &m, v: &v, count: x.count, step: 3, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.05)
+            AdamW.update(
+                params: &p, grads: g, m: &m, v: &v, count: x.count, step: 3, lr: 1e-3, beta1: 0.9, beta2: 0.999,
+                eps: 1e-8, weightDecay: 0.05)
             let norm = GradientNorm.l2(x, count: x.count)
             return [ln.out, ln.dx, ln.dw, ln.db, a, d, q, db, p, [Float(norm), Float(norm - Double(Float(norm)))]]
         }
@@ -250,15 +290,24 @@ final class LinearCombinationTests: XCTestCase {
             let cs: [Float] = [0.3, -1.7, 0.05]
             var expected = base
             for (x, c) in zip(xs, cs) {
-                expected.withUnsafeMutableBufferPointer { y in x.withUnsafeBufferPointer { Elementwise.axpy(y: y.baseAddress!, x: $0.baseAddress!, alpha: c, count: n) } }
+                expected.withUnsafeMutableBufferPointer { y in
+                    x.withUnsafeBufferPointer {
+                        Elementwise.axpy(y: y.baseAddress!, x: $0.baseAddress!, alpha: c, count: n)
+                    }
+                }
             }
             var out = [Float](repeating: .nan, count: n)
-            xs[0].withUnsafeBufferPointer { a in xs[1].withUnsafeBufferPointer { b in xs[2].withUnsafeBufferPointer { c in
-                out.withUnsafeMutableBufferPointer { o in
-                    Elementwise.linearCombination(out: o.baseAddress!, base: base, xs: [a.baseAddress!, b.baseAddress!, c.baseAddress!],
-                                                  coefficients: cs, count: n)
+            xs[0].withUnsafeBufferPointer { a in
+                xs[1].withUnsafeBufferPointer { b in
+                    xs[2].withUnsafeBufferPointer { c in
+                        out.withUnsafeMutableBufferPointer { o in
+                            Elementwise.linearCombination(
+                                out: o.baseAddress!, base: base, xs: [a.baseAddress!, b.baseAddress!, c.baseAddress!],
+                                coefficients: cs, count: n)
+                        }
+                    }
                 }
-            } } }
+            }
             XCTAssertEqual(out.map(\.bitPattern), expected.map(\.bitPattern), "n = \(n)")
         }
     }
@@ -276,33 +325,47 @@ final class JVPKernelTests: XCTestCase {
         for (batch, tokens, dim, heads) in [(2, 5, 12, 3), (1, 17, 16, 2), (3, 7, 6, 1)] {
             let qkv = randomArray(batch * tokens * 3 * dim, seed: UInt64(tokens)), tq = randomArray(qkv.count, seed: 99)
             func attention(_ x: [Float]) -> [Float] {
-                var out = [Float](repeating: 0, count: batch * tokens * dim), att = [Float](repeating: 0, count: batch * heads * tokens * tokens)
+                var out = [Float](repeating: 0, count: batch * tokens * dim),
+                    att = [Float](repeating: 0, count: batch * heads * tokens * tokens)
                 Attention.forward(out: &out, att: &att, qkv: x, batch: batch, tokens: tokens, dim: dim, heads: heads)
                 return out
             }
-            var out = [Float](repeating: 0, count: batch * tokens * dim), att = [Float](repeating: 0, count: batch * heads * tokens * tokens)
+            var out = [Float](repeating: 0, count: batch * tokens * dim),
+                att = [Float](repeating: 0, count: batch * heads * tokens * tokens)
             Attention.forward(out: &out, att: &att, qkv: qkv, batch: batch, tokens: tokens, dim: dim, heads: heads)
             var tout = [Float](repeating: .nan, count: out.count), tatt = [Float](repeating: .nan, count: att.count)
-            Attention.jvp(tout: &tout, tatt: &tatt, tqkv: tq, qkv: qkv, att: att, batch: batch, tokens: tokens, dim: dim, heads: heads)
-            assertClose(tout, directional(qkv, tq, attention), atol: 2e-3, rtol: 1e-2, "attention jvp \(batch)×\(tokens)×\(dim)/\(heads)")
+            Attention.jvp(
+                tout: &tout, tatt: &tatt, tqkv: tq, qkv: qkv, att: att, batch: batch, tokens: tokens, dim: dim,
+                heads: heads)
+            assertClose(
+                tout, directional(qkv, tq, attention), atol: 2e-3, rtol: 1e-2,
+                "attention jvp \(batch)×\(tokens)×\(dim)/\(heads)")
         }
     }
 
     func testLayerNormJVPMatchesFiniteDifferences() {
         for (rows, cols) in [(3, 1), (5, 17), (4, 96)] {
-            let x = randomArray(rows * cols, seed: 1), w = randomArray(cols, seed: 2, lo: 0.5, hi: 1.5), b = randomArray(cols, seed: 3)
+            let x = randomArray(rows * cols, seed: 1), w = randomArray(cols, seed: 2, lo: 0.5, hi: 1.5),
+                b = randomArray(cols, seed: 3)
             let tx = randomArray(x.count, seed: 4), tw = randomArray(cols, seed: 5), tb = randomArray(cols, seed: 6)
             // One flat input [x | w | b] so the finite difference perturbs all three along (tx, tw, tb).
             func layerNorm(_ all: [Float]) -> [Float] {
-                var out = [Float](repeating: 0, count: rows * cols), mean = [Float](repeating: 0, count: rows), rstd = mean
-                let xs = Array(all[0..<(rows * cols)]), ws = Array(all[(rows * cols)..<(rows * cols + cols)]), bs = Array(all[(rows * cols + cols)...])
-                LayerNorm.forward(out: &out, mean: &mean, rstd: &rstd, inp: xs, weight: ws, bias: bs, rows: rows, cols: cols, eps: 1e-5)
+                var out = [Float](repeating: 0, count: rows * cols), mean = [Float](repeating: 0, count: rows),
+                    rstd = mean
+                let xs = Array(all[0..<(rows * cols)]), ws = Array(all[(rows * cols)..<(rows * cols + cols)]),
+                    bs = Array(all[(rows * cols + cols)...])
+                LayerNorm.forward(
+                    out: &out, mean: &mean, rstd: &rstd, inp: xs, weight: ws, bias: bs, rows: rows, cols: cols,
+                    eps: 1e-5)
                 return out
             }
             var out = [Float](repeating: 0, count: rows * cols), mean = [Float](repeating: 0, count: rows), rstd = mean
-            LayerNorm.forward(out: &out, mean: &mean, rstd: &rstd, inp: x, weight: w, bias: b, rows: rows, cols: cols, eps: 1e-5)
+            LayerNorm.forward(
+                out: &out, mean: &mean, rstd: &rstd, inp: x, weight: w, bias: b, rows: rows, cols: cols, eps: 1e-5)
             var tout = [Float](repeating: .nan, count: out.count)
-            LayerNorm.jvp(tout: &tout, tinp: tx, inp: x, mean: mean, rstd: rstd, weight: w, tweight: tw, tbias: tb, rows: rows, cols: cols)
+            LayerNorm.jvp(
+                tout: &tout, tinp: tx, inp: x, mean: mean, rstd: rstd, weight: w, tweight: tw, tbias: tb, rows: rows,
+                cols: cols)
             let fd = directional(x + w + b, tx + tw + tb, layerNorm)
             // cols = 1 normalizes to exactly 0: the tangent of x̂ is 0 there (bias tangent remains).
             assertClose(tout, fd, atol: 2e-3, rtol: 1e-2, "layernorm jvp \(rows)×\(cols)")

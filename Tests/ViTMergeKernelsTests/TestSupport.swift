@@ -8,8 +8,10 @@ func randomArray(_ count: Int, seed: UInt64, lo: Float = -1, hi: Float = 1) -> [
 }
 
 /// Asserts |a − b| ≤ atol + rtol·|b| elementwise; on failure reports max abs, max rel and the worst index.
-func assertClose(_ a: [Float], _ b: [Float], atol: Float, rtol: Float, _ what: String,
-                 file: StaticString = #filePath, line: UInt = #line) {
+func assertClose(
+    _ a: [Float], _ b: [Float], atol: Float, rtol: Float, _ what: String,
+    file: StaticString = #filePath, line: UInt = #line
+) {
     XCTAssertEqual(a.count, b.count, "\(what): count \(a.count) vs \(b.count)", file: file, line: line)
     var maxAbs: Float = 0, maxRel: Float = 0, worst = -1, worstExcess: Float = 0
     for i in 0..<min(a.count, b.count) {
@@ -21,8 +23,9 @@ func assertClose(_ a: [Float], _ b: [Float], atol: Float, rtol: Float, _ what: S
         if b[i] != 0 { maxRel = max(maxRel, d / abs(b[i])) }
     }
     if worst >= 0 {
-        XCTFail("\(what): max abs \(maxAbs), max rel \(maxRel), worst index \(worst): \(a[worst]) vs \(b[worst]) (atol \(atol), rtol \(rtol))",
-                file: file, line: line)
+        XCTFail(
+            "\(what): max abs \(maxAbs), max rel \(maxRel), worst index \(worst): \(a[worst]) vs \(b[worst]) (atol \(atol), rtol \(rtol))",
+            file: file, line: line)
     }
 }
 

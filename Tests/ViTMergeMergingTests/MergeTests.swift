@@ -8,7 +8,7 @@ import ViTMergeIO
 final class MergeTests: XCTestCase {
     func testLambdaSelectionPrefersHigherScoreThenSmallerLambda() {
         XCTAssertEqual(selectLambda([(0, 0.5), (0.05, 0.9), (0.1, 0.9), (0.15, 0.7)]).lambda, 0.05)
-        XCTAssertEqual(selectLambda([(0.1, 0.8), (0.05, 0.8)]).lambda, 0.05)   // order of the grid does not matter
+        XCTAssertEqual(selectLambda([(0.1, 0.8), (0.05, 0.8)]).lambda, 0.05)  // order of the grid does not matter
         XCTAssertEqual(selectLambda([(0, 0.2), (0.5, 0.3)]).lambda, 0.5)
         XCTAssertEqual(lambdaGrid.count, 21)
         XCTAssertEqual(lambdaGrid[1], 0.05, accuracy: 1e-12)
@@ -38,21 +38,27 @@ final class MergeTests: XCTestCase {
 
     func testSHA256KnownAnswers() {
         let empty = [UInt8]()
-        XCTAssertEqual(empty.withUnsafeBytes { SHA256.hex($0) }, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        XCTAssertEqual(
+            empty.withUnsafeBytes { SHA256.hex($0) }, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        )
         let abc = Array("abc".utf8)
-        XCTAssertEqual(abc.withUnsafeBytes { SHA256.hex($0) }, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        XCTAssertEqual(
+            abc.withUnsafeBytes { SHA256.hex($0) }, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         let long = Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)
-        XCTAssertEqual(long.withUnsafeBytes { SHA256.hex($0) }, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        XCTAssertEqual(
+            long.withUnsafeBytes { SHA256.hex($0) }, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
     }
 }
 
 final class MergeEvaluatorTests: XCTestCase {
-    let config = ViTConfig(imageSize: 8, patchSize: 4, inChannels: 1, numClasses: 3, embedDim: 16, depth: 1, numHeads: 2)
+    let config = ViTConfig(
+        imageSize: 8, patchSize: 4, inChannels: 1, numClasses: 3, embedDim: 16, depth: 1, numHeads: 2)
 
     func images(_ n: Int, seed: UInt64) -> LabeledImages {
         var rng = RNG(seed: seed)
-        return LabeledImages(count: n, channels: 1, height: 8, width: 8, images: (0..<(n * 64)).map { _ in UInt8(rng.int(below: 256)) },
-                             labels: (0..<n).map { Int32($0 % 3) })
+        return LabeledImages(
+            count: n, channels: 1, height: 8, width: 8, images: (0..<(n * 64)).map { _ in UInt8(rng.int(below: 256)) },
+            labels: (0..<n).map { Int32($0 % 3) })
     }
 
     /// Two tasks: τ_a = a random perturbation of the encoder, τ_b = 0.
@@ -62,11 +68,15 @@ final class MergeEvaluatorTests: XCTestCase {
         let ftA = pre.copy(), ftB = pre.copy()
         var rng = RNG(seed: 2)
         for i in 0..<pre.table.encoderEnd { ftA.base[i] += Float(rng.normal() * 0.3) }
-        for i in pre.table.encoderEnd..<pre.arena.count { ftA.base[i] = Float(rng.normal()); ftB.base[i] = Float(rng.normal()) }
-        let a = try MergeTask(name: "a", validation: images(40, seed: 3), test: images(40, seed: 4), finetuned: ftA, pretrained: pre,
-                              finetunedValidation: 0.5, finetunedTest: 0.8)
-        let b = try MergeTask(name: "b", validation: images(40, seed: 5), test: images(40, seed: 6), finetuned: ftB, pretrained: pre,
-                              finetunedValidation: 0.25, finetunedTest: 0.5)
+        for i in pre.table.encoderEnd..<pre.arena.count {
+            ftA.base[i] = Float(rng.normal()); ftB.base[i] = Float(rng.normal())
+        }
+        let a = try MergeTask(
+            name: "a", validation: images(40, seed: 3), test: images(40, seed: 4), finetuned: ftA, pretrained: pre,
+            finetunedValidation: 0.5, finetunedTest: 0.8)
+        let b = try MergeTask(
+            name: "b", validation: images(40, seed: 5), test: images(40, seed: 6), finetuned: ftB, pretrained: pre,
+            finetunedValidation: 0.25, finetunedTest: 0.5)
         XCTAssertTrue(b.tau.allSatisfy { $0 == 0 })
         return MergeEvaluator(pretrained: pre, tasks: [a, b])
     }

@@ -25,7 +25,9 @@ final class CheckpointTests: XCTestCase {
     }
 
     /// Writes `p`'s tensors with `edit` applied, to exercise the loader's checks.
-    func write(_ p: ViTParameters, _ path: String, config: String?, edit: (inout [(String, [Float], [Int])]) -> Void) throws {
+    func write(
+        _ p: ViTParameters, _ path: String, config: String?, edit: (inout [(String, [Float], [Int])]) -> Void
+    ) throws {
         var tensors = p.table.layout.regions.map { ($0.name, p[$0.name]!.array, $0.shape.dims) }
         edit(&tensors)
         var w = SafeTensorsWriter(metadata: config.map { ["config": $0] } ?? [:])
@@ -40,10 +42,14 @@ final class CheckpointTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: path) }
 
         try write(p, path, config: config.json) { $0.append(("blocks.0.attn.q_norm.weight", [1], [1])) }
-        XCTAssertThrowsError(try Checkpoint.load(path: path)) { XCTAssertTrue("\($0)".contains("unexpected tensor 'blocks.0.attn.q_norm.weight'"), "\($0)") }
+        XCTAssertThrowsError(try Checkpoint.load(path: path)) {
+            XCTAssertTrue("\($0)".contains("unexpected tensor 'blocks.0.attn.q_norm.weight'"), "\($0)")
+        }
 
         try write(p, path, config: config.json) { $0.removeAll { $0.0 == "head.bias" } }
-        XCTAssertThrowsError(try Checkpoint.load(path: path)) { XCTAssertTrue("\($0)".contains("no tensor 'head.bias'"), "\($0)") }
+        XCTAssertThrowsError(try Checkpoint.load(path: path)) {
+            XCTAssertTrue("\($0)".contains("no tensor 'head.bias'"), "\($0)")
+        }
 
         try write(p, path, config: config.json) { t in
             let i = t.firstIndex { $0.0 == "blocks.0.mlp.fc1.weight" }!
@@ -59,17 +65,22 @@ final class CheckpointTests: XCTestCase {
         var other = config
         other.depth = 2
         try write(p, path, config: config.json) { _ in }
-        XCTAssertThrowsError(try Checkpoint.load(path: path, config: other)) { XCTAssertTrue("\($0)".contains("differs"), "\($0)") }
+        XCTAssertThrowsError(try Checkpoint.load(path: path, config: other)) {
+            XCTAssertTrue("\($0)".contains("differs"), "\($0)")
+        }
 
         // Truncated file.
         let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
         try bytes.prefix(bytes.count - 10).write(to: URL(fileURLWithPath: path))
         XCTAssertThrowsError(try Checkpoint.load(path: path)) { XCTAssertTrue("\($0)".contains("outside"), "\($0)") }
-        XCTAssertThrowsError(try Checkpoint.load(path: tmp("missing"))) { XCTAssertTrue("\($0)".contains("no such file"), "\($0)") }
+        XCTAssertThrowsError(try Checkpoint.load(path: tmp("missing"))) {
+            XCTAssertTrue("\($0)".contains("no such file"), "\($0)")
+        }
     }
 
     func testForwardIsBitIdenticalForOneAndTwoThreadsOnAViTTinySizedBatch() {
-        let c = ViTConfig(imageSize: 32, patchSize: 4, inChannels: 3, numClasses: 10, embedDim: 96, depth: 2, numHeads: 3)
+        let c = ViTConfig(
+            imageSize: 32, patchSize: 4, inChannels: 3, numClasses: 10, embedDim: 96, depth: 2, numHeads: 3)
         let count = 8 * 3 * 32 * 32
         let input: [Float] = (0..<count).map { (i: Int) -> Float in Float((i * 7919) % 255) / 255 }
         func run(_ threads: Int) -> [UInt32] {
@@ -81,7 +92,8 @@ final class CheckpointTests: XCTestCase {
             labels.withUnsafeBufferPointer { _ = model.crossEntropy(labels: $0.baseAddress!, batch: 8, acts: acts) }
             let grads = model.makeGradients()
             input.withUnsafeBufferPointer { model.backward(input: $0.baseAddress!, batch: 8, acts: acts, grads: grads) }
-            return Array(UnsafeBufferPointer(start: acts.output, count: 80)).map(\.bitPattern) + grads.buffer.map(\.bitPattern)
+            return Array(UnsafeBufferPointer(start: acts.output, count: 80)).map(\.bitPattern)
+                + grads.buffer.map(\.bitPattern)
         }
         XCTAssertEqual(run(1), run(2))
     }
@@ -93,8 +105,9 @@ final class GradientReadyTests: XCTestCase {
     func testReadyRangesCoverTheArenaInOrderAndAreFinal() {
         let configs = [
             ViTConfig(imageSize: 8, patchSize: 4, inChannels: 1, numClasses: 3, embedDim: 8, depth: 3, numHeads: 2),
-            ViTConfig(imageSize: 8, patchSize: 4, inChannels: 2, numClasses: 3, embedDim: 8, depth: 2, numHeads: 2,
-                      qkvBias: false, classToken: false, globalPool: .avg, fcNorm: true, preNorm: true),
+            ViTConfig(
+                imageSize: 8, patchSize: 4, inChannels: 2, numClasses: 3, embedDim: 8, depth: 2, numHeads: 2,
+                qkvBias: false, classToken: false, globalPool: .avg, fcNorm: true, preNorm: true),
         ]
         for config in configs {
             let model = ViT(config: config, seed: 5)
@@ -109,7 +122,8 @@ final class GradientReadyTests: XCTestCase {
             var reported: [(Range<Int>, [Float])] = []
             input.withUnsafeBufferPointer { x in
                 model.backward(input: x.baseAddress!, batch: batch, acts: acts, grads: grads) { range in
-                    reported.append((range, Array(UnsafeBufferPointer(start: grads.base + range.lowerBound, count: range.count))))
+                    reported.append(
+                        (range, Array(UnsafeBufferPointer(start: grads.base + range.lowerBound, count: range.count))))
                 }
             }
             var next = grads.count
@@ -117,7 +131,9 @@ final class GradientReadyTests: XCTestCase {
                 XCTAssertEqual(range.upperBound, next, "ranges must be contiguous and descending")
                 next = range.lowerBound
                 let now = Array(UnsafeBufferPointer(start: grads.base + range.lowerBound, count: range.count))
-                XCTAssertEqual(now.map(\.bitPattern), snapshot.map(\.bitPattern), "range \(range) changed after it was reported ready")
+                XCTAssertEqual(
+                    now.map(\.bitPattern), snapshot.map(\.bitPattern),
+                    "range \(range) changed after it was reported ready")
             }
             XCTAssertEqual(next, 0, "the ranges must cover the whole arena")
             XCTAssertEqual(reported.count, config.depth + 2)

@@ -12,7 +12,9 @@ final class GoldenTests: XCTestCase {
 
     static var goldenFiles: [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: goldenDirectory.path)) ?? []
-        return names.filter { $0.hasSuffix(".safetensors") }.sorted().map { goldenDirectory.appendingPathComponent($0).path }
+        return names.filter { $0.hasSuffix(".safetensors") }.sorted().map {
+            goldenDirectory.appendingPathComponent($0).path
+        }
     }
 
     func testToleranceTableIsFormatsMd() {
@@ -23,14 +25,19 @@ final class GoldenTests: XCTestCase {
 
     func testEveryGoldenFilePasses() throws {
         let files = Self.goldenFiles
-        XCTAssertGreaterThanOrEqual(files.count, 6, "expected the committed golden files in \(Self.goldenDirectory.path)")
+        XCTAssertGreaterThanOrEqual(
+            files.count, 6, "expected the committed golden files in \(Self.goldenDirectory.path)")
         for path in files {
             let report = try Golden.verify(path: path)
-            XCTAssertTrue(report.rows.contains { $0.group == "gradients" } && report.rows.contains { $0.group == "adamw.param" },
-                          "\(path): golden file lacks gradients or AdamW results")
-            XCTAssertTrue(report.rows.contains { $0.group == "jvp" }, "\(path): the JVP (torch.func.jvp) was not checked")
+            XCTAssertTrue(
+                report.rows.contains { $0.group == "gradients" } && report.rows.contains { $0.group == "adamw.param" },
+                "\(path): golden file lacks gradients or AdamW results")
+            XCTAssertTrue(
+                report.rows.contains { $0.group == "jvp" }, "\(path): the JVP (torch.func.jvp) was not checked")
             for row in report.rows where !row.passed {
-                XCTFail("\((path as NSString).lastPathComponent) \(row.group): max abs \(row.maxAbs), max rel \(row.maxRel), worst \(row.worst) (atol \(row.atol), rtol \(row.rtol))")
+                XCTFail(
+                    "\((path as NSString).lastPathComponent) \(row.group): max abs \(row.maxAbs), max rel \(row.maxRel), worst \(row.worst) (atol \(row.atol), rtol \(row.rtol))"
+                )
             }
         }
     }
@@ -56,7 +63,9 @@ final class GoldenTests: XCTestCase {
             switch info.dtype {
             case .f32:
                 var v = try file.floats(name)
-                if name == "grad.head.weight" || name == "grad.norm.weight" || name == "grad.fc_norm.weight" { v[3] += 0.01 }
+                if name == "grad.head.weight" || name == "grad.norm.weight" || name == "grad.fc_norm.weight" {
+                    v[3] += 0.01
+                }
                 try writer.add(name, floats: v, shape: info.shape)
             case .i64: try writer.add(name, int64s: try file.int64s(name), shape: info.shape)
             default: try writer.add(name, bytes: try file.bytes(name), shape: info.shape)

@@ -9,11 +9,14 @@ import ViTMergeModel
 /// must compute the single process's gradient and loss curve up to float summation order, and
 /// keep identical parameters. The same Trainer code runs over MPI (scripts/mpi_check.sh in CI).
 final class DataParallelTests: XCTestCase {
-    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
 
     func setup(mode: TrainMode) throws -> (ViTConfig, LabeledImages, ViTParameters) {
         let task = try TaskDataset.load(path: Self.repo.appendingPathComponent("data/tasks/mnist.safetensors").path)
-        var config = ViTConfig(imageSize: 28, patchSize: 7, inChannels: 1, numClasses: 10, embedDim: 16, depth: 2, numHeads: 2, mlpRatio: 2)
+        var config = ViTConfig(
+            imageSize: 28, patchSize: 7, inChannels: 1, numClasses: 10, embedDim: 16, depth: 2, numHeads: 2, mlpRatio: 2
+        )
         if mode == .masked { config.numClasses = config.patchDim }
         let start = ViTParameters(config: config)
         start.initialize(seed: 11)
@@ -50,16 +53,20 @@ final class DataParallelTests: XCTestCase {
             let scale = want.map(abs).max()!
             for size in [2, 3] {  // 3 ranks share 16 images as 5, 5, 6
                 let got = try onRanks(size) { _, group in
-                    let t = Trainer(model: ViT(parameters: start.copy()), train: data, mode: mode, settings: settings, group: group)
+                    let t = Trainer(
+                        model: ViT(parameters: start.copy()), train: data, mode: mode, settings: settings, group: group)
                     let l = t.gradients(step: 0)
                     return (l, UnsafeBufferPointer(start: t.grads.base, count: t.grads.count).map { $0 })
                 }
                 for (rank, (l, g)) in got.enumerated() {
                     XCTAssertEqual(l, loss, accuracy: 1e-5 * abs(loss), "\(mode) \(size) ranks, rank \(rank): loss")
-                    XCTAssertEqual(g.map(\.bitPattern), got[0].1.map(\.bitPattern), "\(mode): ranks must hold the same summed gradient")
+                    XCTAssertEqual(
+                        g.map(\.bitPattern), got[0].1.map(\.bitPattern),
+                        "\(mode): ranks must hold the same summed gradient")
                     let trainable = mode == .full || mode == .masked ? g.count : start.table.encoderEnd
                     let err = zip(g.prefix(trainable), want.prefix(trainable)).map { abs($0 - $1) }.max()!
-                    XCTAssertLessThanOrEqual(err, 1e-5 * scale, "\(mode) \(size) ranks: gradient differs from the global batch's by \(err)")
+                    XCTAssertLessThanOrEqual(
+                        err, 1e-5 * scale, "\(mode) \(size) ranks: gradient differs from the global batch's by \(err)")
                 }
             }
         }
@@ -72,14 +79,17 @@ final class DataParallelTests: XCTestCase {
         let single = Trainer(model: ViT(parameters: start.copy()), train: data, mode: .full, settings: settings)
         try single.run(log: { singleLosses.append($0.loss) })
         let runs = try onRanks(2) { _, group in
-            let t = Trainer(model: ViT(parameters: start.copy()), train: data, mode: .full, settings: settings, group: group)
+            let t = Trainer(
+                model: ViT(parameters: start.copy()), train: data, mode: .full, settings: settings, group: group)
             var losses: [Float] = []
             try t.run(log: { losses.append($0.loss) })
             return (losses, t.model.parameters, t.resynchronizations, t.evaluateTrained(on: data).accuracy)
         }
         assertBitIdentical(runs[0].1, runs[1].1, "the ranks' parameters diverged")
         XCTAssertEqual(runs[0].2, 0, "no resynchronization should have been needed")
-        XCTAssertEqual(runs[0].3, evaluate(runs[0].1.model, on: data).accuracy, "sharded evaluation must equal the whole-set evaluation")
+        XCTAssertEqual(
+            runs[0].3, evaluate(runs[0].1.model, on: data).accuracy,
+            "sharded evaluation must equal the whole-set evaluation")
         for (s, (a, b)) in zip(singleLosses, runs[0].0).enumerated() {
             XCTAssertEqual(a, b, accuracy: 1e-4 * abs(a), "step \(s + 1): 2-rank loss \(b) vs single-process \(a)")
         }

@@ -9,11 +9,15 @@ final class ExperimentPlanTests: XCTestCase {
     /// A small task: the first `train`/`test` images of an embedded task.
     func smallTask(_ source: String, _ path: String, train: Int, test: Int) throws {
         let t = try TaskDataset.load(path: KillResumeTests.repo.appendingPathComponent(source).path)
-        var w = SafeTensorsWriter(metadata: ["classes": String(decoding: try JSONEncoder().encode(t.classes), as: UTF8.self),
-                                             "name": URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent])
+        var w = SafeTensorsWriter(metadata: [
+            "classes": String(decoding: try JSONEncoder().encode(t.classes), as: UTF8.self),
+            "name": URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent,
+        ])
         for (split, data, n) in [("train", t.train, train), ("test", t.test, test)] {
             let size = data.channels * data.height * data.width
-            try w.add("\(split).images", bytes: Array(data.images.prefix(n * size)), shape: [n, data.channels, data.height, data.width])
+            try w.add(
+                "\(split).images", bytes: Array(data.images.prefix(n * size)),
+                shape: [n, data.channels, data.height, data.width])
             try w.add("\(split).labels", int64s: data.labels.prefix(n).map(Int64.init), shape: [n])
         }
         try w.write(to: path)
@@ -21,20 +25,28 @@ final class ExperimentPlanTests: XCTestCase {
 
     func testPlannedJobsThenMergeEqualOneRun() throws {
         let exe = try KillResumeTests.builtBinary()
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vitmerge-plan-\(getpid())-\(UUID().uuidString)")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "vitmerge-plan-\(getpid())-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let a = dir.appendingPathComponent("digits.safetensors").path, b = dir.appendingPathComponent("clothes.safetensors").path
+        let a = dir.appendingPathComponent("digits.safetensors").path,
+            b = dir.appendingPathComponent("clothes.safetensors").path
         try smallTask("data/tasks/mnist.safetensors", a, train: 60, test: 20)
         try smallTask("data/tasks/fashion.safetensors", b, train: 60, test: 20)
         // A tiny model keeps the merge stages fast in a debug build.
-        let config = dir.appendingPathComponent("cfg.json").path, pre = dir.appendingPathComponent("pre.safetensors").path
-        try #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 0, "embed_dim": 16, "depth": 1, "num_heads": 2}"#
+        let config = dir.appendingPathComponent("cfg.json").path,
+            pre = dir.appendingPathComponent("pre.safetensors").path
+        try
+            #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 0, "embed_dim": 16, "depth": 1, "num_heads": 2}"#
             .write(toFile: config, atomically: true, encoding: .utf8)
-        XCTAssertEqual(try KillResumeTests.run(exe, ["init", "--config", config, "--seed", "1", "--output", pre]).status, 0)
+        XCTAssertEqual(
+            try KillResumeTests.run(exe, ["init", "--config", config, "--seed", "1", "--output", pre]).status, 0)
         func experiment(_ out: String) -> [String] {
-            ["experiment", "--out", out, "--pretrained", pre, "--tasks", a, b, "--modes", "probe,aligned", "--probe-steps", "3", "--finetune-steps", "3",
-             "--batch-size", "8", "--alpha-step", "3", "--disentangle-images", "6", "--threads", "1"]
+            [
+                "experiment", "--out", out, "--pretrained", pre, "--tasks", a, b, "--modes", "probe,aligned",
+                "--probe-steps", "3", "--finetune-steps", "3",
+                "--batch-size", "8", "--alpha-step", "3", "--disentangle-images", "6", "--threads", "1",
+            ]
         }
         let one = dir.appendingPathComponent("one").path, fan = dir.appendingPathComponent("fan").path
         let whole = try KillResumeTests.run(exe, experiment(one))
@@ -56,8 +68,11 @@ final class ExperimentPlanTests: XCTestCase {
         for p in jobs { try p.run() }
         for p in jobs { p.waitUntilExit(); XCTAssertEqual(p.terminationStatus, 0) }
         for task in ["digits", "clothes"] {
-            XCTAssertTrue(FileManager.default.fileExists(atPath: "\(fan)/\(task)/aligned.safetensors"), "job for \(task) wrote nothing")
-            XCTAssertFalse(FileManager.default.fileExists(atPath: "\(fan)/results.json"), "a job must not run the merge stage")
+            XCTAssertTrue(
+                FileManager.default.fileExists(atPath: "\(fan)/\(task)/aligned.safetensors"),
+                "job for \(task) wrote nothing")
+            XCTAssertFalse(
+                FileManager.default.fileExists(atPath: "\(fan)/results.json"), "a job must not run the merge stage")
         }
         let merge = try KillResumeTests.run(URL(fileURLWithPath: "/bin/sh"), ["-c", commands.last!])
         XCTAssertEqual(merge.status, 0, merge.output)
@@ -71,9 +86,12 @@ final class ExperimentPlanTests: XCTestCase {
             }
         }
         func results(_ d: String) throws -> NSDictionary {
-            let o = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(d)/results.json"))) as! [String: Any]
+            let o =
+                try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(d)/results.json")))
+                as! [String: Any]
             return o.filter { $0.key != "environment" } as NSDictionary
         }
-        XCTAssertEqual(try results(one), try results(fan), "the fanned-out experiment's results differ from the single run's")
+        XCTAssertEqual(
+            try results(one), try results(fan), "the fanned-out experiment's results differ from the single run's")
     }
 }

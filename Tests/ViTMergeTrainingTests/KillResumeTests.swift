@@ -8,7 +8,8 @@ import ViTMergeModel
 /// point after its first saved state, then resumed, must end bit-identical to an uninterrupted run;
 /// and bad command lines must fail with a message and a non-zero exit, leaving files intact.
 final class KillResumeTests: XCTestCase {
-    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
 
     /// The `vitmerge` executable built next to this test bundle (`swift test` builds it).
     func binary() throws -> URL { try Self.builtBinary() }
@@ -21,20 +22,25 @@ final class KillResumeTests: XCTestCase {
     }
 
     func temporaryDirectory() throws -> URL {
-        let d = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("vitmerge-kill-\(getpid())-\(UUID().uuidString)")
+        let d = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent(
+            "vitmerge-kill-\(getpid())-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
         return d
     }
 
     @discardableResult
-    func run(_ exe: URL, _ args: [String], killWhenExists: String? = nil, afterMilliseconds delay: Int = 0) throws -> (status: Int32, output: String, killed: Bool) {
+    func run(
+        _ exe: URL, _ args: [String], killWhenExists: String? = nil, afterMilliseconds delay: Int = 0
+    ) throws -> (status: Int32, output: String, killed: Bool) {
         try Self.run(exe, args, killWhenExists: killWhenExists, afterMilliseconds: delay)
     }
 
     /// Runs `exe args` in the repository (output and errors together); with `killWhenExists`,
     /// SIGKILLs it `delay` ms after that file appears.
     @discardableResult
-    static func run(_ exe: URL, _ args: [String], killWhenExists: String? = nil, afterMilliseconds delay: Int = 0) throws -> (status: Int32, output: String, killed: Bool) {
+    static func run(
+        _ exe: URL, _ args: [String], killWhenExists: String? = nil, afterMilliseconds delay: Int = 0
+    ) throws -> (status: Int32, output: String, killed: Bool) {
         let p = Process()
         p.executableURL = exe
         p.arguments = args
@@ -59,13 +65,18 @@ final class KillResumeTests: XCTestCase {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let config = dir.appendingPathComponent("cfg.json").path
-        try #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 10, "embed_dim": 16, "depth": 1, "num_heads": 2}"#
+        try
+            #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 10, "embed_dim": 16, "depth": 1, "num_heads": 2}"#
             .write(toFile: config, atomically: true, encoding: .utf8)
         let start = dir.appendingPathComponent("start.safetensors").path
         XCTAssertEqual(try run(exe, ["init", "--config", config, "--seed", "3", "--output", start]).status, 0)
         func finetune(_ out: String, _ state: String, resume: Bool = false) -> [String] {
-            ["finetune", "--mode", "full", "--checkpoint", start, "--task", "data/tasks/mnist.safetensors", "--output", out,
-             "--steps", "60", "--batch-size", "16", "--state", state, "--checkpoint-every", "4", "--quiet", "--threads", "1"]
+            [
+                "finetune", "--mode", "full", "--checkpoint", start, "--task", "data/tasks/mnist.safetensors",
+                "--output", out,
+                "--steps", "60", "--batch-size", "16", "--state", state, "--checkpoint-every", "4", "--quiet",
+                "--threads", "1",
+            ]
                 + (resume ? ["--resume"] : [])
         }
         let straight = dir.appendingPathComponent("straight.safetensors").path
@@ -79,15 +90,20 @@ final class KillResumeTests: XCTestCase {
         var r = try run(exe, finetune(out, state), killWhenExists: state, afterMilliseconds: rng.int(below: 40))
         kills += r.killed ? 1 : 0
         if r.killed {
-            XCTAssertFalse(FileManager.default.fileExists(atPath: out), "a killed run must not leave an output checkpoint")
-            r = try run(exe, finetune(out, state, resume: true), killWhenExists: state, afterMilliseconds: 20 + rng.int(below: 60))
+            XCTAssertFalse(
+                FileManager.default.fileExists(atPath: out), "a killed run must not leave an output checkpoint")
+            r = try run(
+                exe, finetune(out, state, resume: true), killWhenExists: state,
+                afterMilliseconds: 20 + rng.int(below: 60))
             kills += r.killed ? 1 : 0
         }
         if r.killed { r = try run(exe, finetune(out, state, resume: true)) }
         XCTAssertEqual(r.status, 0, r.output)
-        XCTAssertGreaterThanOrEqual(kills, 1, "the child finished before it could be killed; the test did not test anything")
-        assertBitIdentical(try Checkpoint.load(path: straight).parameters, try Checkpoint.load(path: out).parameters,
-                           "killed-and-resumed weights differ from the uninterrupted run")
+        XCTAssertGreaterThanOrEqual(
+            kills, 1, "the child finished before it could be killed; the test did not test anything")
+        assertBitIdentical(
+            try Checkpoint.load(path: straight).parameters, try Checkpoint.load(path: out).parameters,
+            "killed-and-resumed weights differ from the uninterrupted run")
     }
 
     func testBadCommandLinesFailCleanlyAndLeaveFilesIntact() throws {
@@ -99,7 +115,8 @@ final class KillResumeTests: XCTestCase {
         // Task files: labels outside the class list, an empty train split, images of the wrong size.
         func task(_ name: String, train: Int, size: Int, label: Int64) throws -> String {
             var w = SafeTensorsWriter(metadata: ["classes": #"["a", "b"]"#])
-            try w.add("train.images", bytes: [UInt8](repeating: 9, count: train * size * size), shape: [train, 1, size, size])
+            try w.add(
+                "train.images", bytes: [UInt8](repeating: 9, count: train * size * size), shape: [train, 1, size, size])
             try w.add("train.labels", int64s: (0..<train).map { Int64($0 % 2) == 0 ? label : 1 }, shape: [train])
             try w.add("test.images", bytes: [UInt8](repeating: 9, count: 2 * size * size), shape: [2, 1, size, size])
             try w.add("test.labels", int64s: [0, 1], shape: [2])
@@ -122,21 +139,41 @@ final class KillResumeTests: XCTestCase {
         }
 
         let cases: [([String], String)] = [
-            (["eval", "--checkpoint", "/nonexistent/model.safetensors", "--task", "data/tasks/mnist.safetensors"], "cannot read"),
+            (
+                ["eval", "--checkpoint", "/nonexistent/model.safetensors", "--task", "data/tasks/mnist.safetensors"],
+                "cannot read"
+            ),
             (["eval", "--checkpoint", keep, "--task", "data/tasks/mnist.safetensors"], "existing.safetensors"),
-            (["probe", "--checkpoint", "data/pretrained/vit_mini_glyphs.safetensors", "--task", "data/tasks/mnist.safetensors",
-              "--output", "/nonexistent-dir/x.safetensors", "--steps", "1"], "cannot write"),
-            (["merge", "--pretrained", "data/pretrained/vit_mini_glyphs.safetensors", "--finetuned", keep, "--tasks",
-              "data/tasks/mnist.safetensors", "--lambda", "50"], "--lambda"),
-            (["finetune", "--mode", "mim", "--checkpoint", keep, "--task", "data/tasks/mnist.safetensors", "--output", keep, "--steps", "1"],
-             "aligned or full"),
+            (
+                [
+                    "probe", "--checkpoint", "data/pretrained/vit_mini_glyphs.safetensors", "--task",
+                    "data/tasks/mnist.safetensors",
+                    "--output", "/nonexistent-dir/x.safetensors", "--steps", "1",
+                ], "cannot write"
+            ),
+            (
+                [
+                    "merge", "--pretrained", "data/pretrained/vit_mini_glyphs.safetensors", "--finetuned", keep,
+                    "--tasks",
+                    "data/tasks/mnist.safetensors", "--lambda", "50",
+                ], "--lambda"
+            ),
+            (
+                [
+                    "finetune", "--mode", "mim", "--checkpoint", keep, "--task", "data/tasks/mnist.safetensors",
+                    "--output", keep, "--steps", "1",
+                ],
+                "aligned or full"
+            ),
         ]
         for (args, mention) in cases {
             let r = try run(exe, args)
             XCTAssertNotEqual(r.status, 0, "\(args) should fail")
             XCTAssertTrue(r.output.contains(mention), "\(args): message should mention '\(mention)', got: \(r.output)")
-            XCTAssertFalse(r.output.contains("Fatal error") || r.output.contains("crashed"), "\(args) crashed: \(r.output)")
+            XCTAssertFalse(
+                r.output.contains("Fatal error") || r.output.contains("crashed"), "\(args) crashed: \(r.output)")
         }
-        XCTAssertEqual(try String(contentsOfFile: keep, encoding: .utf8), "precious", "a failed command damaged an existing file")
+        XCTAssertEqual(
+            try String(contentsOfFile: keep, encoding: .utf8), "precious", "a failed command damaged an existing file")
     }
 }

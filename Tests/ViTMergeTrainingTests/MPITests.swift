@@ -18,8 +18,11 @@ final class MPITests: XCTestCase {
 
     /// Runs `exe args` in the repository; kills it (and fails) after `timeout` seconds, so a
     /// hung MPI job cannot hang the suite.
-    func run(_ exe: String, _ args: [String], timeout: Double = 300, terminateWhenExists: String? = nil)
-        throws -> (status: Int32, output: String) {
+    func run(
+        _ exe: String, _ args: [String], timeout: Double = 300, terminateWhenExists: String? = nil
+    )
+        throws -> (status: Int32, output: String)
+    {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: exe)
         p.arguments = args
@@ -55,9 +58,13 @@ final class MPITests: XCTestCase {
         guard let mpirun = Self.which("mpirun") else {
             throw XCTSkip("Open MPI is not installed (apt-get install libopenmpi-dev openmpi-bin)")
         }
-        guard let swift = Self.which("swift") else { throw XCTSkip("swift is not on PATH, so the MPI variant cannot be built") }
-        let build = try run(swift, ["build", "-c", "release", "--traits", "MPI", "--scratch-path", ".build-mpi", "--product", "vitmerge"],
-                            timeout: 1200)
+        guard let swift = Self.which("swift") else {
+            throw XCTSkip("swift is not on PATH, so the MPI variant cannot be built")
+        }
+        let build = try run(
+            swift,
+            ["build", "-c", "release", "--traits", "MPI", "--scratch-path", ".build-mpi", "--product", "vitmerge"],
+            timeout: 1200)
         XCTAssertEqual(build.status, 0, "building with --traits MPI failed:\n\(build.output)")
         let exe = Self.repo.appendingPathComponent(".build-mpi/release/vitmerge").path
         let root = getuid() == 0 ? ["--allow-run-as-root"] : []
@@ -65,7 +72,8 @@ final class MPITests: XCTestCase {
     }
 
     func temporaryDirectory() throws -> URL {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("vitmerge-mpi-\(getpid())-\(UUID().uuidString)")
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "vitmerge-mpi-\(getpid())-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
         return d
     }
@@ -73,8 +81,10 @@ final class MPITests: XCTestCase {
     /// Losses of the JSON step lines, in order.
     func losses(_ output: String) -> [Double] {
         output.split(separator: "\n").compactMap { line -> Double? in
-            guard line.hasPrefix("{"), let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  o["event"] as? String == "step" else { return nil }
+            guard line.hasPrefix("{"),
+                let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                o["event"] as? String == "step"
+            else { return nil }
             return o["loss"] as? Double
         }
     }
@@ -84,12 +94,16 @@ final class MPITests: XCTestCase {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         func finetune(_ out: String, state: String? = nil, resume: Bool = false, steps: Int = 16) -> [String] {
-            ["finetune", "--mode", "full", "--checkpoint", "data/pretrained/vit_mini_glyphs.safetensors", "--task", Self.task,
-             "--output", out, "--steps", "\(steps)", "--batch-size", "32", "--eval-every", "8", "--json"]
+            [
+                "finetune", "--mode", "full", "--checkpoint", "data/pretrained/vit_mini_glyphs.safetensors", "--task",
+                Self.task,
+                "--output", out, "--steps", "\(steps)", "--batch-size", "32", "--eval-every", "8", "--json",
+            ]
                 + (state.map { ["--state", $0, "--checkpoint-every", "4"] } ?? []) + (resume ? ["--resume"] : [])
         }
         // One process and two ranks, same global batch: the same loss curve up to summation order.
-        let one = dir.appendingPathComponent("one.safetensors").path, two = dir.appendingPathComponent("two.safetensors").path
+        let one = dir.appendingPathComponent("one.safetensors").path,
+            two = dir.appendingPathComponent("two.safetensors").path
         let r1 = try run(exe, finetune(one) + ["--threads", "1"])
         XCTAssertEqual(r1.status, 0, r1.output)
         let r2 = try run(mpirun, np(2) + [exe] + finetune(two))
@@ -108,15 +122,22 @@ final class MPITests: XCTestCase {
         // Two ranks stopped (SIGTERM to mpirun) after a saved state and resumed on two ranks:
         // bit-identical to an uninterrupted two-rank run (a 2-rank sum has one rounding, a + b).
         let straight = dir.appendingPathComponent("straight.safetensors").path
-        XCTAssertEqual(try run(mpirun, np(2) + [exe] + finetune(straight, state: dir.appendingPathComponent("s0").path, steps: 40)).status, 0)
-        let state = dir.appendingPathComponent("s1").path, resumed = dir.appendingPathComponent("resumed.safetensors").path
-        let stopped = try run(mpirun, np(2) + [exe] + finetune(resumed, state: state, steps: 40), terminateWhenExists: state)
+        XCTAssertEqual(
+            try run(mpirun, np(2) + [exe] + finetune(straight, state: dir.appendingPathComponent("s0").path, steps: 40))
+                .status, 0)
+        let state = dir.appendingPathComponent("s1").path,
+            resumed = dir.appendingPathComponent("resumed.safetensors").path
+        let stopped = try run(
+            mpirun, np(2) + [exe] + finetune(resumed, state: state, steps: 40), terminateWhenExists: state)
         XCTAssertTrue(FileManager.default.fileExists(atPath: state), stopped.output)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: resumed), "the run finished before it was stopped; nothing was resumed")
+        XCTAssertFalse(
+            FileManager.default.fileExists(atPath: resumed),
+            "the run finished before it was stopped; nothing was resumed")
         let again = try run(mpirun, np(2) + [exe] + finetune(resumed, state: state, resume: true, steps: 40))
         XCTAssertEqual(again.status, 0, again.output)
-        assertBitIdentical(try Checkpoint.load(path: straight).parameters, try Checkpoint.load(path: resumed).parameters,
-                           "a stopped and resumed two-rank run differs from the uninterrupted one")
+        assertBitIdentical(
+            try Checkpoint.load(path: straight).parameters, try Checkpoint.load(path: resumed).parameters,
+            "a stopped and resumed two-rank run differs from the uninterrupted one")
 
         // One rank's error ends the job: rank 0 cannot write its output; nobody waits forever.
         let bad = try run(mpirun, np(2) + [exe] + finetune("/nonexistent-dir/x.safetensors"), timeout: 120)
@@ -127,7 +148,9 @@ final class MPITests: XCTestCase {
         XCTAssertNotEqual(eval.status, 0)
         XCTAssertTrue(eval.output.contains("only `finetune` and `pretrain` are data-parallel"), eval.output)
         // A global batch smaller than the rank count is refused with a message.
-        let tiny = try run(mpirun, np(2) + [exe] + finetune(dir.appendingPathComponent("t.safetensors").path) + ["--batch-size", "1"], timeout: 120)
+        let tiny = try run(
+            mpirun, np(2) + [exe] + finetune(dir.appendingPathComponent("t.safetensors").path) + ["--batch-size", "1"],
+            timeout: 120)
         XCTAssertNotEqual(tiny.status, 0)
         XCTAssertTrue(tiny.output.contains("cannot be shared by 2 ranks"), tiny.output)
     }
@@ -137,9 +160,13 @@ final class MPITests: XCTestCase {
         guard let mpirun = Self.which("mpirun") else { throw XCTSkip("Open MPI is not installed") }
         let exe = try KillResumeTests.builtBinary().path
         let root = getuid() == 0 ? ["--allow-run-as-root"] : []
-        let r = try run(mpirun, root + ["--oversubscribe", "-np", "2", exe, "finetune", "--mode", "full", "--checkpoint",
-                                        "data/pretrained/vit_mini_glyphs.safetensors", "--task", Self.task, "--output",
-                                        "/tmp/never-written.safetensors", "--steps", "1"], timeout: 120)
+        let r = try run(
+            mpirun,
+            root + [
+                "--oversubscribe", "-np", "2", exe, "finetune", "--mode", "full", "--checkpoint",
+                "data/pretrained/vit_mini_glyphs.safetensors", "--task", Self.task, "--output",
+                "/tmp/never-written.safetensors", "--steps", "1",
+            ], timeout: 120)
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.output.contains("built without MPI"), r.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/tmp/never-written.safetensors"))
