@@ -90,7 +90,9 @@ let package = Package(
             swiftSettings: simdSettings),
         .testTarget(
             name: "ViTMergeMergingTests",
-            dependencies: ["ViTMergeMerging", "ViTMergeModel", "ViTMergeIO", "ViTMergeCore"],
+            dependencies: [
+                "ViTMergeMerging", "ViTMergeModel", "ViTMergeIO", "ViTMergeCore", "ViTMergeTraining", "CMallocCounter",
+            ],
             swiftSettings: simdSettings),
         .testTarget(name: "ViTMergeReportTests", dependencies: ["ViTMergeReport"], swiftSettings: simdSettings),
         .testTarget(

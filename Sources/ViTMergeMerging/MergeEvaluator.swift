@@ -1,6 +1,7 @@
 import Foundation
 import ViTMergeCore
 import ViTMergeIO
+import ViTMergeKernels
 import ViTMergeModel
 import ViTMergeTraining
 
@@ -13,7 +14,8 @@ public struct MergeTask: Sendable {
     /// head.weight [K, D] then head.bias [K].
     public let head: [Float]
     public let classes: Int
-    public var tau: [Float]
+    /// τ = θ_ft − θ_pre over the encoder, in the pretrained parameters' encoder layout.
+    public var tau: EncoderVector
     public let finetunedValidation: Double
     public let finetunedTest: Double
 
@@ -40,9 +42,29 @@ public struct MergeTask: Sendable {
 
 public enum Split: String, Sendable { case validation, test }
 
+/// The encoder θ_pre + Σ coefficients[i]·vectors[i], described rather than computed: the evaluator
+/// writes it straight into the parameter arena of the model it evaluates (`MergeEvaluator.write`),
+/// so a λ step or a grid cell allocates no encoder. The vectors are read when the encoder is used.
+public struct MergedEncoder: Sendable {
+    public let vectors: [EncoderVector]
+    public let coefficients: [Float]
+
+    public init(_ vectors: [EncoderVector], _ coefficients: [Float]) {
+        precondition(
+            vectors.count == coefficients.count,
+            "MergedEncoder: \(vectors.count) vectors, \(coefficients.count) coefficients")
+        self.vectors = vectors
+        self.coefficients = coefficients
+    }
+}
+
 /// Evaluates merged encoders θ_pre + Σ c_i τ_i on each task with that task's head. With
 /// `linearized`, the merged model is the tangent-space one: f(x; θ_pre) + J(θ_pre)·(Σ c_i τ_i)
 /// (task vectors from linearized fine-tuning; the head stays the task's own).
+///
+/// Memory: one model per class count (parameters, activations, and in linearized mode one
+/// tangent arena), reused for every merge: an encoder is written in place into that model's
+/// arena (or tangent), the head copied in per task.
 public final class MergeEvaluator {
     public let pretrained: ViTParameters
     public let tasks: [MergeTask]
@@ -50,13 +72,15 @@ public final class MergeEvaluator {
     public let linearized: Bool
     /// One model per class count, reused (encoder written in place, head swapped per task).
     private var models: [Int: Loaded] = [:]
+    /// Σ τ over a subset (the default direction of `addition`), reused.
+    var sumScratch: EncoderVector?
 
     struct Loaded {
         let model: ViT
         let acts: ViTActivations
         let tangents: ViTTangents?
-        /// Linearized: encoder − θ_pre over the encoder, 0 over the head.
-        let tangent: UnsafeMutablePointer<Float>?
+        /// Linearized: encoder − θ_pre over the encoder, 0 over the head (the model holds θ_pre).
+        let tangent: Arena?
     }
 
     public init(pretrained: ViTParameters, tasks: [MergeTask], pool: ThreadPool = .shared, linearized: Bool = false) {
@@ -66,8 +90,6 @@ public final class MergeEvaluator {
         self.linearized = linearized
     }
 
-    deinit { for m in models.values { m.tangent?.deallocate() } }
-
     var encoderCount: Int { pretrained.table.encoderEnd }
 
     private func model(classes: Int) -> Loaded {
@@ -75,10 +97,10 @@ public final class MergeEvaluator {
         var c = pretrained.config
         c.numClasses = classes
         let m = ViT(parameters: ViTParameters(config: c), pool: pool)
-        var tangent: UnsafeMutablePointer<Float>? = nil
+        var tangent: Arena? = nil
         if linearized {
-            tangent = .allocate(capacity: m.table.layout.count)
-            tangent!.initialize(repeating: 0, count: m.table.layout.count)
+            m.parameters.base.update(from: pretrained.base, count: encoderCount)
+            tangent = Arena(layout: m.table.layout)
         }
         models[classes] = Loaded(
             model: m, acts: m.makeActivations(capacity: 128),
@@ -86,19 +108,28 @@ public final class MergeEvaluator {
         return models[classes]!
     }
 
-    /// A model holding `encoder` (linearized: θ_pre, with encoder − θ_pre as its tangent) and
-    /// task `index`'s head, with its reusable activations.
-    func load(encoder: [Float], task index: Int) -> Loaded {
+    /// out[0..<table.encoderEnd] = θ_pre + Σ c_i·τ_i (`combine`: sequential FMAs in vector order,
+    /// vectors with c_i = 0 skipped).
+    public func write(_ encoder: MergedEncoder, into out: UnsafeMutablePointer<Float>) {
+        combine(
+            base: pretrained.base, vectors: encoder.vectors, coefficients: encoder.coefficients, into: out,
+            count: encoderCount, pool: pool)
+    }
+
+    /// The model for task `index` holding `encoder` (linearized: θ_pre, with encoder − θ_pre as its
+    /// tangent) and the task's head, with its reusable activations. Overwrites that model's arena.
+    func load(encoder: MergedEncoder, task index: Int) -> Loaded {
         let t = tasks[index]
         let loaded = model(classes: t.classes)
         let p = loaded.model.parameters
         if let tangent = loaded.tangent {
-            p.base.update(from: pretrained.base, count: encoderCount)
-            encoder.withUnsafeBufferPointer { e in
-                for i in 0..<encoderCount { tangent[i] = e[i] - pretrained.base[i] }
-            }
+            // tangent = fl(θ_pre + Σ c τ) − θ_pre, one rounding each, as the merged encoder minus θ_pre.
+            write(encoder, into: tangent.base)
+            Elementwise.linearCombination(
+                out: tangent.base, base: tangent.base, xs: [UnsafePointer(pretrained.base)], coefficients: [-1],
+                count: encoderCount, pool: pool)
         } else {
-            encoder.withUnsafeBufferPointer { p.base.update(from: $0.baseAddress!, count: encoderCount) }
+            write(encoder, into: p.base)
         }
         let d = p.config.embedDim
         t.head.withUnsafeBufferPointer { h in
@@ -108,34 +139,34 @@ public final class MergeEvaluator {
         return loaded
     }
 
-    /// θ_pre + Σ coefficients[i]·vectors[i] over the encoder.
-    public func encoder(_ vectors: [[Float]], _ coefficients: [Float]) -> [Float] {
-        var out = [Float](repeating: 0, count: encoderCount)
-        out.withUnsafeMutableBufferPointer {
-            combine(
-                base: pretrained.base, vectors: vectors, coefficients: coefficients, into: $0.baseAddress!,
-                count: encoderCount, pool: pool)
-        }
-        return out
+    /// θ_pre + Σ coefficients[i]·vectors[i] over the encoder (evaluated where it is used).
+    public func encoder(_ vectors: [EncoderVector], _ coefficients: [Float]) -> MergedEncoder {
+        MergedEncoder(vectors, coefficients)
+    }
+
+    /// `encoder(_:_:)` with the vectors given as arrays (`table.encoderEnd` floats each), copied into arenas.
+    @_disfavoredOverload
+    public func encoder(_ vectors: [[Float]], _ coefficients: [Float]) -> MergedEncoder {
+        MergedEncoder(vectors.map { EncoderVector($0, table: pretrained.table) }, coefficients)
     }
 
     /// A standalone copy of `encoder` with task `index`'s head (for saving a merged model).
-    public func model(encoder: [Float], task index: Int) -> ViTParameters {
+    public func model(encoder: MergedEncoder, task index: Int) -> ViTParameters {
         precondition(!linearized, "a linearized merge is θ_pre plus a tangent, not one parameter set")
         return load(encoder: encoder, task: index).model.parameters.copy()
     }
 
     /// Accuracy of `encoder` with task `index`'s head on its split.
-    public func accuracy(encoder: [Float], task index: Int, split: Split) -> Double {
+    public func accuracy(encoder: MergedEncoder, task index: Int, split: Split) -> Double {
         let l = load(encoder: encoder, task: index)
         return evaluate(
             l.model, on: split == .validation ? tasks[index].validation : tasks[index].test, acts: l.acts,
-            tangent: l.tangent.map { UnsafePointer($0) }, tangents: l.tangents
+            tangent: l.tangent.map { UnsafePointer($0.base) }, tangents: l.tangents
         ).accuracy
     }
 
     /// Predicted classes of `encoder` with task `index`'s head on the first `limit` images of its split.
-    public func predictions(encoder: [Float], task index: Int, split: Split, limit: Int = .max) -> [Int] {
+    public func predictions(encoder: MergedEncoder, task index: Int, split: Split, limit: Int = .max) -> [Int] {
         let l = load(encoder: encoder, task: index)
         let (m, acts) = (l.model, l.acts)
         let data = split == .validation ? tasks[index].validation : tasks[index].test
@@ -150,7 +181,7 @@ public final class MergeEvaluator {
                 data.fill(start..<(start + b), input: inp.baseAddress!, labels: nil)
                 m.forward(input: inp.baseAddress!, batch: b, acts: acts)
                 if let tangent = l.tangent, let tangents = l.tangents {
-                    m.addJVP(tangent: tangent, batch: b, acts: acts, tangents: tangents)
+                    m.addJVP(tangent: tangent.base, batch: b, acts: acts, tangents: tangents)
                 }
             }
             for i in 0..<b {
@@ -166,7 +197,7 @@ public final class MergeEvaluator {
     /// Normalized accuracy of `encoder` on `subset` of tasks: per task acc / fine-tuned acc
     /// (validation by validation, test by test), plus the absolute accuracies.
     public func normalized(
-        encoder: [Float], tasks subset: [Int], split: Split
+        encoder: MergedEncoder, tasks subset: [Int], split: Split
     ) -> (mean: Double, perTask: [Double], absolute: [Double]) {
         var norm: [Double] = [], abs: [Double] = []
         for i in subset {
@@ -176,50 +207,5 @@ public final class MergeEvaluator {
             norm.append(ft > 0 ? a / ft : 0)
         }
         return (norm.reduce(0, +) / Double(max(norm.count, 1)), norm, abs)
-    }
-
-    /// Task addition over `subset` with λ from `grid` chosen on validation (ties → smaller λ),
-    /// reported on test. `direction` defaults to Σ τ over the subset.
-    public func addition(
-        tasks subset: [Int], direction: [Float]? = nil, grid: [Double] = lambdaGrid
-    )
-        -> (
-            lambda: Double, validation: Double, test: Double, testPerTask: [Double], testAbsolute: [Double],
-            curve: [(Double, Double)]
-        )
-    {
-        let dir =
-            direction
-            ?? subset.reduce(into: [Float](repeating: 0, count: encoderCount)) { acc, i in
-                for j in 0..<acc.count { acc[j] += tasks[i].tau[j] }
-            }
-        var curve: [(lambda: Double, score: Double)] = []
-        for l in grid {
-            curve.append((l, normalized(encoder: encoder([dir], [Float(l)]), tasks: subset, split: .validation).mean))
-        }
-        let best = selectLambda(curve)
-        let test = normalized(encoder: encoder([dir], [Float(best.lambda)]), tasks: subset, split: .test)
-        return (best.lambda, best.score, test.mean, test.perTask, test.absolute, curve.map { ($0.lambda, $0.score) })
-    }
-
-    /// Weight disentanglement error ξ(α1, α2) for tasks a and b on up to `limit` validation images each.
-    public func disentanglement(_ a: Int, _ b: Int, alphas: [Double], limit: Int) -> [[Double]] {
-        var singleA: [Double: [Int]] = [:], singleB: [Double: [Int]] = [:]
-        for x in alphas {
-            singleA[x] = predictions(
-                encoder: encoder([tasks[a].tau], [Float(x)]), task: a, split: .validation, limit: limit)
-            singleB[x] = predictions(
-                encoder: encoder([tasks[b].tau], [Float(x)]), task: b, split: .validation, limit: limit)
-        }
-        return alphas.map { x1 in
-            alphas.map { x2 in
-                let merged = encoder([tasks[a].tau, tasks[b].tau], [Float(x1), Float(x2)])
-                let pa = predictions(encoder: merged, task: a, split: .validation, limit: limit)
-                let pb = predictions(encoder: merged, task: b, split: .validation, limit: limit)
-                let da = Double(zip(pa, singleA[x1]!).filter { $0 != $1 }.count) / Double(max(pa.count, 1))
-                let db = Double(zip(pb, singleB[x2]!).filter { $0 != $1 }.count) / Double(max(pb.count, 1))
-                return da + db
-            }
-        }
     }
 }

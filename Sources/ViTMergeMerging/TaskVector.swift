@@ -13,24 +13,30 @@ public enum MergeError: Error, CustomStringConvertible {
         switch self {
         case .incompatible(let why): "cannot merge: \(why)"
         case .wrongBase(let task, let expected, let found):
-            "task vector '\(task)' was made from base \(found.prefix(12))…, not this base \(expected.prefix(12))…; recompute it against this base"
+            "task vector '\(task)' was made from base \(found.prefix(12))…, not this base \(expected.prefix(12))…; "
+                + "recompute it against this base"
         }
     }
 }
 
-/// τ = θ_ft − θ_pre over the encoder (every tensor but `head.*`), as one flat vector in the
-/// parameter arena's layout: the head is laid out last, so the encoder is the prefix
+/// τ = θ_ft − θ_pre over the encoder (every tensor but `head.*`), in an `EncoderVector`: the
+/// parameter arena's layout with the head (laid out last) cut off, so the encoder is the prefix
 /// [0, table.encoderEnd) of the arena and merges are single streaming loops.
 public struct TaskVector: Sendable {
     public let task: String
     /// sha256 of the base parameters' data (FORMATS.md "Task vectors").
     public let base: String
-    public var values: [Float]
+    public var values: EncoderVector
 
-    public init(task: String, base: String, values: [Float]) {
+    public init(task: String, base: String, values: EncoderVector) {
         self.task = task
         self.base = base
         self.values = values
+    }
+
+    /// A task vector holding a copy of `values` (`table.encoderEnd` floats) in an arena.
+    public init(task: String, base: String, values: [Float], table: ParameterTable) {
+        self.init(task: task, base: base, values: EncoderVector(values, table: table))
     }
 
     /// θ_ft − θ_pre on the encoder; both must share the encoder config (the head may differ).
@@ -39,22 +45,22 @@ public struct TaskVector: Sendable {
             throw MergeError.incompatible(
                 "'\(task)' has encoder config \(finetuned.config.json), the base \(pretrained.config.json)")
         }
-        self.init(
-            task: task, base: parameterHash(pretrained),
-            values: finetuned.difference(from: pretrained, count: pretrained.table.encoderEnd))
+        let v = EncoderVector(table: pretrained.table)
+        finetuned.difference(from: pretrained, into: v.base, count: v.count)
+        self.init(task: task, base: parameterHash(pretrained), values: v)
     }
 
     /// Writes encoder tensors with timm names and metadata kind/base/task, atomically.
     public func save(to path: String, table: ParameterTable) throws {
+        precondition(
+            values.count == table.encoderEnd, "TaskVector.save: \(values.count) values for \(table.config.json)")
         var w = SafeTensorsWriter(metadata: [
             "kind": "task-vector", "base": base, "task": task, "config": table.config.json,
         ])
         for r in table.layout.regions where !ParameterTable.isHead(r.name) {
-            try values.withUnsafeBufferPointer {
-                try w.add(
-                    r.name, floats: UnsafeBufferPointer(rebasing: $0[r.offset..<(r.offset + r.shape.count)]),
-                    shape: r.shape.dims)
-            }
+            try w.add(
+                r.name, floats: UnsafeBufferPointer(start: values.base + r.offset, count: r.shape.count),
+                shape: r.shape.dims)
         }
         try w.write(to: path)
     }
@@ -66,11 +72,9 @@ public struct TaskVector: Sendable {
                 path: path, reason: "not a task vector (metadata kind/base/task)",
                 hint: "make one with `vitmerge task-vector`")
         }
-        var v = [Float](repeating: 0, count: table.encoderEnd)
+        let v = EncoderVector(table: table)
         for r in table.layout.regions where !ParameterTable.isHead(r.name) {
-            try v.withUnsafeMutableBufferPointer {
-                try f.copyFloats(r.name, into: $0.baseAddress! + r.offset, shape: r.shape.dims)
-            }
+            try f.copyFloats(r.name, into: v.base + r.offset, shape: r.shape.dims)
         }
         for name in f.names
         where table.layout.regions.first(where: { $0.name == name }) == nil || ParameterTable.isHead(name) {
@@ -95,7 +99,27 @@ public func parameterHash(_ p: ViTParameters) -> String {
 
 /// out = base + Σ coefficients[i]·vectors[i] in one streaming pass (each element read once from
 /// every input, written once), rounded as sequential FMAs in vector order — bit-identical to
-/// `base` followed by one `axpy` per vector. Bandwidth-bound: see the benchmark's merge suite.
+/// `base` followed by one `axpy` per vector. Vectors with coefficient 0 are skipped (so
+/// `out = base` exactly when every coefficient is 0). Bandwidth-bound: see the benchmark's merge suite.
+// out[n] = base[n] + Σ_j c[j]·vectors[j][n]
+public func combine(
+    base: UnsafePointer<Float>, vectors: [EncoderVector], coefficients: [Float], into out: UnsafeMutablePointer<Float>,
+    count n: Int, pool: ThreadPool = .shared
+) {
+    precondition(
+        vectors.count == coefficients.count && vectors.allSatisfy { $0.count == n }, "combine: vector sizes differ")
+    var xs: [UnsafePointer<Float>] = [], cs: [Float] = []
+    for (v, c) in zip(vectors, coefficients) where c != 0 {
+        xs.append(UnsafePointer(v.base))
+        cs.append(c)
+    }
+    withExtendedLifetime(vectors) {
+        Elementwise.linearCombination(out: out, base: base, xs: xs, coefficients: cs, count: n, pool: pool)
+    }
+}
+
+/// `combine` over arrays (each `n` floats); see the `EncoderVector` form.
+@_disfavoredOverload
 public func combine(
     base: UnsafePointer<Float>, vectors: [[Float]], coefficients: [Float], into out: UnsafeMutablePointer<Float>,
     count n: Int, pool: ThreadPool = .shared
@@ -109,7 +133,7 @@ public func combine(
 }
 
 /// Calls `body` with the base addresses of all `arrays` (valid only inside `body`).
-private func withPointers<R>(
+func withPointers<R>(
     _ arrays: [[Float]], _ acc: [UnsafePointer<Float>] = [], _ body: ([UnsafePointer<Float>]) -> R
 ) -> R {
     guard let first = arrays.first else { return body(acc) }

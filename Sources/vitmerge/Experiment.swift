@@ -346,7 +346,7 @@ final class ExperimentRunner {
                     "test_absolute": Dictionary(uniqueKeysWithValues: zip(names, avg.absolute)),
                 ]
                 merges["task_arithmetic"] = ["lambda": add.lambda, "test_normalized": add.test]
-                func tuned(_ candidates: [(Double, [Float])]) -> [String: Any] {
+                func tuned(_ candidates: [(Double, EncoderVector)]) -> [String: Any] {
                     let runs = candidates.map { ($0.0, ev.addition(tasks: all, direction: $0.1)) }
                     let best = runs.max { a, b in
                         a.1.validation < b.1.validation || (a.1.validation == b.1.validation && a.0 > b.0)
@@ -362,16 +362,7 @@ final class ExperimentRunner {
                 tiesOut["keep"] = ties["hyperparameter"]
                 merges["ties"] = tiesOut
                 var dare = tuned(
-                    [0.5, 0.9].map { p in
-                        (
-                            p,
-                            zip(taus.indices, taus).reduce(into: [Float](repeating: 0, count: taus[0].count)) {
-                                acc, it in
-                                let d = Merges.dare(it.1, drop: p, seed: o.seed &+ UInt64(it.0))
-                                for j in 0..<acc.count { acc[j] += d[j] }
-                            }
-                        )
-                    })
+                    [0.5, 0.9].map { p in (p, Merges.dareSum(taus, drop: p, seed: o.seed)) })
                 dare["drop"] = dare["hyperparameter"]
                 merges["dare"] = dare
                 say(

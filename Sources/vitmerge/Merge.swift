@@ -126,17 +126,12 @@ struct MergeCommand: ParsableCommand {
         let (ev, names) = try inputs.load()
         let taus = ev.tasks.map(\.tau)
         let all = Array(names.indices)
-        let direction: [Float]
+        let direction: EncoderVector
         switch method {
         case "average": direction = Merges.average(taus)
         case "ties": direction = Merges.ties(taus, keep: keep)
-        case "dare":
-            direction = taus.indices.reduce(into: [Float](repeating: 0, count: taus[0].count)) { acc, i in
-                let d = Merges.dare(taus[i], drop: drop, seed: inputs.seed &+ UInt64(i))
-                for j in 0..<acc.count { acc[j] += d[j] }
-            }
-        default:
-            direction = taus.dropFirst().reduce(into: taus[0]) { acc, t in for j in 0..<acc.count { acc[j] += t[j] } }
+        case "dare": direction = Merges.dareSum(taus, drop: drop, seed: inputs.seed)
+        default: direction = Merges.sum(taus)
         }
         // Averaging is a fixed merge (λ = 1 on the mean) unless a λ is given.
         let grid = lambda.map { [$0] } ?? (method == "average" ? [1] : lambdaGrid)

@@ -36,6 +36,58 @@ final class MergeTests: XCTestCase {
         XCTAssertEqual(Merges.average([[1, 2], [3, 6]]), [2, 4])
     }
 
+    /// Random vectors over the fixture's encoder (with exact zeros and shared magnitudes, so TIES
+    /// meets ties at its threshold and zero sums).
+    func randomVectors(_ k: Int, seed: UInt64) -> [EncoderVector] {
+        let table = MergeFixture.pretrained().table
+        var rng = RNG(seed: seed)
+        return (0..<k).map { _ in
+            let v = EncoderVector(table: table)
+            for i in 0..<v.count {
+                let u = rng.int(below: 10)
+                v.base[i] = u == 0 ? 0 : u == 1 ? (rng.int(below: 2) == 0 ? 0.5 : -0.5) : Float(rng.normal())
+            }
+            return v
+        }
+    }
+
+    func bits(_ xs: some Sequence<Float>) -> [UInt32] { xs.map(\.bitPattern) }
+
+    /// The arena forms of every merge give the bits of the array forms, which keep the loops of
+    /// the array-only implementation (written out here as the reference).
+    func testArenaFormsMatchTheArrayForms() {
+        let taus = randomVectors(3, seed: 9), arrays = taus.map { Array($0) }
+        let n = taus[0].count
+        XCTAssertEqual(bits(Merges.average(taus)), bits(Merges.average(arrays)))
+        for keep in [0.1, 0.5, 1] {
+            XCTAssertEqual(bits(Merges.ties(taus, keep: keep)), bits(Merges.ties(arrays, keep: keep)), "keep \(keep)")
+            // TIES from its definition: trim each τ, elect signs, disjoint mean.
+            let trimmed = arrays.map { Merges.trim($0, keep: keep) }
+            let reference: [Float] = (0..<n).map { i in
+                var sum: Float = 0
+                for t in trimmed { sum += t[i] }
+                guard sum != 0 else { return 0 }
+                var acc: Float = 0, count = 0
+                for t in trimmed where t[i] != 0 && (t[i] > 0) == (sum > 0) { acc += t[i]; count += 1 }
+                return count > 0 ? acc / Float(count) : 0
+            }
+            XCTAssertEqual(bits(Merges.ties(arrays, keep: keep)), bits(reference), "keep \(keep)")
+        }
+        XCTAssertEqual(bits(Merges.dare(taus[1], drop: 0.6, seed: 4)), bits(Merges.dare(arrays[1], drop: 0.6, seed: 4)))
+        // Σ DARE(τ_i, p, seed + i) accumulated from 0, one add per vector.
+        var dareSum = [Float](repeating: 0, count: n)
+        for i in arrays.indices {
+            let d = Merges.dare(arrays[i], drop: 0.6, seed: 4 &+ UInt64(i))
+            for j in 0..<n { dareSum[j] += d[j] }
+        }
+        XCTAssertEqual(bits(Merges.dareSum(taus, drop: 0.6, seed: 4)), bits(dareSum))
+        let sum = (0..<n).map { arrays[0][$0] + arrays[1][$0] + arrays[2][$0] }
+        XCTAssertEqual(bits(Merges.sum(taus)), bits(sum))
+        // The inputs are untouched and the results keep their layout.
+        XCTAssertEqual(bits(taus[0]), bits(arrays[0]))
+        XCTAssertTrue(Merges.ties(taus, keep: 0.5).hasLayout(of: taus[0]))
+    }
+
     func testSHA256KnownAnswers() {
         let empty = [UInt8]()
         XCTAssertEqual(
@@ -47,76 +99,5 @@ final class MergeTests: XCTestCase {
         let long = Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)
         XCTAssertEqual(
             long.withUnsafeBytes { SHA256.hex($0) }, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
-    }
-}
-
-final class MergeEvaluatorTests: XCTestCase {
-    let config = ViTConfig(
-        imageSize: 8, patchSize: 4, inChannels: 1, numClasses: 3, embedDim: 16, depth: 1, numHeads: 2)
-
-    func images(_ n: Int, seed: UInt64) -> LabeledImages {
-        var rng = RNG(seed: seed)
-        return LabeledImages(
-            count: n, channels: 1, height: 8, width: 8, images: (0..<(n * 64)).map { _ in UInt8(rng.int(below: 256)) },
-            labels: (0..<n).map { Int32($0 % 3) })
-    }
-
-    /// Two tasks: τ_a = a random perturbation of the encoder, τ_b = 0.
-    func evaluator() throws -> MergeEvaluator {
-        let pre = ViTParameters(config: config)
-        pre.initialize(seed: 1)
-        let ftA = pre.copy(), ftB = pre.copy()
-        var rng = RNG(seed: 2)
-        for i in 0..<pre.table.encoderEnd { ftA.base[i] += Float(rng.normal() * 0.3) }
-        for i in pre.table.encoderEnd..<pre.arena.count {
-            ftA.base[i] = Float(rng.normal()); ftB.base[i] = Float(rng.normal())
-        }
-        let a = try MergeTask(
-            name: "a", validation: images(40, seed: 3), test: images(40, seed: 4), finetuned: ftA, pretrained: pre,
-            finetunedValidation: 0.5, finetunedTest: 0.8)
-        let b = try MergeTask(
-            name: "b", validation: images(40, seed: 5), test: images(40, seed: 6), finetuned: ftB, pretrained: pre,
-            finetunedValidation: 0.25, finetunedTest: 0.5)
-        XCTAssertTrue(b.tau.allSatisfy { $0 == 0 })
-        return MergeEvaluator(pretrained: pre, tasks: [a, b])
-    }
-
-    func testNormalizationDividesByTheFineTunedAccuracyOfTheSameSplit() throws {
-        let e = try evaluator()
-        let enc = e.encoder([e.tasks[0].tau], [0.3])
-        let v = e.normalized(encoder: enc, tasks: [0, 1], split: .validation)
-        let t = e.normalized(encoder: enc, tasks: [0, 1], split: .test)
-        XCTAssertEqual(v.perTask[0], v.absolute[0] / 0.5, accuracy: 1e-12)
-        XCTAssertEqual(v.perTask[1], v.absolute[1] / 0.25, accuracy: 1e-12)
-        XCTAssertEqual(t.perTask[0], t.absolute[0] / 0.8, accuracy: 1e-12)
-        XCTAssertEqual(t.mean, (t.perTask[0] + t.perTask[1]) / 2, accuracy: 1e-12)
-        XCTAssertEqual(e.accuracy(encoder: enc, task: 0, split: .validation), v.absolute[0])
-    }
-
-    func testDisentanglementErrorOnAConstructedCase() throws {
-        // With τ_b = 0: task a's merged prediction equals its single-task one (error 0 on a), and
-        // task b compares θ0 + α1·τ_a with θ0, which does not depend on α2; at α1 = 0 everything agrees.
-        let e = try evaluator()
-        let alphas: [Double] = [-1, 0, 1, 2]
-        let xi = e.disentanglement(0, 1, alphas: alphas, limit: 40)
-        XCTAssertEqual(xi[1], [0, 0, 0, 0], "ξ(0, α2) must be 0")
-        for row in xi { XCTAssertEqual(Set(row).count, 1, "ξ(α1, ·) must not depend on α2 when τ_b = 0: \(row)") }
-        let pb0 = e.predictions(encoder: e.encoder([], []), task: 1, split: .validation)
-        let pb2 = e.predictions(encoder: e.encoder([e.tasks[0].tau], [2]), task: 1, split: .validation)
-        XCTAssertEqual(xi[3][0], Double(zip(pb0, pb2).filter { $0 != $1 }.count) / 40, accuracy: 1e-12)
-    }
-
-    func testTaskVectorRoundTripAndBaseBinding() throws {
-        let e = try evaluator()
-        let path = NSTemporaryDirectory() + "vitmerge-tv-\(getpid()).safetensors"
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let tv = TaskVector(task: "a", base: parameterHash(e.pretrained), values: e.tasks[0].tau)
-        try tv.save(to: path, table: e.pretrained.table)
-        let back = try TaskVector.load(path: path, table: e.pretrained.table)
-        XCTAssertEqual(back.values, tv.values)
-        XCTAssertEqual(back.base, parameterHash(e.pretrained))
-        let other = e.pretrained.copy()
-        other.base[0] += 1
-        XCTAssertNotEqual(parameterHash(other), back.base)
     }
 }
