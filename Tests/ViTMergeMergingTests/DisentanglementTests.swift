@@ -22,10 +22,9 @@ final class DisentanglementTests: XCTestCase {
         let xi = e.disentanglement(0, 1, alphas: alphas, limit: 40)
         let pb0 = e.predictions(encoder: e.encoder([], []), task: 1, split: .validation)
         let pb2 = e.predictions(encoder: e.encoder([e.tasks[0].tau], [2]), task: 1, split: .validation)
-        // Non-degenerate: the models predict several classes and α1 = 2 changes task b's predictions,
-        // so a ξ that ignored the merge (or a model predicting one class) could not pass.
+        // Non-degenerate: θ0 with head b predicts several classes and α1 = 2 changes task b's
+        // predictions, so a ξ that ignored the merge (or a model predicting one class) could not pass.
         XCTAssertGreaterThan(Set(pb0).count, 1, "θ0 with head b predicts one class: the test would be vacuous")
-        XCTAssertGreaterThan(Set(pb2).count, 1)
         XCTAssertGreaterThan(disagreement(pb0, pb2), 0, "τ_a must move task b's predictions")
         XCTAssertEqual(xi[1], [0, 0, 0, 0], "ξ(0, α2) must be 0")
         for row in xi { XCTAssertEqual(Set(row).count, 1, "ξ(α1, ·) must not depend on α2 when τ_b = 0: \(row)") }
@@ -36,7 +35,7 @@ final class DisentanglementTests: XCTestCase {
     /// Every cell against ξ computed from scratch: fresh models built from scalar-reference merges,
     /// their own forward and argmax, on two random task vectors.
     func testDisentanglementMatchesAReferenceOnRandomTaskVectors() throws {
-        let e = try F.evaluator(scaleB: 0.4)
+        let e = try F.evaluator(scaleB: 0.04)
         let pre = e.pretrained, n = pre.table.encoderEnd
         let (ta, tb) = (e.tasks[0].tau, e.tasks[1].tau)
         let alphas: [Double] = [-1.5, 0, 1, 2.5]

@@ -26,7 +26,7 @@ final class MergeEvaluatorTests: XCTestCase {
     /// The merge written into the evaluation model equals θ_pre + Σ c_i τ_i computed by a scalar
     /// loop, bit for bit, for every coefficient set in turn (each overwrites the previous one).
     func testInPlaceMergeIsBitIdenticalToTheScalarReference() throws {
-        let e = try F.evaluator(scaleB: 0.2)
+        let e = try F.evaluator(scaleB: 0.02)
         let pre = e.pretrained, n = pre.table.encoderEnd
         let (ta, tb) = (e.tasks[0].tau, e.tasks[1].tau)
         let cases: [([EncoderVector], [Float])] = [
@@ -60,7 +60,7 @@ final class MergeEvaluatorTests: XCTestCase {
 
     /// Linearized: the model keeps θ_pre and the tangent is fl(θ_pre + Σ c τ) − θ_pre (0 on the head).
     func testLinearizedTangentIsTheMergedEncoderMinusThePretrained() throws {
-        let e = try F.evaluator(scaleB: 0.2, linearized: true)
+        let e = try F.evaluator(scaleB: 0.02, linearized: true)
         let pre = e.pretrained, n = pre.table.encoderEnd
         for cs: [Float] in [[0.4, 0.9], [-2, 0], [1, 1]] {
             let ref = F.referenceMerge(pre.base, [e.tasks[0].tau, e.tasks[1].tau], cs, count: n)
@@ -108,7 +108,7 @@ final class MergeEvaluatorTests: XCTestCase {
     /// the reference merge (the pre-change evaluator copied a fresh encoder into its model).
     func testAccuracyEqualsAFreshModelsAccuracy() throws {
         for linearized in [false, true] {
-            let e = try F.evaluator(scaleB: 0.3, linearized: linearized)
+            let e = try F.evaluator(scaleB: 0.03, linearized: linearized)
             let pre = e.pretrained, n = pre.table.encoderEnd
             var distinct = Set<Double>()
             for cs: [Float] in [[0, 0], [0.5, 0.5], [1.5, -0.5], [3, 3]] {
@@ -147,7 +147,7 @@ final class MergeEvaluatorTests: XCTestCase {
 
     /// The default direction of task addition is 0 + τ_a + τ_b, as the explicit sum given as an array.
     func testAdditionDefaultDirectionIsTheSequentialSum() throws {
-        let e = try F.evaluator(scaleB: 0.3)
+        let e = try F.evaluator(scaleB: 0.03)
         let sum = (0..<e.pretrained.table.encoderEnd).map { Float(0) + e.tasks[0].tau[$0] + e.tasks[1].tau[$0] }
         XCTAssertEqual(F.bits(e.taskSum([0, 1])), F.bits(sum))
         let grid = [0, 0.25, 0.5, 1]

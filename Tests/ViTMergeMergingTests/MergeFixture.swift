@@ -24,13 +24,14 @@ enum MergeFixture {
         return pre
     }
 
-    /// Two tasks: τ_a = a random perturbation of the encoder (std 0.3), τ_b = one of std `scaleB`
-    /// (0: τ_b = 0); random heads (std 1) so the models predict several classes.
+    /// Two tasks: τ_a = a random perturbation of the encoder (std 0.03, about the init scale), τ_b
+    /// one of std `scaleB` (0: τ_b = 0); random head weights (std 1) with centred biases
+    /// (`centerHead`) so the models predict several classes.
     static func evaluator(scaleB: Double = 0, linearized: Bool = false) throws -> MergeEvaluator {
         let pre = pretrained()
         let ftA = pre.copy(), ftB = pre.copy()
         var rng = RNG(seed: 2)
-        for i in 0..<pre.table.encoderEnd { ftA.base[i] += Float(rng.normal() * 0.3) }
+        for i in 0..<pre.table.encoderEnd { ftA.base[i] += Float(rng.normal() * 0.03) }
         for i in pre.table.encoderEnd..<pre.arena.count {
             ftA.base[i] = Float(rng.normal()); ftB.base[i] = Float(rng.normal())
         }
@@ -38,13 +39,34 @@ enum MergeFixture {
             var rngB = RNG(seed: 7)
             for i in 0..<pre.table.encoderEnd { ftB.base[i] += Float(rngB.normal() * scaleB) }
         }
+        let (valA, valB) = (images(40, seed: 3), images(40, seed: 5))
+        centerHead(ftA, on: valA)
+        centerHead(ftB, on: valB)
         let a = try MergeTask(
-            name: "a", validation: images(40, seed: 3), test: images(40, seed: 4), finetuned: ftA, pretrained: pre,
+            name: "a", validation: valA, test: images(40, seed: 4), finetuned: ftA, pretrained: pre,
             finetunedValidation: 0.5, finetunedTest: 0.8)
         let b = try MergeTask(
-            name: "b", validation: images(40, seed: 5), test: images(40, seed: 6), finetuned: ftB, pretrained: pre,
+            name: "b", validation: valB, test: images(40, seed: 6), finetuned: ftB, pretrained: pre,
             finetunedValidation: 0.25, finetunedTest: 0.5)
         return MergeEvaluator(pretrained: pre, tasks: [a, b], linearized: linearized)
+    }
+
+    /// Sets the head bias to minus the mean logit over `data` (of the weights alone), so the
+    /// class depends on how an image's features differ from the mean: random images then get
+    /// several classes instead of the one a random bias favours.
+    static func centerHead(_ p: ViTParameters, on data: LabeledImages) {
+        let k = p.config.numClasses, b = p.base + p.table.headB!
+        b.update(repeating: 0, count: k)
+        let m = ViT(parameters: p)
+        let acts = m.makeActivations(capacity: data.count)
+        var input = [Float](repeating: 0, count: data.count * data.imageSize)
+        input.withUnsafeMutableBufferPointer { data.fill(0..<data.count, input: $0.baseAddress!, labels: nil) }
+        m.forward(input: input, batch: data.count, acts: acts)
+        for j in 0..<k {
+            var sum: Float = 0
+            for i in 0..<data.count { sum += acts.output[i * k + j] }
+            b[j] = -sum / Float(data.count)
+        }
     }
 
     /// A task with `classes` classes: the encoder of `pre` perturbed with `seed`, a random head.
