@@ -1,11 +1,10 @@
 import ArgumentParser
 import Foundation
 import ViTMergeCore
+import ViTMergeExperiment
 import ViTMergeIO
 import ViTMergeModel
 import ViTMergeTraining
-
-extension TrainMode: ExpressibleByArgument {}
 
 /// `vitmerge finetune`: aligned (head frozen) or full fine-tuning.
 struct FineTune: ParsableCommand {
@@ -15,20 +14,17 @@ struct FineTune: ParsableCommand {
             "Fine-tune on a task: aligned = encoder only with the probed head frozen; full = encoder and a fresh head; linearized = aligned, in the tangent space of the starting model."
     )
 
-    @Option(help: "aligned | full | linearized") var mode: TrainMode
+    @Option(help: "The fine-tuning mode.") var mode: TrainMode
     @Option(help: "Starting checkpoint: the probed model for aligned and linearized, the pre-trained encoder for full.")
     var checkpoint: String
     @Option(help: "Task file (.safetensors).") var task: String
     @Option(help: "Output checkpoint.") var output: String
-    @Option(help: "Resumable training state (written every --checkpoint-every steps).") var state: String?
-    @Option(help: "Write the state every N steps.") var checkpointEvery = 100
-    @Flag(help: "Continue from --state.") var resume = false
+    @OptionGroup var stateOptions: StateOptions
     @OptionGroup var train: TrainOptions
     @OptionGroup var runtime: RuntimeOptions
     @OptionGroup var parallel: ParallelOptions
 
     func validate() throws {
-        if resume && state == nil { throw ValidationError("--resume needs --state FILE") }
         if mode == .masked {
             throw ValidationError(
                 "--mode must be aligned or full (masked image modeling is `vitmerge pretrain --scheme mim`)")
@@ -36,6 +32,7 @@ struct FineTune: ParsableCommand {
     }
 
     func run() throws {
+        let (state, resume) = (stateOptions.state, stateOptions.resume)
         runtime.apply()
         let group = try World.join()
         let root = group.isRoot  // rank 0 checks and writes the files and the log
@@ -55,7 +52,7 @@ struct FineTune: ParsableCommand {
         if mode == .full { reinitializeHead(params, seed: train.seed) }
         let model = ViT(parameters: params)
         let trainer = Trainer(
-            model: model, train: splits.train, mode: mode, settings: train.settings(checkpointEvery: checkpointEvery),
+            model: model, train: splits.train, mode: mode, settings: train.settings(checkpointEvery: stateOptions.every(default: 100)),
             group: group)
         trainer.gradientSync = parallel.gradSync
         // Under MPI only rank 0 reads the state; `run` gives every rank its parameters and moments.
