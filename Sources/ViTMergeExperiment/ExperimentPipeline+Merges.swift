@@ -83,7 +83,9 @@ extension ExperimentPipeline {
     }
 
     /// Averaging (λ = 1), TIES (keep 0.1, 0.2, 0.5) and DARE (drop 0.5, 0.9) next to plain task arithmetic.
-    func compareMerges(_ ev: MergeEvaluator, names: [String], taskArithmetic: (lambda: Double, test: Double))
+    func compareMerges(
+        _ ev: MergeEvaluator, names: [String], taskArithmetic: (lambda: Double, test: Double)
+    )
         -> MergeComparison
     {
         var out = MergeComparison()

@@ -140,7 +140,9 @@ public final class ExperimentPipeline {
     }
 
     /// Task `i`'s probe, then each fine-tuning mode of the settings (probe, aligned, linearized, full order).
-    func fineTune(task i: Int, _ split: TaskSplits, pre: ViTParameters, name: String) throws
+    func fineTune(
+        task i: Int, _ split: TaskSplits, pre: ViTParameters, name: String
+    ) throws
         -> [(ExperimentMode, ViTParameters)]
     {
         let s = settings, f = functions, modes = s.modes
@@ -202,7 +204,9 @@ public final class ExperimentPipeline {
     }
 
     /// Validation and test accuracy of a fine-tuned model; linearized: f(θ_probe) + J(θ_probe)·(θ − θ_probe).
-    func evaluate(_ p: ViTParameters, mode: ExperimentMode, probe: ViTParameters, _ split: TaskSplits) -> (
+    func evaluate(
+        _ p: ViTParameters, mode: ExperimentMode, probe: ViTParameters, _ split: TaskSplits
+    ) -> (
         Double, Double
     ) {
         if mode == .linearized {

@@ -35,12 +35,14 @@ public struct ExperimentPlan {
         let names = try s.tasks.map { try TaskDataset.open(path: $0).name }
         let stages = ["probe"] + s.modes.filter { $0 != .probe }.map(\.rawValue)
         var lines = [
-            "# ViTMerge experiment plan: \(names.count) independent jobs (0–\(names.count - 1)), then the merge stage.",
+            "# ViTMerge experiment plan: \(names.count) independent jobs (0–\(names.count - 1)), then the merge "
+                + "stage.",
             "# Each job writes only \(out)/<task>/; run them in any order or at once (one node each).",
         ]
         if let scheme = s.scheme {
             lines.append(
-                "# first: pre-training (\(scheme), \(s.pretrainSteps) steps) to \(out)/pretrained_\(scheme).safetensors")
+                "# first: pre-training (\(scheme), \(s.pretrainSteps) steps) to "
+                    + "\(out)/pretrained_\(scheme).safetensors")
             lines.append(command(job: .pretrain))
         }
         for (i, name) in names.enumerated() {

@@ -119,9 +119,10 @@ public struct TrainingFunctions {
     public init(
         withHead: @escaping (ViTParameters, Int) -> ViTParameters,
         reinitializeHead: @escaping (ViTParameters, UInt64) -> Void,
-        pretrain: @escaping (String, TaskSplits, TrainSettings, String, (StepLog) -> Void) throws -> (
-            ViTParameters, [String: String]
-        )
+        pretrain:
+            @escaping (String, TaskSplits, TrainSettings, String, (StepLog) -> Void) throws -> (
+                ViTParameters, [String: String]
+            )
     ) {
         self.withHead = withHead
         self.reinitializeHead = reinitializeHead

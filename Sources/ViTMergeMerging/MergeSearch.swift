@@ -48,7 +48,9 @@ extension MergeEvaluator {
     /// Negation of task `target`: the λ of `grid` giving the lowest target validation accuracy among those where
     /// `control` keeps ≥ `keep` × its pre-trained validation accuracy (ties → the first, smaller λ; none → 0);
     /// reported on test.
-    public func negation(target: Int, control: Int, grid: [Double] = lambdaGrid, keep: Double = 0.95)
+    public func negation(
+        target: Int, control: Int, grid: [Double] = lambdaGrid, keep: Double = 0.95
+    )
         -> NegationResult
     {
         let tau = tasks[target].tau
@@ -93,7 +95,9 @@ extension MergeEvaluator {
     /// Merges all tasks by `method`, trying each of `candidates` (TIES: keep, DARE: drop; ignored for sum and
     /// average) and λ from `grid` (default: `lambdaGrid`, λ = 1 for average), both chosen on validation
     /// (equal validation → the smaller hyper-parameter, then the smaller λ); reported on test.
-    public func merge(_ method: MergeMethod, candidates: [Double] = [], seed: UInt64 = 0, grid: [Double]? = nil)
+    public func merge(
+        _ method: MergeMethod, candidates: [Double] = [], seed: UInt64 = 0, grid: [Double]? = nil
+    )
         -> MergeSearchResult
     {
         let lambdas = grid ?? (method == .average ? [1] : lambdaGrid)

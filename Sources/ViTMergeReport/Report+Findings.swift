@@ -28,7 +28,10 @@ extension ReportWriter {
         }
         if let l = add.aligned?.lambda {
             out.append(
-                ("The optimal λ is small (0.05–0.15).", l >= 0.05 - 1e-9 && l <= 0.15 + 1e-9, "(aligned λ = \(f(l)))"))
+                (
+                    "The optimal λ is small "
+                        + "(0.05–0.15).", l >= 0.05 - 1e-9 && l <= 0.15 + 1e-9, "(aligned λ = \(f(l)))"
+                ))
         }
         if let a = add.aligned?.testAbsolute, let p = acc.pretrainedProbe {
             let d = (mean(p) ?? 0) - (mean(a) ?? 0)
@@ -72,7 +75,8 @@ extension ReportWriter {
             let (xl, xa) = (l.meanError(radius: 1), a.meanError(radius: 1))
             out.append(
                 (
-                    "Linearized task vectors are more weight-disentangled than non-linear ones (lower ξ for |α| ≤ 1).",
+                    "Linearized task vectors are more weight-disentangled than non-linear ones (lower ξ for |α| ≤ "
+                        + "1).",
                     xl < xa, "(\(f(xl)) vs \(f(xa)))"
                 ))
         }
@@ -80,7 +84,8 @@ extension ReportWriter {
             let (xa, xf) = (a.meanError(radius: 1), fu.meanError(radius: 1))
             out.append(
                 (
-                    "Aligned task vectors are more weight-disentangled than full ones (lower ξ for |α| ≤ 1).", xa < xf,
+                    "Aligned task vectors are more weight-disentangled than full ones (lower ξ for |α| ≤ "
+                        + "1).", xa < xf,
                     "(\(f(xa)) vs \(f(xf)))"
                 ))
         }

@@ -43,11 +43,16 @@ struct Disentangle: ParsableCommand {
             printJSON(["tasks": names, "alphas": alphas, "error": xi, "svg": svg])
             return
         }
-        print("ξ(α1, α2) for \(names[0]) (rows, α1) and \(names[1]) (columns, α2) on \(images) validation images each:")
+        print(
+            "ξ(α1, α2) for \(names[0]) (rows, α1) and \(names[1]) (columns, α2) on \(images) validation images "
+                + "each:")
         print("α1\\α2 " + alphas.map { String(format: "%5.1f", $0) }.joined(separator: " "))
         for (i, row) in xi.enumerated() {
             print(String(format: "%5.1f ", alphas[i]) + row.map { String(format: "%5.2f", $0) }.joined(separator: " "))
         }
-        print(String(format: "mean ξ over |α| ≤ 1: %.4f; wrote %@", meanDisentanglementError(xi, alphas, radius: 1), svg))
+        print(
+            String(
+                format: "mean ξ over |α| ≤ 1: %.4f; wrote "
+                    + "%@", meanDisentanglementError(xi, alphas, radius: 1), svg))
     }
 }

@@ -27,7 +27,8 @@ struct Eval: ParsableCommand {
         try splits.check(fits: params.config, checkpoint: checkpoint)
         guard params.config.numClasses == splits.dataset.classes.count else {
             throw ValidationError(
-                "\(checkpoint) has a head for \(params.config.numClasses) classes but \(task) has \(splits.dataset.classes.count); probe or fine-tune on this task first"
+                "\(checkpoint) has a head for \(params.config.numClasses) classes but \(task) has "
+                    + "\(splits.dataset.classes.count); probe or fine-tune on this task first"
             )
         }
         let acc: Double, loss: Double
@@ -38,7 +39,8 @@ struct Eval: ParsableCommand {
             let theta0 = try Checkpoint.load(path: basePath).parameters
             guard theta0.config == params.config else {
                 throw ValidationError(
-                    "--base \(basePath) has another config than \(checkpoint); give the checkpoint linearized fine-tuning started from"
+                    "--base \(basePath) has another config than \(checkpoint); give the checkpoint linearized "
+                        + "fine-tuning started from"
                 )
             }
             (acc, loss) = params.difference(from: theta0).withUnsafeBufferPointer {
@@ -49,13 +51,15 @@ struct Eval: ParsableCommand {
         }
         if json {
             printJSON([
-                "checkpoint": checkpoint, "task": splits.dataset.name, "split": split.rawValue, "accuracy": acc, "loss": loss,
+                "checkpoint": checkpoint, "task": splits.dataset.name, "split": split.rawValue, "accuracy": acc,
+                "loss": loss,
                 "count": data.count,
             ])
         } else {
             print(
                 String(
-                    format: "%@ %@ %@: accuracy %.4f  loss %.4f  (%d images)", checkpoint, splits.dataset.name, split.rawValue,
+                    format: "%@ %@ %@: accuracy %.4f  loss %.4f  (%d "
+                        + "images)", checkpoint, splits.dataset.name, split.rawValue,
                     acc, loss, data.count))
         }
     }

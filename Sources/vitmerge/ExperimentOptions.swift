@@ -91,8 +91,7 @@ struct ExperimentOptions: ParsableArguments {
                     scheme: scheme, splits: splits, config: try loadConfig(pretrainConfig), settings: settings,
                     state: state, resume: true, log: log)
             })
-        let pipeline = ExperimentPipeline(settings: settings, functions: training, arguments: CommandLine.arguments)
-        {
+        let pipeline = ExperimentPipeline(settings: settings, functions: training, arguments: CommandLine.arguments) {
             print("[\(formatSeconds(Date().timeIntervalSince(start)))] \($0)")
             fflush(nil)
         }

@@ -11,7 +11,8 @@ struct FineTune: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finetune",
         abstract:
-            "Fine-tune on a task: aligned = encoder only with the probed head frozen; full = encoder and a fresh head; linearized = aligned, in the tangent space of the starting model."
+            "Fine-tune on a task: aligned = encoder only with the probed head frozen; full = encoder and a fresh "
+            + "head; linearized = aligned, in the tangent space of the starting model."
     )
 
     @Option(help: "The fine-tuning mode.") var mode: TrainMode
@@ -45,14 +46,16 @@ struct FineTune: ParsableCommand {
         let classes = splits.dataset.classes.count
         if mode != .full && start.config.numClasses != classes {
             throw ValidationError(
-                "aligned fine-tuning needs a checkpoint whose head has \(classes) classes (run `vitmerge probe` first); \(checkpoint) has \(start.config.numClasses)"
+                "aligned fine-tuning needs a checkpoint whose head has \(classes) classes (run `vitmerge probe` "
+                    + "first); \(checkpoint) has \(start.config.numClasses)"
             )
         }
         let params = withHead(start, classes: classes)
         if mode == .full { reinitializeHead(params, seed: train.seed) }
         let model = ViT(parameters: params)
         let trainer = Trainer(
-            model: model, train: splits.train, mode: mode, settings: train.settings(checkpointEvery: stateOptions.every(default: 100)),
+            model: model, train: splits.train, mode: mode,
+            settings: train.settings(checkpointEvery: stateOptions.every(default: 100)),
             group: group)
         trainer.gradientSync = parallel.gradSync
         // Under MPI only rank 0 reads the state; `run` gives every rank its parameters and moments.
@@ -72,7 +75,8 @@ struct FineTune: ParsableCommand {
         if group.size > 1 && !train.quiet { print(describeCommunication(trainer)) }
         if trainer.resynchronizations > 0 {
             print(
-                "note: the ranks' parameters differed \(trainer.resynchronizations) time(s) at a save and were reset to rank 0's"
+                "note: the ranks' parameters differed \(trainer.resynchronizations) time(s) at a save and were reset "
+                    + "to rank 0's"
             )
         }
         // Linearized: the file holds θ; evaluating it needs θ0 = `base` (f_lin = f(θ0) + J(θ0)(θ − θ0)).
@@ -94,7 +98,8 @@ func describeCommunication(_ t: Trainer) -> String {
     // A ring all-reduce sends (and receives) 2(N−1)/N of the buffer per rank.
     return String(
         format:
-            "communication: %.2f MB of gradients summed per step (ring all-reduce: %.2f MB sent per rank); %.1f ms per step in collectives on rank 0 (%@)",
+            "communication: %.2f MB of gradients summed per step (ring all-reduce: %.2f MB sent per rank); %.1f ms "
+            + "per step in collectives on rank 0 (%@)",
         bytes / 1e6, bytes * 2 * Double(n - 1) / Double(n) / 1e6, t.communicationSecondsPerStep * 1e3,
         t.gradientSync.rawValue)
 }
@@ -105,7 +110,8 @@ func checkShares(batchSize: Int, train: LabeledImages, group: Collective) throws
     if global < group.size {
         throw InputError(
             description:
-                "a global batch of \(global) images cannot be shared by \(group.size) ranks: use --batch-size ≥ \(group.size) (the global batch is split across the ranks) or fewer ranks"
+                "a global batch of \(global) images cannot be shared by \(group.size) ranks: use --batch-size ≥ "
+                + "\(group.size) (the global batch is split across the ranks) or fewer ranks"
         )
     }
 }

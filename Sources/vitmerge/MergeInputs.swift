@@ -48,12 +48,14 @@ struct MergeInputs: ParsableArguments {
             try s.check(fits: ft.config, checkpoint: path)
             if let trained = meta["task"], trained != s.dataset.name {
                 throw ValidationError(
-                    "\(path) was fine-tuned on task '\(trained)' but is paired with \(tasks[i]) ('\(s.dataset.name)'): give --finetuned and --tasks in the same order"
+                    "\(path) was fine-tuned on task '\(trained)' but is paired with \(tasks[i]) "
+                        + "('\(s.dataset.name)'): give --finetuned and --tasks in the same order"
                 )
             }
             guard ft.config.numClasses == s.dataset.classes.count else {
                 throw ValidationError(
-                    "\(path) has a head for \(ft.config.numClasses) classes but \(tasks[i]) has \(s.dataset.classes.count): pair each checkpoint with its task"
+                    "\(path) has a head for \(ft.config.numClasses) classes but \(tasks[i]) has "
+                        + "\(s.dataset.classes.count): pair each checkpoint with its task"
                 )
             }
             let m = ViT(parameters: ft)

@@ -13,7 +13,9 @@ struct Pretrain: ParsableCommand {
 
     @Option(
         help:
-            "supervised: classification on the pre-training labels; mim: masked image modeling on the images alone (labels unused)."
+            ArgumentHelp(
+                "supervised: classification on the pre-training labels; mim: masked image modeling on the images alone "
+                    + "(labels unused).")
     )
     var scheme = PretrainScheme.supervised
     @Option(help: "mim: fraction of patches masked per image.") var maskRatio = 0.6

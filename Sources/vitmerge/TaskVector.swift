@@ -11,7 +11,8 @@ import ViTMergeTraining
 struct TaskVectorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "task-vector",
-        abstract: "Write the task vector τ = θ_finetuned − θ_pretrained (encoder only, bound to the base by SHA-256).")
+        abstract: "Write the task vector τ = θ_finetuned − θ_pretrained (encoder only, bound to the base by "
+            + "SHA-256).")
     @Option(help: "Pre-trained checkpoint (the base).") var pretrained: String
     @Option(help: "Fine-tuned checkpoint.") var finetuned: String
     @Option(help: "Output task-vector file (.safetensors).") var output: String
@@ -26,7 +27,8 @@ struct TaskVectorCommand: ParsableCommand {
         let norm = tv.values.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
         print(
             String(
-                format: "wrote %@ (task %@, %d values, ‖τ‖ = %.4f, base %@…)", output, task, tv.values.count, norm,
+                format: "wrote %@ (task %@, %d values, ‖τ‖ = %.4f, base "
+                    + "%@…)", output, task, tv.values.count, norm,
                 String(tv.base.prefix(12))))
     }
 }
