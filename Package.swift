@@ -16,7 +16,7 @@ let package = Package(
             name: "ViTMerge",
             targets: [
                 "ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining", "ViTMergeMerging",
-                "ViTMergeReport",
+                "ViTMergeReport", "ViTMergeExperiment",
             ]),
         .executable(name: "vitmerge", targets: ["vitmerge"]),
         .executable(name: "vitmerge-bench", targets: ["ViTMergeBench"]),
@@ -50,6 +50,12 @@ let package = Package(
             dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining"],
             swiftSettings: simdSettings),
         .target(name: "ViTMergeReport", dependencies: [], swiftSettings: simdSettings),
+        .target(
+            name: "ViTMergeExperiment",
+            dependencies: [
+                "ViTMergeCore", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining", "ViTMergeMerging", "ViTMergeReport",
+            ],
+            swiftSettings: simdSettings),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "mpi-c", providers: [.apt(["libopenmpi-dev"])]),
         .target(
@@ -60,7 +66,7 @@ let package = Package(
             name: "vitmerge",
             dependencies: [
                 "ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining", "ViTMergeMerging",
-                "ViTMergeReport",
+                "ViTMergeReport", "ViTMergeExperiment",
                 .target(name: "ViTMergeMPI", condition: .when(traits: ["MPI"])),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -95,6 +101,9 @@ let package = Package(
             ],
             swiftSettings: simdSettings),
         .testTarget(name: "ViTMergeReportTests", dependencies: ["ViTMergeReport"], swiftSettings: simdSettings),
+        .testTarget(
+            name: "ViTMergeExperimentTests", dependencies: ["ViTMergeExperiment", "ViTMergeReport"],
+            swiftSettings: simdSettings),
         .testTarget(
             name: "ViTMergeIOTests", dependencies: ["ViTMergeIO", "ViTMergeCore"], swiftSettings: simdSettings),
     ]

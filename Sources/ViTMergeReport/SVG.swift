@@ -50,9 +50,11 @@ public enum SVG {
             s += "<text x=\"\(px(x))\" y=\"\(t + ph + 20)\" text-anchor=\"middle\" font-size=\"12\">\(fmt(x))</text>\n"
         }
         s +=
-            "<text x=\"\(l + pw / 2)\" y=\"\(Double(height) - 12)\" text-anchor=\"middle\" font-size=\"14\">\(esc(xLabel))</text>\n"
+            "<text x=\"\(l + pw / 2)\" y=\"\(Double(height) - 12)\" text-anchor=\"middle\" "
+            + "font-size=\"14\">\(esc(xLabel))</text>\n"
         s +=
-            "<text transform=\"translate(18 \(t + ph / 2)) rotate(-90)\" text-anchor=\"middle\" font-size=\"14\">\(esc(yLabel))</text>\n"
+            "<text transform=\"translate(18 \(t + ph / 2)) rotate(-90)\" text-anchor=\"middle\" "
+            + "font-size=\"14\">\(esc(yLabel))</text>\n"
         for (i, se) in series.enumerated() {
             let c = palette[i % palette.count]
             let pts = se.points.map { "\(px($0.x)),\(py($0.y))" }.joined(separator: " ")
@@ -60,7 +62,8 @@ public enum SVG {
             for p in se.points { s += "<circle cx=\"\(px(p.x))\" cy=\"\(py(p.y))\" r=\"3\" fill=\"\(c)\"/>" }
             let ly = t + 10 + Double(i) * 20
             s +=
-                "\n<line x1=\"\(l + pw + 12)\" y1=\"\(ly)\" x2=\"\(l + pw + 32)\" y2=\"\(ly)\" stroke=\"\(c)\" stroke-width=\"3\"/>"
+                "\n<line x1=\"\(l + pw + 12)\" y1=\"\(ly)\" x2=\"\(l + pw + 32)\" y2=\"\(ly)\" stroke=\"\(c)\" "
+                + "stroke-width=\"3\"/>"
             s += "<text x=\"\(l + pw + 38)\" y=\"\(ly + 4)\" font-size=\"12\">\(esc(se.name))</text>\n"
         }
         return s + "</svg>\n"
@@ -84,29 +87,36 @@ public enum SVG {
             for (ci, v) in row.enumerated() {
                 let x = l + Double(ci * cell), y = t + h - Double((ri + 1) * cell)
                 s +=
-                    "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(cell)\" height=\"\(cell)\" fill=\"\(color(v))\"><title>\(fmt(ys[ri])), \(fmt(xs[ci])): \(String(format: "%.3f", v))</title></rect>"
+                    "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(cell)\" height=\"\(cell)\" "
+                    + "fill=\"\(color(v))\"><title>\(fmt(ys[ri])), \(fmt(xs[ci])): "
+                    + "\(String(format: "%.3f", v))</title></rect>"
             }
             s += "\n"
         }
         s += "<rect x=\"\(l)\" y=\"\(t)\" width=\"\(w)\" height=\"\(h)\" fill=\"none\" stroke=\"#333\"/>\n"
         for (i, x) in xs.enumerated() where i % 2 == 0 {
             s +=
-                "<text x=\"\(l + Double(i * cell) + Double(cell) / 2)\" y=\"\(t + h + 18)\" text-anchor=\"middle\" font-size=\"11\">\(fmt(x))</text>"
+                "<text x=\"\(l + Double(i * cell) + Double(cell) / 2)\" y=\"\(t + h + 18)\" text-anchor=\"middle\" "
+                + "font-size=\"11\">\(fmt(x))</text>"
         }
         for (i, y) in ys.enumerated() where i % 2 == 0 {
             s +=
-                "<text x=\"\(l - 6)\" y=\"\(t + h - Double(i * cell) - Double(cell) / 2 + 4)\" text-anchor=\"end\" font-size=\"11\">\(fmt(y))</text>"
+                "<text x=\"\(l - 6)\" y=\"\(t + h - Double(i * cell) - Double(cell) / 2 + 4)\" text-anchor=\"end\" "
+                + "font-size=\"11\">\(fmt(y))</text>"
         }
         s +=
-            "\n<text x=\"\(l + w / 2)\" y=\"\(t + h + 42)\" text-anchor=\"middle\" font-size=\"14\">\(esc(xLabel))</text>\n"
+            "\n<text x=\"\(l + w / 2)\" y=\"\(t + h + 42)\" text-anchor=\"middle\" "
+            + "font-size=\"14\">\(esc(xLabel))</text>\n"
         s +=
-            "<text transform=\"translate(18 \(t + h / 2)) rotate(-90)\" text-anchor=\"middle\" font-size=\"14\">\(esc(yLabel))</text>\n"
+            "<text transform=\"translate(18 \(t + h / 2)) rotate(-90)\" text-anchor=\"middle\" "
+            + "font-size=\"14\">\(esc(yLabel))</text>\n"
         // Colour bar: 16 bands from 0 (bottom) to vMax (top), labels at five levels.
         let bands = 16
         for i in 0..<bands {
             let y = t + h - Double(i + 1) * h / Double(bands)
             s +=
-                "<rect x=\"\(l + w + 20)\" y=\"\(y)\" width=\"16\" height=\"\(h / Double(bands))\" fill=\"\(color(vMax * (Double(i) + 0.5) / Double(bands)))\"/>"
+                "<rect x=\"\(l + w + 20)\" y=\"\(y)\" width=\"16\" height=\"\(h / Double(bands))\" "
+                + "fill=\"\(color(vMax * (Double(i) + 0.5) / Double(bands)))\"/>"
         }
         s += "<rect x=\"\(l + w + 20)\" y=\"\(t)\" width=\"16\" height=\"\(h)\" fill=\"none\" stroke=\"#999\"/>\n"
         for i in 0...4 {
@@ -117,7 +127,8 @@ public enum SVG {
     }
 
     static func header(_ w: Int, _ h: Int, _ title: String) -> String {
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(w)\" height=\"\(h)\" viewBox=\"0 0 \(w) \(h)\" font-family=\"sans-serif\">\n"
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(w)\" height=\"\(h)\" viewBox=\"0 0 \(w) \(h)\" "
+            + "font-family=\"sans-serif\">\n"
             + "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
             + "<text x=\"\(w / 2)\" y=\"24\" text-anchor=\"middle\" font-size=\"16\">\(esc(title))</text>\n"
     }

@@ -55,7 +55,8 @@ struct Doctor: ParsableCommand {
             if gflops < 0.4 * peak1 * Double(threads) {
                 line(
                     "note",
-                    "sgemm is under 40% of the FMA peak: if the machine is idle, please report it with the output of `vitmerge-bench --suite gemm`"
+                    "sgemm is under 40% of the FMA peak: if the machine is idle, please report it with the output of "
+                        + "`vitmerge-bench --suite gemm`"
                 )
             }
         #endif

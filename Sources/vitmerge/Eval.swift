@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ViTMergeExperiment
 import ViTMergeIO
 import ViTMergeModel
 import ViTMergeTraining
@@ -11,7 +12,7 @@ struct Eval: ParsableCommand {
 
     @Option(help: "Checkpoint with a head for the task.") var checkpoint: String
     @Option(help: "Task file (.safetensors).") var task: String
-    @Option(help: "train | val | test") var split = "test"
+    @Option(help: "The split to evaluate.") var split = DataSplit.test
     @Option(help: "Seed of the validation split (as used in training).") var seed: UInt64 = 0
     @Option(help: "Linearized checkpoints: the starting model θ0 (default: the 'base' recorded in the checkpoint).")
     var base: String?
@@ -21,12 +22,13 @@ struct Eval: ParsableCommand {
     func run() throws {
         runtime.apply()
         let splits = try TaskSplits(path: task, seed: seed)
-        let data = try splits.split(split)
+        let data = splits.images(split)
         let (params, meta) = try Checkpoint.load(path: checkpoint)
         try splits.check(fits: params.config, checkpoint: checkpoint)
         guard params.config.numClasses == splits.dataset.classes.count else {
             throw ValidationError(
-                "\(checkpoint) has a head for \(params.config.numClasses) classes but \(task) has \(splits.dataset.classes.count); probe or fine-tune on this task first"
+                "\(checkpoint) has a head for \(params.config.numClasses) classes but \(task) has "
+                    + "\(splits.dataset.classes.count); probe or fine-tune on this task first"
             )
         }
         let acc: Double, loss: Double
@@ -37,7 +39,8 @@ struct Eval: ParsableCommand {
             let theta0 = try Checkpoint.load(path: basePath).parameters
             guard theta0.config == params.config else {
                 throw ValidationError(
-                    "--base \(basePath) has another config than \(checkpoint); give the checkpoint linearized fine-tuning started from"
+                    "--base \(basePath) has another config than \(checkpoint); give the checkpoint linearized "
+                        + "fine-tuning started from"
                 )
             }
             (acc, loss) = params.difference(from: theta0).withUnsafeBufferPointer {
@@ -48,13 +51,15 @@ struct Eval: ParsableCommand {
         }
         if json {
             printJSON([
-                "checkpoint": checkpoint, "task": splits.dataset.name, "split": split, "accuracy": acc, "loss": loss,
+                "checkpoint": checkpoint, "task": splits.dataset.name, "split": split.rawValue, "accuracy": acc,
+                "loss": loss,
                 "count": data.count,
             ])
         } else {
             print(
                 String(
-                    format: "%@ %@ %@: accuracy %.4f  loss %.4f  (%d images)", checkpoint, splits.dataset.name, split,
+                    format: "%@ %@ %@: accuracy %.4f  loss %.4f  (%d "
+                        + "images)", checkpoint, splits.dataset.name, split.rawValue,
                     acc, loss, data.count))
         }
     }

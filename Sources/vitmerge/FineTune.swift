@@ -1,34 +1,31 @@
 import ArgumentParser
 import Foundation
 import ViTMergeCore
+import ViTMergeExperiment
 import ViTMergeIO
 import ViTMergeModel
 import ViTMergeTraining
-
-extension TrainMode: ExpressibleByArgument {}
 
 /// `vitmerge finetune`: aligned (head frozen) or full fine-tuning.
 struct FineTune: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finetune",
         abstract:
-            "Fine-tune on a task: aligned = encoder only with the probed head frozen; full = encoder and a fresh head; linearized = aligned, in the tangent space of the starting model."
+            "Fine-tune on a task: aligned = encoder only with the probed head frozen; full = encoder and a fresh "
+            + "head; linearized = aligned, in the tangent space of the starting model."
     )
 
-    @Option(help: "aligned | full | linearized") var mode: TrainMode
+    @Option(help: "The fine-tuning mode.") var mode: TrainMode
     @Option(help: "Starting checkpoint: the probed model for aligned and linearized, the pre-trained encoder for full.")
     var checkpoint: String
     @Option(help: "Task file (.safetensors).") var task: String
     @Option(help: "Output checkpoint.") var output: String
-    @Option(help: "Resumable training state (written every --checkpoint-every steps).") var state: String?
-    @Option(help: "Write the state every N steps.") var checkpointEvery = 100
-    @Flag(help: "Continue from --state.") var resume = false
+    @OptionGroup var stateOptions: StateOptions
     @OptionGroup var train: TrainOptions
     @OptionGroup var runtime: RuntimeOptions
     @OptionGroup var parallel: ParallelOptions
 
     func validate() throws {
-        if resume && state == nil { throw ValidationError("--resume needs --state FILE") }
         if mode == .masked {
             throw ValidationError(
                 "--mode must be aligned or full (masked image modeling is `vitmerge pretrain --scheme mim`)")
@@ -36,6 +33,7 @@ struct FineTune: ParsableCommand {
     }
 
     func run() throws {
+        let (state, resume) = (stateOptions.state, stateOptions.resume)
         runtime.apply()
         let group = try World.join()
         let root = group.isRoot  // rank 0 checks and writes the files and the log
@@ -48,14 +46,16 @@ struct FineTune: ParsableCommand {
         let classes = splits.dataset.classes.count
         if mode != .full && start.config.numClasses != classes {
             throw ValidationError(
-                "aligned fine-tuning needs a checkpoint whose head has \(classes) classes (run `vitmerge probe` first); \(checkpoint) has \(start.config.numClasses)"
+                "aligned fine-tuning needs a checkpoint whose head has \(classes) classes (run `vitmerge probe` "
+                    + "first); \(checkpoint) has \(start.config.numClasses)"
             )
         }
         let params = withHead(start, classes: classes)
         if mode == .full { reinitializeHead(params, seed: train.seed) }
         let model = ViT(parameters: params)
         let trainer = Trainer(
-            model: model, train: splits.train, mode: mode, settings: train.settings(checkpointEvery: checkpointEvery),
+            model: model, train: splits.train, mode: mode,
+            settings: train.settings(checkpointEvery: stateOptions.every(default: 100)),
             group: group)
         trainer.gradientSync = parallel.gradSync
         // Under MPI only rank 0 reads the state; `run` gives every rank its parameters and moments.
@@ -75,7 +75,8 @@ struct FineTune: ParsableCommand {
         if group.size > 1 && !train.quiet { print(describeCommunication(trainer)) }
         if trainer.resynchronizations > 0 {
             print(
-                "note: the ranks' parameters differed \(trainer.resynchronizations) time(s) at a save and were reset to rank 0's"
+                "note: the ranks' parameters differed \(trainer.resynchronizations) time(s) at a save and were reset "
+                    + "to rank 0's"
             )
         }
         // Linearized: the file holds θ; evaluating it needs θ0 = `base` (f_lin = f(θ0) + J(θ0)(θ − θ0)).
@@ -97,7 +98,8 @@ func describeCommunication(_ t: Trainer) -> String {
     // A ring all-reduce sends (and receives) 2(N−1)/N of the buffer per rank.
     return String(
         format:
-            "communication: %.2f MB of gradients summed per step (ring all-reduce: %.2f MB sent per rank); %.1f ms per step in collectives on rank 0 (%@)",
+            "communication: %.2f MB of gradients summed per step (ring all-reduce: %.2f MB sent per rank); %.1f ms "
+            + "per step in collectives on rank 0 (%@)",
         bytes / 1e6, bytes * 2 * Double(n - 1) / Double(n) / 1e6, t.communicationSecondsPerStep * 1e3,
         t.gradientSync.rawValue)
 }
@@ -108,7 +110,8 @@ func checkShares(batchSize: Int, train: LabeledImages, group: Collective) throws
     if global < group.size {
         throw InputError(
             description:
-                "a global batch of \(global) images cannot be shared by \(group.size) ranks: use --batch-size ≥ \(group.size) (the global batch is split across the ranks) or fewer ranks"
+                "a global batch of \(global) images cannot be shared by \(group.size) ranks: use --batch-size ≥ "
+                + "\(group.size) (the global batch is split across the ranks) or fewer ranks"
         )
     }
 }

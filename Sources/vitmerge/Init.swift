@@ -10,7 +10,9 @@ struct Init: ParsableCommand {
 
     @Option(
         help:
-            "Model config JSON (timm argument names, FORMATS.md) or a preset: \(ViTConfig.presets.keys.sorted().joined(separator: ", "))."
+            ArgumentHelp(
+                "Model config JSON (timm argument names, FORMATS.md) or a preset: "
+                    + "\(ViTConfig.presets.keys.sorted().joined(separator: ", ")).")
     )
     var config: String
 
@@ -35,7 +37,8 @@ func loadConfig(_ spec: String) throws -> ViTConfig {
     if let preset = ViTConfig.presets[spec] { return preset }
     guard let data = FileManager.default.contents(atPath: spec) else {
         throw ValidationError(
-            "cannot read config '\(spec)': give a JSON file or one of the presets \(ViTConfig.presets.keys.sorted().joined(separator: ", "))"
+            "cannot read config '\(spec)': give a JSON file or one of the presets "
+                + "\(ViTConfig.presets.keys.sorted().joined(separator: ", "))"
         )
     }
     do { return try ViTConfig.parse(json: data) } catch {

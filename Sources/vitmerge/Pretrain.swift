@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ViTMergeCore
+import ViTMergeExperiment
 import ViTMergeIO
 import ViTMergeModel
 import ViTMergeTraining
@@ -12,29 +13,28 @@ struct Pretrain: ParsableCommand {
 
     @Option(
         help:
-            "supervised: classification on the pre-training labels; mim: masked image modeling on the images alone (labels unused)."
+            ArgumentHelp(
+                "supervised: classification on the pre-training labels; mim: masked image modeling on the images alone "
+                    + "(labels unused).")
     )
-    var scheme = "supervised"
+    var scheme = PretrainScheme.supervised
     @Option(help: "mim: fraction of patches masked per image.") var maskRatio = 0.6
     @Option(help: "Pre-training data (task-format .safetensors).")
     var data = "data/pretrain/glyphs.safetensors"
     @Option(help: "Model config JSON or preset name.")
     var config = "vit_mini_patch4_28"
     @Option(help: "Output checkpoint.") var output: String
-    @Option(help: "Resumable training state (written every --checkpoint-every steps).") var state: String?
-    @Option(help: "Write the state every N steps.") var checkpointEvery = 200
-    @Flag(help: "Continue from --state.") var resume = false
+    @OptionGroup var stateOptions: StateOptions
     @OptionGroup var train: TrainOptions
     @OptionGroup var runtime: RuntimeOptions
     @OptionGroup var parallel: ParallelOptions
 
     func validate() throws {
-        if !["supervised", "mim"].contains(scheme) { throw ValidationError("--scheme must be supervised or mim") }
         if !(maskRatio > 0 && maskRatio < 1) { throw ValidationError("--mask-ratio must be in (0, 1)") }
-        if resume && state == nil { throw ValidationError("--resume needs --state FILE") }
     }
 
     func run() throws {
+        let (state, resume) = (stateOptions.state, stateOptions.resume)
         runtime.apply()
         let group = try World.join()
         let root = group.isRoot  // rank 0 checks and writes the files and the log
@@ -42,7 +42,7 @@ struct Pretrain: ParsableCommand {
         Interrupt.install()  // Ctrl-C: save the state, stop, say how to resume
         let splits = try TaskSplits(path: data, seed: train.seed, validationFraction: 0.05)
         try checkShares(batchSize: train.batchSize, train: splits.train, group: group)
-        var settings = train.settings(checkpointEvery: checkpointEvery)
+        var settings = train.settings(checkpointEvery: stateOptions.every(default: 200))
         settings.maskRatio = maskRatio
         let cfg = try loadConfig(config)
         try splits.check(fits: cfg, checkpoint: "--config \(config)")
@@ -50,8 +50,8 @@ struct Pretrain: ParsableCommand {
             print(World.describe(globalBatch: min(train.batchSize, splits.train.count)))
         }
         let (params, metadata) = try pretrain(
-            scheme: scheme, splits: splits, config: cfg, settings: settings, state: state, resume: resume,
-            log: root ? train.progress("pretrain-\(scheme)") : { _ in }, group: group,
+            scheme: scheme.rawValue, splits: splits, config: cfg, settings: settings, state: state, resume: resume,
+            log: root ? train.progress("pretrain-\(scheme.rawValue)") : { _ in }, group: group,
             gradientSync: parallel.gradSync)
         guard root else { return }
         try Checkpoint.save(

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ViTMergeExperiment
 import ViTMergeIO
 import ViTMergeModel
 import ViTMergeTraining

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ViTMergeCore
+import ViTMergeExperiment
 import ViTMergeIO
 import ViTMergeModel
 import ViTMergeTraining
@@ -67,12 +68,6 @@ struct TrainOptions: ParsableArguments {
     }
 }
 
-func formatSeconds(_ s: Double) -> String {
-    guard s.isFinite else { return "?" }
-    let t = Int(s.rounded())
-    return t >= 60 ? "\(t / 60)m\(String(format: "%02d", t % 60))s" : "\(t)s"
-}
-
 func printJSON(_ object: [String: Any]) {
     if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
         print(String(decoding: data, as: UTF8.self))
@@ -98,45 +93,13 @@ struct InputError: Error, CustomStringConvertible {
     let description: String
 }
 
-/// A task file split into train / validation (seeded, stratified, from train only) / test.
-struct TaskSplits {
-    let dataset: TaskDataset
-    let train: LabeledImages, validation: LabeledImages, test: LabeledImages
-
-    init(path: String, seed: UInt64, validationFraction: Double = 0.2) throws {
-        dataset = try TaskDataset.open(path: path)
-        if let v = dataset.validation {
-            train = dataset.train; validation = v
-        } else {
-            (train, validation) = dataset.splitValidation(fraction: validationFraction, seed: seed)
-        }
-        test = dataset.test
-        for (name, split) in [("train", train), ("validation", validation), ("test", test)] where split.count == 0 {
-            throw InputError(
-                description: "\(path): the \(name) split is empty"
-                    + (name == "validation"
-                        ? " (it is drawn from train: give at least 2 training images per class)"
-                        : "; prepare the task with images in every split"))
-        }
-    }
-
-    /// Throws unless the task's images have the channels and size `config` (from `checkpoint`) expects.
-    func check(fits config: ViTConfig, checkpoint: String) throws {
-        let t = train
-        guard (t.channels, t.height, t.width) == (config.inChannels, config.imageHeight, config.imageWidth) else {
-            throw InputError(
-                description:
-                    "\(dataset.name) has \(t.channels)×\(t.height)×\(t.width) images but \(checkpoint) expects \(config.inChannels)×\(config.imageHeight)×\(config.imageWidth); resize the task (scripts/prepare_data.py) or use a model made for this size"
-            )
-        }
-    }
-
-    func split(_ name: String) throws -> LabeledImages {
-        switch name {
-        case "train": return train
-        case "val", "validation": return validation
-        case "test": return test
-        default: throw ValidationError("--split must be train, val or test, not '\(name)'")
+extension TaskSplits {
+    /// The images of `split`.
+    func images(_ split: DataSplit) -> LabeledImages {
+        switch split {
+        case .train: train
+        case .val: validation
+        case .test: test
         }
     }
 }

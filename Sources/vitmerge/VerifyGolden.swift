@@ -8,7 +8,8 @@ struct VerifyGolden: ParsableCommand {
         commandName: "verify-golden",
         abstract: "Run golden files (scripts/make_golden.py) through the Swift model and compare with torch.",
         discussion:
-            "Forward, loss, activations, every gradient, the input gradient and the recorded AdamW steps, each with FORMATS.md's tolerances. Exits 0 only if everything passes."
+            "Forward, loss, activations, every gradient, the input gradient and the recorded AdamW steps, each with "
+            + "FORMATS.md's tolerances. Exits 0 only if everything passes."
     )
 
     @Argument(help: "Golden .safetensors files.")

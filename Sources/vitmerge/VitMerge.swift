@@ -23,7 +23,8 @@ struct VitMerge: ParsableCommand {
             if let n = World.launchedSize, n > 1, !(command is FineTune || command is Pretrain) {
                 throw InputError(
                     description:
-                        "started as one of \(n) MPI ranks, but only `finetune` and `pretrain` are data-parallel: run this command as one process (without mpirun)"
+                        "started as one of \(n) MPI ranks, but only `finetune` and `pretrain` are data-parallel: run "
+                        + "this command as one process (without mpirun)"
                 )
             }
             try command.run()
@@ -47,7 +48,8 @@ struct RuntimeOptions: ParsableArguments {
     func validate() throws {
         if let t = threads, !(1...ThreadPool.shared.capacity).contains(t) {
             throw ValidationError(
-                "--threads must be between 1 and \(ThreadPool.shared.capacity) (the pool's size; set VITMERGE_THREADS to change it)"
+                "--threads must be between 1 and \(ThreadPool.shared.capacity) (the pool's size; set VITMERGE_THREADS "
+                    + "to change it)"
             )
         }
     }

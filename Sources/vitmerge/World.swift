@@ -43,7 +43,9 @@ enum World {
         #else
             throw InputError(
                 description:
-                    "started as one of \(n) MPI ranks, but this vitmerge was built without MPI, so every rank would train alone and write the same files. Build with MPI: apt-get install libopenmpi-dev openmpi-bin; swift build -c release --traits MPI"
+                    "started as one of \(n) MPI ranks, but this vitmerge was built without MPI, so every rank would "
+                    + "train alone and write the same files. Build with MPI: apt-get install libopenmpi-dev "
+                    + "openmpi-bin; swift build -c release --traits MPI"
             )
         #endif
     }
@@ -51,9 +53,11 @@ enum World {
     /// A line for the log: ranks, threads, batch shares and the MPI library.
     static func describe(globalBatch: Int) -> String {
         let threads = ThreadPool.shared.threads
+        let share = globalBatch / group.size
+        let shares = globalBatch % group.size == 0 ? "\(share)" : "\(share)–\(share + 1)"
         var line =
-            "data-parallel: \(group.size) ranks × \(threads) thread\(threads == 1 ? "" : "s"), global batch \(globalBatch) "
-            + "(\(globalBatch / group.size)\(globalBatch % group.size == 0 ? "" : "–\(globalBatch / group.size + 1)") per rank)"
+            "data-parallel: \(group.size) ranks × \(threads) thread\(threads == 1 ? "" : "s"), "
+            + "global batch \(globalBatch) (\(shares) per rank)"
         #if MPI
             if let mpi { line += ", \(mpi.libraryVersion)" }
         #endif
@@ -72,7 +76,9 @@ enum World {
 struct ParallelOptions: ParsableArguments {
     @Option(
         help:
-            "Under mpirun: overlapped (gradient sums in 1 MB buckets, started during the backward) or after-backward (one blocking sum)."
+            ArgumentHelp(
+                "Under mpirun: overlapped (gradient sums in 1 MB buckets, started during the backward) or "
+                    + "after-backward (one blocking sum).")
     )
     var gradSync = GradientSync.overlapped
 }

@@ -1,0 +1,111 @@
+import Foundation
+import ViTMergeIO
+import ViTMergeMerging
+import ViTMergeModel
+import ViTMergeReport
+
+extension ExperimentPipeline {
+    /// Stage 2 for one fine-tuning mode: saves the task vectors, then task addition, accuracy vs number of tasks,
+    /// negation, disentanglement and (on the aligned vectors, or each mode's when aligned did not run) the other
+    /// merges, into `results`. Returns the λ curve and the task-count curve for the plots.
+    func merge(
+        mode: ExperimentMode, pre: ViTParameters, splits: [TaskSplits], names: [String], fineTuned: FineTuned,
+        into results: inout ExperimentResults
+    ) throws -> (curve: SVG.Series, count: SVG.Series) {
+        let s = settings, m = mode.rawValue
+        let all = Array(splits.indices)
+        let tasks = try all.map { i in
+            try MergeTask(
+                name: names[i], validation: splits[i].validation, test: splits[i].test,
+                finetuned: fineTuned.models[mode]![i], pretrained: pre,
+                finetunedValidation: fineTuned.validation[mode]![i], finetunedTest: fineTuned.test[mode]![i])
+        }
+        let base = parameterHash(pre)
+        for i in all {
+            try TaskVector(task: names[i], base: base, values: tasks[i].tau)
+                .save(to: "\(s.out)/\(names[i])/task_vector_\(m).safetensors", table: pre.table)
+        }
+        let ev = MergeEvaluator(pretrained: pre, tasks: tasks, linearized: mode == .linearized)
+        let add = ev.addition(tasks: all)
+        log(
+            String(
+                format: "%@ task addition: λ %.2f, normalized accuracy val %.3f test %.3f", m, add.lambda,
+                add.validation, add.test))
+        results.taskAddition[mode] = TaskAddition(
+            lambda: add.lambda, valNormalized: add.validation, testNormalized: add.test,
+            testAbsolute: byTask(names, add.testAbsolute), testNormalizedPerTask: byTask(names, add.testPerTask),
+            curve: add.curve.map { CurvePoint($0.0, $0.1) })
+        let curve = SVG.Series(name: m, points: add.curve.map { (x: $0.0, y: $0.1) })
+
+        // Accuracy vs number of tasks: every subset of size k, λ on a coarser grid.
+        var perK: [TaskCount] = []
+        let coarse = (0...10).map { Double($0) / 10 }
+        for k in 2...splits.count {
+            let subsets = combinations(all, k)
+            let scores = subsets.map { ev.addition(tasks: $0, grid: coarse).test }
+            let mean = scores.reduce(0, +) / Double(scores.count)
+            perK.append(TaskCount(k: k, testNormalized: mean, subsets: scores.count))
+        }
+        results.taskCount[mode] = perK
+        let points = perK.map { (x: Double($0.k), y: $0.testNormalized) }
+        log("\(m) task count: " + points.map { String(format: "k=%d %.3f", Int($0.x), $0.y) }.joined(separator: ", "))
+
+        // Negation: θ_pre − λ τ_target; the control must keep ≥ 95% of its pre-trained accuracy.
+        let neg = ev.negation(target: 0, control: 1)
+        results.negation[mode] = Negation(
+            target: names[neg.target], control: names[neg.control], lambda: neg.lambda,
+            targetAccuracy: neg.targetAccuracy, controlAccuracy: neg.controlAccuracy,
+            targetPretrainedAccuracy: neg.targetPretrainedAccuracy,
+            controlPretrainedAccuracy: neg.controlPretrainedAccuracy)
+
+        // Weight disentanglement error for the first two tasks.
+        let alphas = stride(from: -3.0, through: 3.0001, by: s.alphaStep).map { ($0 * 1000).rounded() / 1000 }
+        let xi = ev.disentanglement(0, 1, alphas: alphas, limit: s.disentangleImages)
+        let d = Disentanglement(tasks: [names[0], names[1]], alphas: alphas, error: xi)
+        results.disentanglement[mode] = d
+        try write(
+            SVG.heatmap(
+                title: "Weight disentanglement error ξ (\(m)): \(names[0]) + \(names[1])",
+                xLabel: "α2 (\(names[1]))", yLabel: "α1 (\(names[0]))", xs: alphas, ys: alphas, values: xi, vMax: 2),
+            "disentanglement_\(m).svg")
+        log("\(m) disentanglement: mean ξ over |α| ≤ 1: " + String(format: "%.3f", d.meanError(radius: 1)))
+
+        // Other merges on the aligned task vectors (hyper-parameter and λ on validation).
+        if mode == .aligned || !s.modes.contains(.aligned) {
+            results.merges = compareMerges(ev, names: names, taskArithmetic: (add.lambda, add.test))
+            let r = results.merges
+            log(
+                String(
+                    format: "merges (%@): average %.3f, task arithmetic %.3f, TIES %.3f, DARE %.3f (test normalized)",
+                    m, r.average!.testNormalized, add.test, r.ties!.testNormalized, r.dare!.testNormalized))
+        }
+        return (curve, SVG.Series(name: m, points: points))
+    }
+
+    /// Averaging (λ = 1), TIES (keep 0.1, 0.2, 0.5) and DARE (drop 0.5, 0.9) next to plain task arithmetic.
+    func compareMerges(
+        _ ev: MergeEvaluator, names: [String], taskArithmetic: (lambda: Double, test: Double)
+    )
+        -> MergeComparison
+    {
+        var out = MergeComparison()
+        let avg = ev.merge(.average)
+        out.average = AverageMerge(testNormalized: avg.test, testAbsolute: byTask(names, avg.testAbsolute))
+        out.taskArithmetic = TaskArithmeticMerge(lambda: taskArithmetic.lambda, testNormalized: taskArithmetic.test)
+        func tuned(_ r: MergeSearchResult) -> TunedMerge {
+            let h = r.hyperparameter!
+            return TunedMerge(
+                hyperparameter: h, keep: r.method == .ties ? h : nil, drop: r.method == .dare ? h : nil,
+                lambda: r.lambda, valNormalized: r.validation, testNormalized: r.test,
+                testAbsolute: byTask(names, r.testAbsolute))
+        }
+        out.ties = tuned(ev.merge(.ties, candidates: [0.1, 0.2, 0.5]))
+        out.dare = tuned(ev.merge(.dare, candidates: [0.5, 0.9], seed: settings.seed))
+        return out
+    }
+}
+
+/// A per-task map from values in task order.
+func byTask(_ names: [String], _ values: [Double]) -> [String: Double] {
+    Dictionary(uniqueKeysWithValues: zip(names, values))
+}

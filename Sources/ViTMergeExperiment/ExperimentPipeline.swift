@@ -1,0 +1,248 @@
+import Foundation
+import ViTMergeCore
+import ViTMergeIO
+import ViTMergeMerging
+import ViTMergeModel
+import ViTMergeReport
+import ViTMergeTraining
+
+/// The whole experiment: (pre-training,) per task the probe and each fine-tuning mode, then per mode task
+/// vectors, addition, task count, negation, disentanglement and the other merges; writes results.json,
+/// report.md and SVG plots into `settings.out`. Every finished stage's checkpoint is reused, so an interrupted
+/// run continues and the per-task jobs of a plan can run apart.
+public final class ExperimentPipeline {
+    public let settings: ExperimentSettings
+    let functions: TrainingFunctions
+    /// This run's command line, recorded in the pre-trained checkpoint and used for the jobs' commands.
+    let arguments: [String]
+    /// One progress line.
+    let log: (String) -> Void
+    let start = Date()
+
+    public init(
+        settings: ExperimentSettings, functions: TrainingFunctions, arguments: [String],
+        log: @escaping (String) -> Void
+    ) {
+        self.settings = settings
+        self.functions = functions
+        self.arguments = arguments
+        self.log = log
+    }
+
+    /// Per mode, per task: the fine-tuned model and its validation and test accuracy.
+    struct FineTuned {
+        var models: [ExperimentMode: [ViTParameters]] = [:]
+        var validation: [ExperimentMode: [Double]] = [:]
+        var test: [ExperimentMode: [Double]] = [:]
+    }
+
+    /// Runs everything (`job` nil) and returns the results, or runs one job of the plan and returns nil.
+    @discardableResult
+    public func run(job: ExperimentJob? = nil) throws -> ExperimentResults? {
+        let s = settings, fm = FileManager.default
+        try fm.createDirectory(atPath: s.out, withIntermediateDirectories: true)
+        let prePath = s.pretrainedPath
+        if case .task(let i) = job, !fm.fileExists(atPath: prePath) {
+            let plan = ExperimentPlan(settings: s, arguments: arguments)
+            throw ExperimentError.missingPretrained(job: i, path: prePath, command: plan.command(job: .pretrain))
+        }
+        if let scheme = s.scheme, !fm.fileExists(atPath: prePath) { try pretrain(scheme: scheme, to: prePath) }
+        if job == .pretrain {
+            log("job pretrain: \(prePath) is ready")
+            return nil
+        }
+        let (pre, meta) = try Checkpoint.load(path: prePath)
+        log(
+            "pre-trained encoder \(prePath) (\(meta["scheme"] ?? "unknown scheme"), "
+                + "\(pre.table.parameterCount) parameters)")
+        let splits = try s.tasks.map { try TaskSplits(path: $0, seed: s.seed) }
+        for t in splits { try t.check(fits: pre.config, checkpoint: prePath) }
+        let names = splits.map(\.dataset.name)
+        var results = ExperimentResults(
+            pretraining: meta["scheme"] ?? "unknown", tasks: names, seed: s.seed,
+            environment: Environment(cpu: "", threads: 0, isa: "", seconds: 0))
+
+        // Stage 1: probe, aligned, linearized, full per task (each checkpoint reused when present).
+        var fineTuned = FineTuned()
+        var accuracy: [ExperimentMode: [String: Double]] = [:]
+        for (i, split) in splits.enumerated() {
+            if case .task(let j) = job, j != i { continue }
+            let perMode = try fineTune(task: i, split, pre: pre, name: names[i])
+            if job != nil {
+                let done = perMode.map(\.0.rawValue).joined(separator: ", ")
+                log("job \(i) (\(names[i])) done: \(done) in \(s.out)/\(names[i])")
+                continue
+            }
+            let probe = perMode[0].1
+            for (mode, p) in perMode {
+                let (v, t) = evaluate(p, mode: mode, probe: probe, split)
+                accuracy[mode, default: [:]][names[i]] = t
+                fineTuned.models[mode, default: []].append(p)
+                fineTuned.validation[mode, default: []].append(v)
+                fineTuned.test[mode, default: []].append(t)
+            }
+            var line = String(format: "%@: test accuracy probe %.3f", names[i], accuracy[.probe]![names[i]]!)
+            for mode in [ExperimentMode.aligned, .full, .linearized] {
+                if let a = accuracy[mode] { line += String(format: ", \(mode.rawValue) %.3f", a[names[i]]!) }
+            }
+            log(line)
+        }
+        if job != nil { return nil }
+        results.accuracy.pretrainedProbe = accuracy[.probe]
+        for mode in s.modes { results.accuracy.modes[mode] = accuracy[mode] }
+
+        // Stage 2: merges per fine-tuning mode (probe-only task vectors are zero: nothing to merge).
+        var curves: [SVG.Series] = [], countCurves: [SVG.Series] = []
+        for mode in s.modes where mode != .probe {
+            let (curve, count) = try merge(
+                mode: mode, pre: pre, splits: splits, names: names, fineTuned: fineTuned, into: &results)
+            curves.append(curve)
+            countCurves.append(count)
+        }
+        if !curves.isEmpty {
+            try write(
+                SVG.lineChart(
+                    title: "Task addition: validation normalized accuracy vs λ", xLabel: "λ",
+                    yLabel: "mean normalized accuracy (val)", series: curves, yMin: 0, yMax: 1.05),
+                "lambda_curves.svg")
+            try write(
+                SVG.lineChart(
+                    title: "Task addition vs number of tasks", xLabel: "tasks added",
+                    yLabel: "mean normalized accuracy (test)", series: countCurves, yMin: 0, yMax: 1.05),
+                "task_count.svg")
+        }
+        results.environment = Environment(
+            cpu: Machine.cpuModel, threads: ThreadPool.shared.threads, isa: Machine.buildISA,
+            seconds: Int(Date().timeIntervalSince(start)))
+        try results.json().write(to: URL(fileURLWithPath: "\(s.out)/results.json"), options: .atomic)
+        try write(ReportWriter(results: results, settings: s.report).markdown(), "report.md")
+        log("wrote \(s.out)/results.json, \(s.out)/report.md and SVG plots; the report is \(s.out)/report.md")
+        return results
+    }
+
+    /// Pre-trains with `scheme` (resumable state in the output directory) and saves the model to `path`.
+    func pretrain(scheme: String, to path: String) throws {
+        let s = settings
+        log("pre-training (\(scheme)) on \(s.pretrainData) for \(s.pretrainSteps) steps")
+        let data = try TaskSplits(path: s.pretrainData, seed: s.seed, validationFraction: 0.05)
+        let (p, metadata) = try functions.pretrain(
+            scheme, data, s.pretraining, "\(s.out)/pretrain_\(scheme)_state.safetensors"
+        ) { t in
+            if t.step % max(1, t.steps / 10) == 0 {
+                self.log(
+                    String(
+                        format: "pre-training step %d/%d  loss %.4f  %.0f img/s  ETA %@", t.step, t.steps, t.loss,
+                        t.imagesPerSecond, formatSeconds(t.secondsLeft)))
+            }
+        }
+        let command = ["data": s.pretrainData, "command": arguments.joined(separator: " ")]
+        try Checkpoint.save(p, to: path, metadata: metadata.merging(command) { $1 })
+    }
+
+    /// Task `i`'s probe, then each fine-tuning mode of the settings (probe, aligned, linearized, full order).
+    func fineTune(
+        task i: Int, _ split: TaskSplits, pre: ViTParameters, name: String
+    ) throws
+        -> [(ExperimentMode, ViTParameters)]
+    {
+        let s = settings, f = functions, modes = s.modes
+        let dir = "\(s.out)/\(name)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let classes = split.dataset.classes.count
+        let fine = s.training(s.finetuneSteps, lr: s.lr, weightDecay: 0.05)
+        let probe = try stage("\(dir)/probe.safetensors", "probe \(name)", task: name) {
+            let model = ViT(parameters: f.withHead(pre, classes))
+            let features = extractFeatures(model, split.train)
+            linearProbe(
+                model, train: split.train, features: features,
+                settings: s.training(s.probeSteps, lr: s.probeLr, weightDecay: 1e-4))
+            return model.parameters
+        }
+        var perMode: [(ExperimentMode, ViTParameters)] = [(.probe, probe)]
+        if modes.contains(.aligned) {
+            perMode.append(
+                (
+                    .aligned,
+                    try stage("\(dir)/aligned.safetensors", "aligned fine-tuning \(name)", task: name) {
+                        let model = ViT(parameters: probe.copy())
+                        try Trainer(model: model, train: split.train, mode: .aligned, settings: fine).run()
+                        return model.parameters
+                    }
+                ))
+        }
+        if modes.contains(.linearized) {
+            let metadata = ["mode": "linearized", "base": "\(dir)/probe.safetensors"]
+            perMode.append(
+                (
+                    .linearized,
+                    try stage(
+                        "\(dir)/linearized.safetensors", "linearized fine-tuning \(name)", task: name,
+                        metadata: metadata
+                    ) {
+                        let trainer = Trainer(
+                            model: ViT(parameters: probe.copy()), train: split.train, mode: .linearized,
+                            settings: fine)
+                        try trainer.run()
+                        return trainer.trained
+                    }
+                ))
+        }
+        if modes.contains(.full) {
+            perMode.append(
+                (
+                    .full,
+                    try stage("\(dir)/full.safetensors", "full fine-tuning \(name)", task: name) {
+                        let p = f.withHead(pre, classes)
+                        f.reinitializeHead(p, s.seed &+ UInt64(i))
+                        let model = ViT(parameters: p)
+                        try Trainer(model: model, train: split.train, mode: .full, settings: fine).run()
+                        return model.parameters
+                    }
+                ))
+        }
+        return perMode
+    }
+
+    /// Validation and test accuracy of a fine-tuned model; linearized: f(θ_probe) + J(θ_probe)·(θ − θ_probe).
+    func evaluate(
+        _ p: ViTParameters, mode: ExperimentMode, probe: ViTParameters, _ split: TaskSplits
+    ) -> (
+        Double, Double
+    ) {
+        if mode == .linearized {
+            let m = ViT(parameters: probe)
+            return p.difference(from: probe).withUnsafeBufferPointer { tv in
+                (
+                    ViTMergeTraining.evaluate(m, on: split.validation, tangent: tv.baseAddress!).accuracy,
+                    ViTMergeTraining.evaluate(m, on: split.test, tangent: tv.baseAddress!).accuracy
+                )
+            }
+        }
+        let m = ViT(parameters: p)
+        return (
+            ViTMergeTraining.evaluate(m, on: split.validation).accuracy,
+            ViTMergeTraining.evaluate(m, on: split.test).accuracy
+        )
+    }
+
+    /// Loads `path` if a previous run finished it, else runs `make` and saves atomically.
+    func stage(
+        _ path: String, _ what: String, task: String, metadata extra: [String: String] = [:],
+        _ make: () throws -> ViTParameters
+    ) throws -> ViTParameters {
+        if FileManager.default.fileExists(atPath: path) {
+            log("\(what): reusing \(path)")
+            return try Checkpoint.load(path: path).parameters
+        }
+        let t0 = Date()
+        let p = try make()
+        try Checkpoint.save(p, to: path, metadata: extra.merging(["stage": what, "task": task]) { $1 })
+        log("\(what): done in \(formatSeconds(Date().timeIntervalSince(t0)))")
+        return p
+    }
+
+    /// Writes `text` to `name` in the output directory, atomically.
+    func write(_ text: String, _ name: String) throws {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: "\(settings.out)/\(name)"), options: .atomic)
+    }
+}

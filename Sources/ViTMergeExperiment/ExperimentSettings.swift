@@ -1,0 +1,131 @@
+import Foundation
+import ViTMergeModel
+import ViTMergeReport
+import ViTMergeTraining
+
+/// Everything the experiment pipeline needs, as plain values (the CLI's options, validated).
+public struct ExperimentSettings: Sendable {
+    /// Output directory: results.json, report.md, SVGs, checkpoints. Finished stages are reused.
+    public var out: String
+    /// Task files, at least two.
+    public var tasks: [String]
+    /// Fine-tuning modes in the order given (the probe always runs; stage 2 runs the modes in this order).
+    public var modes: [ExperimentMode]
+    /// The pre-trained checkpoint loaded unless `scheme` is set.
+    public var pretrained: String
+    /// Pre-train from scratch with this scheme ("supervised" or "mim") instead of loading `pretrained`.
+    public var scheme: String?
+    public var pretrainData: String
+    /// Pre-training steps (batch 64, lr 1e-3).
+    public var pretrainSteps: Int
+    public var probeSteps: Int
+    public var finetuneSteps: Int
+    public var batchSize: Int
+    public var lr: Float
+    public var probeLr: Float
+    /// Seed of the validation split, batches, heads and DARE.
+    public var seed: UInt64
+    /// Disentanglement grid step over [−3, 3].
+    public var alphaStep: Double
+    /// Validation images per task for the disentanglement error.
+    public var disentangleImages: Int
+
+    public init(
+        out: String, tasks: [String], modes: [ExperimentMode], pretrained: String, scheme: String?,
+        pretrainData: String, pretrainSteps: Int, probeSteps: Int, finetuneSteps: Int, batchSize: Int, lr: Float,
+        probeLr: Float, seed: UInt64, alphaStep: Double, disentangleImages: Int
+    ) {
+        self.out = out
+        self.tasks = tasks
+        self.modes = modes
+        self.pretrained = pretrained
+        self.scheme = scheme
+        self.pretrainData = pretrainData
+        self.pretrainSteps = pretrainSteps
+        self.probeSteps = probeSteps
+        self.finetuneSteps = finetuneSteps
+        self.batchSize = batchSize
+        self.lr = lr
+        self.probeLr = probeLr
+        self.seed = seed
+        self.alphaStep = alphaStep
+        self.disentangleImages = disentangleImages
+    }
+
+    /// The pre-trained model's path: written by the run with `scheme`, else `pretrained`.
+    public var pretrainedPath: String { scheme.map { "\(out)/pretrained_\($0).safetensors" } ?? pretrained }
+
+    /// Training settings of a probe or fine-tuning stage: warm-up 10% of the steps, clip 1.
+    func training(_ steps: Int, lr: Float, weightDecay: Float) -> TrainSettings {
+        TrainSettings(
+            steps: steps, batchSize: batchSize, lr: lr, warmupSteps: max(1, steps / 10), weightDecay: weightDecay,
+            clipNorm: 1, seed: seed)
+    }
+
+    /// Pre-training settings: batch 64, lr 1e-3, warm-up 5%, weight decay 0.05, state every 250 steps.
+    public var pretraining: TrainSettings {
+        TrainSettings(
+            steps: pretrainSteps, batchSize: 64, lr: 1e-3, warmupSteps: max(1, pretrainSteps / 20),
+            weightDecay: 0.05, clipNorm: 1, seed: seed, checkpointEvery: 250)
+    }
+
+    /// The settings report.md states.
+    public var report: ReportSettings {
+        ReportSettings(
+            pretrained: pretrained, seed: seed, probeSteps: probeSteps, finetuneSteps: finetuneSteps,
+            batchSize: batchSize, lr: lr)
+    }
+}
+
+/// One independent piece of the experiment (`--job`): pre-training, or one task's probe and fine-tuning.
+public enum ExperimentJob: Equatable, Sendable {
+    case pretrain
+    /// The task at this index of `ExperimentSettings.tasks`.
+    case task(Int)
+
+    /// "pretrain" or a task index.
+    public init?(_ text: String) {
+        if text == "pretrain" {
+            self = .pretrain
+        } else if let i = Int(text) {
+            self = .task(i)
+        } else {
+            return nil
+        }
+    }
+
+    /// The `--job` argument.
+    public var argument: String {
+        switch self {
+        case .pretrain: "pretrain"
+        case .task(let i): "\(i)"
+        }
+    }
+}
+
+/// What the pipeline needs from training code that still lives in the CLI (issue 16 moves it into
+/// ViTMergeTraining); the CLI passes its functions.
+public struct TrainingFunctions {
+    /// The encoder of a model with a head for `classes` classes (copied if the count matches, else zero).
+    public var withHead: (ViTParameters, Int) -> ViTParameters
+    /// A fresh seeded head, in place, for full fine-tuning.
+    public var reinitializeHead: (ViTParameters, UInt64) -> Void
+    /// Pre-trains with `scheme` on `splits` (resuming from and writing `state`), logging each step; returns the
+    /// checkpoint to save and its metadata.
+    public var pretrain:
+        (_ scheme: String, _ splits: TaskSplits, _ settings: TrainSettings, _ state: String, _ log: (StepLog) -> Void)
+            throws -> (ViTParameters, [String: String])
+
+    public init(
+        withHead: @escaping (ViTParameters, Int) -> ViTParameters,
+        reinitializeHead: @escaping (ViTParameters, UInt64) -> Void,
+        pretrain:
+            @escaping (String, TaskSplits, TrainSettings, String, (StepLog) -> Void) throws -> (
+                ViTParameters, [String: String]
+            )
+    ) {
+        self.withHead = withHead
+        self.reinitializeHead = reinitializeHead
+        self.pretrain = pretrain
+    }
+}

@@ -1,0 +1,114 @@
+import Foundation
+
+/// How task vectors are combined into one direction τ_m of the merged encoder θ_pre + λ τ_m.
+public enum MergeMethod: String, CaseIterable, Sendable {
+    /// Task arithmetic: Σ τ.
+    case sum
+    /// Model soup: the mean τ, at λ = 1 unless a λ grid is given.
+    case average
+    /// TIES-merging (trim to the `keep` fraction, elect signs, disjoint mean).
+    case ties
+    /// DARE: each τ_i with entries dropped with probability `drop` (seed + i), rescaled, summed.
+    case dare
+}
+
+/// A merge with its hyper-parameter and λ chosen on validation, reported on test.
+public struct MergeSearchResult {
+    public let method: MergeMethod
+    /// TIES: keep; DARE: drop; nil for sum and average.
+    public let hyperparameter: Double?
+    /// The merged direction τ_m over the encoder (the model is θ_pre + lambda·τ_m).
+    public let direction: EncoderVector
+    public let lambda: Double
+    /// Mean normalized accuracy on validation at `lambda`.
+    public let validation: Double
+    /// Mean normalized accuracy on test at `lambda`.
+    public let test: Double
+    public let testPerTask: [Double]
+    public let testAbsolute: [Double]
+    /// (λ, mean validation normalized accuracy) over the grid.
+    public let curve: [(Double, Double)]
+}
+
+/// Task negation θ_pre − λ τ_target with λ chosen on validation.
+public struct NegationResult {
+    public let target: Int
+    public let control: Int
+    /// The chosen λ (0 when no λ of the grid keeps the control).
+    public let lambda: Double
+    /// Test accuracies of the negated encoder.
+    public let targetAccuracy: Double
+    public let controlAccuracy: Double
+    /// Test accuracies of the pre-trained encoder.
+    public let targetPretrainedAccuracy: Double
+    public let controlPretrainedAccuracy: Double
+}
+
+extension MergeEvaluator {
+    /// Negation of task `target`: the λ of `grid` giving the lowest target validation accuracy among those where
+    /// `control` keeps ≥ `keep` × its pre-trained validation accuracy (ties → the first, smaller λ; none → 0);
+    /// reported on test.
+    public func negation(
+        target: Int, control: Int, grid: [Double] = lambdaGrid, keep: Double = 0.95
+    )
+        -> NegationResult
+    {
+        let tau = tasks[target].tau
+        let preEncoder = encoder([], [])
+        let controlPre = accuracy(encoder: preEncoder, task: control, split: .validation)
+        var best: (lambda: Double, target: Double)? = nil
+        for l in grid {
+            let enc = encoder([tau], [Float(-l)])
+            let c = accuracy(encoder: enc, task: control, split: .validation)
+            let t = accuracy(encoder: enc, task: target, split: .validation)
+            if c >= keep * controlPre && (best == nil || t < best!.target) { best = (l, t) }
+        }
+        let lambda = best?.lambda ?? 0
+        let negated = encoder([tau], [Float(-lambda)])
+        return NegationResult(
+            target: target, control: control, lambda: lambda,
+            targetAccuracy: accuracy(encoder: negated, task: target, split: .test),
+            controlAccuracy: accuracy(encoder: negated, task: control, split: .test),
+            targetPretrainedAccuracy: accuracy(encoder: preEncoder, task: target, split: .test),
+            controlPretrainedAccuracy: accuracy(encoder: preEncoder, task: control, split: .test))
+    }
+
+    /// The merged direction of all tasks' τ by `method`; `hyperparameter` is TIES's keep or DARE's drop
+    /// (DARE drops τ_i's entries with seed `seed &+ i`).
+    public func direction(_ method: MergeMethod, hyperparameter: Double? = nil, seed: UInt64 = 0) -> EncoderVector {
+        let taus = tasks.map(\.tau)
+        switch method {
+        case .sum: return Merges.sum(taus, pool: pool)
+        case .average: return Merges.average(taus, pool: pool)
+        case .ties: return Merges.ties(taus, keep: hyperparameter!)
+        case .dare: return Merges.dareSum(taus, drop: hyperparameter!, seed: seed, pool: pool)
+        }
+    }
+
+    /// Merges all tasks by `method`, trying each of `candidates` (TIES: keep, DARE: drop; ignored for sum and
+    /// average) and λ from `grid` (default: `lambdaGrid`, λ = 1 for average), both chosen on validation
+    /// (equal validation → the smaller hyper-parameter, then the smaller λ); reported on test.
+    public func merge(
+        _ method: MergeMethod, candidates: [Double] = [], seed: UInt64 = 0, grid: [Double]? = nil
+    )
+        -> MergeSearchResult
+    {
+        let lambdas = grid ?? (method == .average ? [1] : lambdaGrid)
+        let tuned = method == .ties || method == .dare
+        precondition(!tuned || !candidates.isEmpty, "merge(\(method)): give at least one hyper-parameter candidate")
+        let all = Array(tasks.indices)
+        var best: MergeSearchResult? = nil
+        for h in tuned ? candidates.map(Optional.some) : [nil] {
+            let dir = direction(method, hyperparameter: h, seed: seed)
+            let r = addition(tasks: all, direction: dir, grid: lambdas)
+            if let b = best, !(r.validation > b.validation || (r.validation == b.validation && h! < b.hyperparameter!))
+            {
+                continue
+            }
+            best = MergeSearchResult(
+                method: method, hyperparameter: h, direction: dir, lambda: r.lambda, validation: r.validation,
+                test: r.test, testPerTask: r.testPerTask, testAbsolute: r.testAbsolute, curve: r.curve)
+        }
+        return best!
+    }
+}

@@ -1,0 +1,100 @@
+import ArgumentParser
+import Foundation
+import ViTMergeExperiment
+import ViTMergeReport
+
+/// Options of the whole pipeline; `demo` fixes them to the embedded defaults.
+struct ExperimentOptions: ParsableArguments {
+    @Option(help: "Output directory (results.json, report.md, SVGs, checkpoints). Finished stages are reused.")
+    var out: String
+    @Option(parsing: .upToNextOption, help: "Task files.")
+    var tasks: [String] = [
+        "data/tasks/mnist.safetensors", "data/tasks/fashion.safetensors",
+        "data/tasks/letters.safetensors", "data/tasks/kana.safetensors",
+    ]
+    @Option(help: "Comma-separated fine-tuning modes among probe, aligned, full, linearized.")
+    var modes = "probe,aligned,full"
+    @Option(help: "Pre-trained checkpoint (the committed supervised glyph model by default); ignored with --scheme.")
+    var pretrained = "data/pretrained/vit_mini_glyphs.safetensors"
+    @Option(help: "Pre-train from scratch with this scheme instead of loading --pretrained.")
+    var scheme: PretrainScheme?
+    @Option(help: "With --scheme: pre-training data.") var pretrainData = "data/pretrain/glyphs.safetensors"
+    @Option(help: "With --scheme: pre-training model config (JSON file or preset).")
+    var pretrainConfig = "vit_mini_patch4_28"
+    @Option(help: "With --scheme: pre-training steps (batch 64, lr 1e-3).") var pretrainSteps = 3000
+    @Option(help: "Linear-probe steps.") var probeSteps = 400
+    @Option(help: "Fine-tuning steps per task and mode.") var finetuneSteps = 250
+    @Option(help: "Fine-tuning batch size.") var batchSize = 64
+    @Option(help: "Fine-tuning peak learning rate.") var lr: Float = 3e-4
+    @Option(help: "Linear-probe peak learning rate.") var probeLr: Float = 3e-3
+    @Option(help: "Seed (validation split, batches, heads).") var seed: UInt64 = 0
+    @Option(help: "Disentanglement grid step over [−3, 3].") var alphaStep = 0.5
+    @Option(help: "Validation images per task for the disentanglement error.") var disentangleImages = 100
+    @Flag(
+        help: ArgumentHelp(
+            "Print the independent per-task jobs as commands (for a job array, e.g. scripts/slurm_experiment.sh) "
+                + "and exit."))
+    var plan = false
+    @Option(
+        help: ArgumentHelp(
+            "Run one job of --plan and exit: a task index (0-based, in --tasks order) or 'pretrain'. "
+                + "The full command then reuses the jobs' checkpoints."))
+    var job: String?
+    @OptionGroup var runtime: RuntimeOptions
+
+    func validate() throws {
+        let jobError = "--job must be 'pretrain' or a task index between 0 and \(tasks.count - 1)"
+        if let j = job {
+            switch ExperimentJob(j) {
+            case nil: throw ValidationError(jobError)
+            case .task(let i) where !(0..<tasks.count).contains(i): throw ValidationError(jobError)
+            default: break
+            }
+        }
+        if job == "pretrain" && scheme == nil {
+            throw ValidationError("--job pretrain needs --scheme (without it the pre-trained model is loaded)")
+        }
+        if plan && job != nil { throw ValidationError("give --plan or --job, not both") }
+        _ = try parseModes(modes)
+        if tasks.count < 2 { throw ValidationError("give at least two --tasks to merge") }
+        if probeSteps < 1 || finetuneSteps < 1 || batchSize < 1 {
+            throw ValidationError("steps and batch size must be ≥ 1")
+        }
+        if !(alphaStep > 0) { throw ValidationError("--alpha-step must be positive") }
+        if pretrainSteps < 1 { throw ValidationError("--pretrain-steps must be ≥ 1") }
+    }
+
+    /// The pipeline's settings (after `validate`).
+    func settings() throws -> ExperimentSettings {
+        ExperimentSettings(
+            out: out, tasks: tasks, modes: try parseModes(modes), pretrained: pretrained, scheme: scheme?.rawValue,
+            pretrainData: pretrainData, pretrainSteps: pretrainSteps, probeSteps: probeSteps,
+            finetuneSteps: finetuneSteps, batchSize: batchSize, lr: lr, probeLr: probeLr, seed: seed,
+            alphaStep: alphaStep, disentangleImages: disentangleImages)
+    }
+
+    /// Runs the plan, one job, or the whole experiment, printing progress with the elapsed time.
+    func run() throws {
+        runtime.apply()
+        let settings = try settings()
+        if plan {
+            for line in try ExperimentPlan(settings: settings, arguments: CommandLine.arguments).lines() {
+                print(line)
+            }
+            return
+        }
+        let start = Date()
+        let training = TrainingFunctions(
+            withHead: { withHead($0, classes: $1) }, reinitializeHead: { reinitializeHead($0, seed: $1) },
+            pretrain: { scheme, splits, settings, state, log in
+                try pretrain(
+                    scheme: scheme, splits: splits, config: try loadConfig(pretrainConfig), settings: settings,
+                    state: state, resume: true, log: log)
+            })
+        let pipeline = ExperimentPipeline(settings: settings, functions: training, arguments: CommandLine.arguments) {
+            print("[\(formatSeconds(Date().timeIntervalSince(start)))] \($0)")
+            fflush(nil)
+        }
+        try pipeline.run(job: job.flatMap(ExperimentJob.init))
+    }
+}
