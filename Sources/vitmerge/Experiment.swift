@@ -130,7 +130,9 @@ final class ExperimentRunner {
                 steps: o.pretrainSteps, batchSize: 64, lr: 1e-3, warmupSteps: max(1, o.pretrainSteps / 20),
                 weightDecay: 0.05, clipNorm: 1, seed: o.seed, checkpointEvery: 250)
             let (p, metadata) = try pretrain(
-                scheme: scheme, splits: data, config: try loadConfig(o.pretrainConfig), settings: settings,
+                scheme: PretrainScheme(rawValue: scheme)!, train: data.train, validation: data.validation,
+                test: data.test, classes: data.dataset.classes.count, config: try loadConfig(o.pretrainConfig),
+                settings: settings,
                 state: "\(o.out)/pretrain_\(scheme)_state.safetensors", resume: true,
                 log: { s in
                     if s.step % max(1, s.steps / 10) == 0 {
