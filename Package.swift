@@ -92,7 +92,7 @@ let package = Package(
             swiftSettings: simdSettings),
         .testTarget(
             name: "ViTMergeTrainingTests",
-            dependencies: ["ViTMergeTraining", "ViTMergeModel", "ViTMergeIO", "ViTMergeCore"],
+            dependencies: ["ViTMergeTraining", "ViTMergeModel", "ViTMergeIO", "ViTMergeCore", "CMallocCounter"],
             swiftSettings: simdSettings),
         .testTarget(
             name: "ViTMergeMergingTests",

@@ -12,7 +12,8 @@ import ViTMergeTraining
 /// run continues and the per-task jobs of a plan can run apart.
 public final class ExperimentPipeline {
     public let settings: ExperimentSettings
-    let functions: TrainingFunctions
+    /// The model config of pre-training from scratch (used with `settings.scheme`).
+    let pretrainConfig: ViTConfig?
     /// This run's command line, recorded in the pre-trained checkpoint and used for the jobs' commands.
     let arguments: [String]
     /// One progress line.
@@ -20,11 +21,11 @@ public final class ExperimentPipeline {
     let start = Date()
 
     public init(
-        settings: ExperimentSettings, functions: TrainingFunctions, arguments: [String],
+        settings: ExperimentSettings, pretrainConfig: ViTConfig?, arguments: [String],
         log: @escaping (String) -> Void
     ) {
         self.settings = settings
-        self.functions = functions
+        self.pretrainConfig = pretrainConfig
         self.arguments = arguments
         self.log = log
     }
@@ -121,12 +122,17 @@ public final class ExperimentPipeline {
     }
 
     /// Pre-trains with `scheme` (resumable state in the output directory) and saves the model to `path`.
-    func pretrain(scheme: String, to path: String) throws {
+    func pretrain(scheme: PretrainScheme, to path: String) throws {
         let s = settings
-        log("pre-training (\(scheme)) on \(s.pretrainData) for \(s.pretrainSteps) steps")
+        log("pre-training (\(scheme.rawValue)) on \(s.pretrainData) for \(s.pretrainSteps) steps")
         let data = try TaskSplits(path: s.pretrainData, seed: s.seed, validationFraction: 0.05)
-        let (p, metadata) = try functions.pretrain(
-            scheme, data, s.pretraining, "\(s.out)/pretrain_\(scheme)_state.safetensors"
+        guard let config = pretrainConfig else {
+            preconditionFailure("pre-training needs the pipeline's pretrainConfig")
+        }
+        let (p, metadata) = try ViTMergeTraining.pretrain(
+            scheme: scheme, train: data.train, validation: data.validation, test: data.test,
+            classes: data.dataset.classes.count, config: config, settings: s.pretraining,
+            state: "\(s.out)/pretrain_\(scheme.rawValue)_state.safetensors", resume: true
         ) { t in
             if t.step % max(1, t.steps / 10) == 0 {
                 self.log(
@@ -145,13 +151,13 @@ public final class ExperimentPipeline {
     ) throws
         -> [(ExperimentMode, ViTParameters)]
     {
-        let s = settings, f = functions, modes = s.modes
+        let s = settings, modes = s.modes
         let dir = "\(s.out)/\(name)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let classes = split.dataset.classes.count
         let fine = s.training(s.finetuneSteps, lr: s.lr, weightDecay: 0.05)
         let probe = try stage("\(dir)/probe.safetensors", "probe \(name)", task: name) {
-            let model = ViT(parameters: f.withHead(pre, classes))
+            let model = ViT(parameters: withHead(pre, classes: classes))
             let features = extractFeatures(model, split.train)
             linearProbe(
                 model, train: split.train, features: features,
@@ -192,8 +198,8 @@ public final class ExperimentPipeline {
                 (
                     .full,
                     try stage("\(dir)/full.safetensors", "full fine-tuning \(name)", task: name) {
-                        let p = f.withHead(pre, classes)
-                        f.reinitializeHead(p, s.seed &+ UInt64(i))
+                        let p = withHead(pre, classes: classes)
+                        reinitializeHead(p, seed: s.seed &+ UInt64(i))
                         let model = ViT(parameters: p)
                         try Trainer(model: model, train: split.train, mode: .full, settings: fine).run()
                         return model.parameters

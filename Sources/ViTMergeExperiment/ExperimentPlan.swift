@@ -41,8 +41,8 @@ public struct ExperimentPlan {
         ]
         if let scheme = s.scheme {
             lines.append(
-                "# first: pre-training (\(scheme), \(s.pretrainSteps) steps) to "
-                    + "\(out)/pretrained_\(scheme).safetensors")
+                "# first: pre-training (\(scheme.rawValue), \(s.pretrainSteps) steps) to "
+                    + "\(out)/pretrained_\(scheme.rawValue).safetensors")
             lines.append(command(job: .pretrain))
         }
         for (i, name) in names.enumerated() {

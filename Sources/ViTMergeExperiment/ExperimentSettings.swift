@@ -13,8 +13,8 @@ public struct ExperimentSettings: Sendable {
     public var modes: [ExperimentMode]
     /// The pre-trained checkpoint loaded unless `scheme` is set.
     public var pretrained: String
-    /// Pre-train from scratch with this scheme ("supervised" or "mim") instead of loading `pretrained`.
-    public var scheme: String?
+    /// Pre-train from scratch with this scheme instead of loading `pretrained`.
+    public var scheme: PretrainScheme?
     public var pretrainData: String
     /// Pre-training steps (batch 64, lr 1e-3).
     public var pretrainSteps: Int
@@ -31,7 +31,7 @@ public struct ExperimentSettings: Sendable {
     public var disentangleImages: Int
 
     public init(
-        out: String, tasks: [String], modes: [ExperimentMode], pretrained: String, scheme: String?,
+        out: String, tasks: [String], modes: [ExperimentMode], pretrained: String, scheme: PretrainScheme?,
         pretrainData: String, pretrainSteps: Int, probeSteps: Int, finetuneSteps: Int, batchSize: Int, lr: Float,
         probeLr: Float, seed: UInt64, alphaStep: Double, disentangleImages: Int
     ) {
@@ -53,7 +53,7 @@ public struct ExperimentSettings: Sendable {
     }
 
     /// The pre-trained model's path: written by the run with `scheme`, else `pretrained`.
-    public var pretrainedPath: String { scheme.map { "\(out)/pretrained_\($0).safetensors" } ?? pretrained }
+    public var pretrainedPath: String { scheme.map { "\(out)/pretrained_\($0.rawValue).safetensors" } ?? pretrained }
 
     /// Training settings of a probe or fine-tuning stage: warm-up 10% of the steps, clip 1.
     func training(_ steps: Int, lr: Float, weightDecay: Float) -> TrainSettings {
@@ -100,32 +100,5 @@ public enum ExperimentJob: Equatable, Sendable {
         case .pretrain: "pretrain"
         case .task(let i): "\(i)"
         }
-    }
-}
-
-/// What the pipeline needs from training code that still lives in the CLI (issue 16 moves it into
-/// ViTMergeTraining); the CLI passes its functions.
-public struct TrainingFunctions {
-    /// The encoder of a model with a head for `classes` classes (copied if the count matches, else zero).
-    public var withHead: (ViTParameters, Int) -> ViTParameters
-    /// A fresh seeded head, in place, for full fine-tuning.
-    public var reinitializeHead: (ViTParameters, UInt64) -> Void
-    /// Pre-trains with `scheme` on `splits` (resuming from and writing `state`), logging each step; returns the
-    /// checkpoint to save and its metadata.
-    public var pretrain:
-        (_ scheme: String, _ splits: TaskSplits, _ settings: TrainSettings, _ state: String, _ log: (StepLog) -> Void)
-            throws -> (ViTParameters, [String: String])
-
-    public init(
-        withHead: @escaping (ViTParameters, Int) -> ViTParameters,
-        reinitializeHead: @escaping (ViTParameters, UInt64) -> Void,
-        pretrain:
-            @escaping (String, TaskSplits, TrainSettings, String, (StepLog) -> Void) throws -> (
-                ViTParameters, [String: String]
-            )
-    ) {
-        self.withHead = withHead
-        self.reinitializeHead = reinitializeHead
-        self.pretrain = pretrain
     }
 }

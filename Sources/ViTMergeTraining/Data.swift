@@ -19,10 +19,17 @@ public struct BatchSampler: Sendable {
 
     /// The order in which epoch `epoch` visits the examples.
     public func order(epoch: Int) -> [Int] {
-        var order = Array(0..<count)
+        var order = [Int](repeating: 0, count: count)
+        self.order(epoch: epoch, into: &order)
+        return order
+    }
+
+    /// Writes epoch `epoch`'s order into `order` (`count` elements; allocates nothing).
+    public func order(epoch: Int, into order: inout [Int]) {
+        precondition(order.count == count, "BatchSampler: the order needs \(count) elements")
+        for i in 0..<count { order[i] = i }
         var rng = RNG(seed: seed, stream: UInt64(epoch))
         rng.shuffle(&order)
-        return order
     }
 
     /// Example indices of 0-based `step` (draws the epoch's order; `Trainer` caches it instead).
@@ -40,13 +47,31 @@ extension LabeledImages {
     public func fill<C: Collection>(
         _ indices: C, input: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Int32>?
     ) where C.Element == Int {
+        for (j, i) in indices.enumerated() { fill(image: i, at: j, input: input, labels: labels) }
+    }
+
+    /// `fill` for a batch of the sampler's order (an index loop: allocates nothing, even unoptimized).
+    public func fill(
+        _ indices: ArraySlice<Int>, input: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Int32>?
+    ) {
+        let first = indices.startIndex
+        for j in 0..<indices.count { fill(image: indices[first + j], at: j, input: input, labels: labels) }
+    }
+
+    /// `fill` for consecutive images.
+    public func fill(_ indices: Range<Int>, input: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Int32>?) {
+        let first = indices.lowerBound
+        for j in 0..<indices.count { fill(image: first + j, at: j, input: input, labels: labels) }
+    }
+
+    /// Image `i` scaled to [0, 1] into `input[j]` [C, H, W], its label into `labels[j]`.
+    @inline(__always)
+    func fill(image i: Int, at j: Int, input: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Int32>?) {
         let size = imageSize
         images.withUnsafeBufferPointer { src in
-            for (j, i) in indices.enumerated() {
-                let s = src.baseAddress! + i * size, d = input + j * size
-                for p in 0..<size { d[p] = Float(s[p]) * (1 / 255) }
-                labels?[j] = self.labels[i]
-            }
+            let s = src.baseAddress! + i * size, d = input + j * size
+            for p in 0..<size { d[p] = Float(s[p]) * (1 / 255) }
         }
+        labels?[j] = self.labels[i]
     }
 }

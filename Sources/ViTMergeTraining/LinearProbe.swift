@@ -4,31 +4,10 @@ import ViTMergeIO
 import ViTMergeKernels
 import ViTMergeModel
 
-/// Pooled features [count, D] of `data` under a frozen encoder (the head's input).
-public func extractFeatures(_ model: ViT, _ data: LabeledImages, batchSize: Int = 128) -> [Float] {
-    let d = model.config.embedDim
-    let capacity = min(batchSize, max(data.count, 1))
-    let acts = model.makeActivations(capacity: capacity)
-    var input = [Float](repeating: 0, count: capacity * data.imageSize)
-    var out = [Float](repeating: 0, count: data.count * d)
-    var start = 0
-    while start < data.count {
-        let b = min(capacity, data.count - start)
-        input.withUnsafeMutableBufferPointer { inp in
-            data.fill(start..<(start + b), input: inp.baseAddress!, labels: nil)
-            model.forward(input: inp.baseAddress!, batch: b, acts: acts, throughHead: false)
-        }
-        out.withUnsafeMutableBufferPointer {
-            ($0.baseAddress! + start * d).update(from: acts.featuresPointer, count: b * d)
-        }
-        start += b
-    }
-    return out
-}
-
-/// Linear probing: a fresh head trained with AdamW (warm-up + cosine, seeded batches) on
-/// features computed once by the frozen encoder. Writes the head into `model.parameters`.
-/// Returns the final training loss.
+/// Linear probing: a fresh head (`initializeHead`, stream `HeadStream.probe`) trained with the
+/// trainer's `AdamWOptimizer` (warm-up + cosine, seeded batches, no clipping) on `features`
+/// [train.count, D] computed once by the frozen encoder (`extractFeatures`). Writes the head into
+/// `model.parameters`. Returns the final training loss.
 @discardableResult
 public func linearProbe(
     _ model: ViT, train: LabeledImages, features: [Float], settings: TrainSettings,
@@ -37,12 +16,18 @@ public func linearProbe(
     let c = model.config, d = c.embedDim, k = c.numClasses
     precondition(k > 0, "linearProbe needs num_classes > 0")
     precondition(features.count == train.count * d, "linearProbe: features do not match the data")
-    let table = model.table, p = model.parameters.base, pool = model.pool
-    let w = p + table.headW!, bias = p + table.headB!
-    // Fresh head: timm's init (truncated normal 0.02, zero bias), seeded.
-    var rng = RNG(seed: settings.seed, stream: 0x4EAD)
-    for i in 0..<(k * d) { w[i] = Float(rng.truncatedNormal(mean: 0, std: 0.02, lo: -2, hi: 2)) }
-    bias.update(repeating: 0, count: k)
+    let p = model.parameters, pool = model.pool
+    initializeHead(p, seed: settings.seed, stream: HeadStream.probe)
+    // The head's own layout: head.weight [K, D] then head.bias [K], at the same relative offsets
+    // as in the model's arena (both start on a cache line), so one pointer addresses both.
+    var layout = Arena.Layout()
+    layout.add("head.weight", Shape([k, d]))
+    let biasOffset = layout.add("head.bias", Shape([k]))
+    let head = p.base + p.table.headW!
+    precondition(p.base + p.table.headB! == head + biasOffset, "linearProbe: the head is not laid out as expected")
+    let w = UnsafePointer(head), bias = UnsafePointer(head + biasOffset)
+    let optimizer = AdamWOptimizer(layout: layout, weightDecay: settings.weightDecay) { _ in true }
+    let grads = Arena(layout: layout)
 
     let sampler = BatchSampler(count: train.count, batchSize: settings.batchSize, seed: settings.seed)
     let b = sampler.batchSize
@@ -50,8 +35,6 @@ public func linearProbe(
     var x = [Float](repeating: 0, count: b * d), labels = [Int32](repeating: 0, count: b)
     var logits = [Float](repeating: 0, count: b * k), probs = logits, dlogits = logits,
         losses = [Float](repeating: 0, count: b)
-    var gw = [Float](repeating: 0, count: k * d), gb = [Float](repeating: 0, count: k)
-    var mw = gw, vw = gw, mb = gb, vb = gb
     var loss: Float = 0
     let start = DispatchTime.now().uptimeNanoseconds
     for s in 0..<settings.steps {
@@ -59,30 +42,23 @@ public func linearProbe(
             for t in 0..<d { x[j * d + t] = features[i * d + t] }
             labels[j] = train.labels[i]
         }
-        sgemm(
-            transA: false, transB: true, m: b, n: k, k: d, a: x, lda: d, b: w, ldb: d, beta: 0, c: &logits, ldc: k,
-            pool: pool)
+        // logits[b, K] = x[b, D] · Wᵀ + bias
         logits.withUnsafeMutableBufferPointer {
-            Elementwise.biasAddForward(out: $0.baseAddress!, bias: bias, rows: b, cols: k, pool: pool)
+            Linear.forward(
+                out: $0.baseAddress!, inp: x, weight: w, bias: bias, rows: b, inFeatures: d, outFeatures: k, pool: pool)
         }
         loss = CrossEntropy.forward(
             probs: &probs, losses: &losses, logits: logits, labels: labels, rows: b, classes: k, pool: pool)
         for i in 0..<dlogits.count { dlogits[i] = 0 }
         CrossEntropy.backward(
             dlogits: &dlogits, probs: probs, labels: labels, rows: b, classes: k, scale: 1 / Float(b), pool: pool)
-        sgemm(
-            transA: true, transB: false, m: k, n: d, k: b, a: dlogits, lda: k, b: x, ldb: d, beta: 0, c: &gw, ldc: d,
-            pool: pool)
-        for i in 0..<k { gb[i] = 0 }
-        Elementwise.biasAddBackward(dbias: &gb, dout: dlogits, rows: b, cols: k, pool: pool)
+        // dW[K, D] += dlogitsᵀ · x, db[K] += Σ dlogits (into zeroed gradients)
+        grads.zero()
+        Linear.backward(
+            dinp: nil, dweight: grads.base, dbias: grads.base + biasOffset, dout: dlogits, inp: x, weight: w, rows: b,
+            inFeatures: d, outFeatures: k, pool: pool)
         let lr = schedule.lr(step: s + 1)
-        AdamW.update(
-            params: w, grads: gw, m: &mw, v: &vw, count: k * d, step: s + 1, lr: lr, beta1: 0.9, beta2: 0.999,
-            eps: 1e-8,
-            weightDecay: settings.weightDecay, pool: pool)
-        AdamW.update(
-            params: bias, grads: gb, m: &mb, v: &vb, count: k, step: s + 1, lr: lr, beta1: 0.9, beta2: 0.999, eps: 1e-8,
-            weightDecay: 0, pool: pool)
+        optimizer.update(parameters: head, grads: grads.base, lr: lr, maxNorm: 0, pool: pool)
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         log(
             StepLog(

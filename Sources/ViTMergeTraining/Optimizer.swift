@@ -42,11 +42,18 @@ public final class AdamWOptimizer {
     let groups: [(offset: Int, count: Int, decay: Float)]
 
     /// `trainable` selects tensors by timm name; `decayAll` applies weight decay to 1-D tensors too.
-    public init(table: ParameterTable, weightDecay: Float, decayAll: Bool = false, trainable: (String) -> Bool) {
+    public convenience init(
+        table: ParameterTable, weightDecay: Float, decayAll: Bool = false, trainable: (String) -> Bool
+    ) {
+        self.init(layout: table.layout, weightDecay: weightDecay, decayAll: decayAll, trainable: trainable)
+    }
+
+    /// Over any arena layout with timm names (e.g. just a head's, for linear probing).
+    public init(layout: Arena.Layout, weightDecay: Float, decayAll: Bool = false, trainable: (String) -> Bool) {
         self.weightDecay = weightDecay
-        m = Arena(layout: table.layout)
-        v = Arena(layout: table.layout)
-        groups = table.layout.regions.filter { trainable($0.name) }.map {
+        m = Arena(layout: layout)
+        v = Arena(layout: layout)
+        groups = layout.regions.filter { trainable($0.name) }.map {
             ($0.offset, $0.shape.count, decayAll || !ParameterTable.isNoDecay($0.name) ? weightDecay : 0)
         }
     }
@@ -56,9 +63,15 @@ public final class AdamWOptimizer {
 
     /// L2 norm of the trainable part of `grads` (summed in a fixed order).
     public func gradientNorm(_ grads: Arena, pool: ThreadPool = .shared) -> Double {
+        gradientNorm(grads.base, pool: pool)
+    }
+
+    /// L2 norm of the trainable part of `grads` [m.count], laid out like the moments.
+    public func gradientNorm(_ grads: UnsafePointer<Float>, pool: ThreadPool = .shared) -> Double {
         var s = 0.0
-        for g in groups {
-            let n = GradientNorm.l2(grads.base + g.offset, count: g.count, pool: pool)
+        for i in 0..<groups.count {  // index loops: a for-in over the tuples allocates in debug builds
+            let g = groups[i]
+            let n = GradientNorm.l2(grads + g.offset, count: g.count, pool: pool)
             s += n * n
         }
         return s.squareRoot()
@@ -71,16 +84,29 @@ public final class AdamWOptimizer {
     public func update(
         parameters: ViTParameters, grads: Arena, lr: Float, maxNorm: Double, pool: ThreadPool = .shared
     ) -> Double {
+        update(parameters: parameters.base, grads: grads.base, lr: lr, maxNorm: maxNorm, pool: pool)
+    }
+
+    /// `update` on raw storage: `parameters` and `grads` [m.count] laid out like the moments.
+    @discardableResult
+    public func update(
+        parameters: UnsafeMutablePointer<Float>, grads: UnsafeMutablePointer<Float>, lr: Float, maxNorm: Double,
+        pool: ThreadPool = .shared
+    ) -> Double {
         let norm = gradientNorm(grads, pool: pool)
         guard norm.isFinite else { return norm }
         if maxNorm > 0 && norm > maxNorm {
             let s = Float(maxNorm / (norm + 1e-6))
-            for g in groups { Elementwise.scale(grads.base + g.offset, alpha: s, count: g.count, pool: pool) }
+            for i in 0..<groups.count {
+                let g = groups[i]
+                Elementwise.scale(grads + g.offset, alpha: s, count: g.count, pool: pool)
+            }
         }
         step += 1
-        for g in groups {
+        for i in 0..<groups.count {
+            let g = groups[i]
             AdamW.update(
-                params: parameters.base + g.offset, grads: grads.base + g.offset, m: m.base + g.offset,
+                params: parameters + g.offset, grads: grads + g.offset, m: m.base + g.offset,
                 v: v.base + g.offset,
                 count: g.count, step: step, lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: g.decay,
                 pool: pool)

@@ -15,14 +15,7 @@ extension MergeMethod: ExpressibleByArgument {}
 
 extension ExperimentMode: ExpressibleByArgument {}
 
-/// The pre-training scheme of `pretrain --scheme` and `experiment --scheme`.
-/// (A CLI-side enum until ViTMergeTraining has one; the raw values are the scheme names in checkpoints.)
-enum PretrainScheme: String, CaseIterable, ExpressibleByArgument {
-    /// Classification on the pre-training labels.
-    case supervised
-    /// Masked image modeling on the images alone.
-    case mim
-}
+extension PretrainScheme: ExpressibleByArgument {}
 
 /// A split of a task file for `eval --split` ("validation" is accepted for val).
 enum DataSplit: String, CaseIterable, ExpressibleByArgument {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ViTMergeExperiment
 import ViTMergeReport
+import ViTMergeTraining
 
 /// Options of the whole pipeline; `demo` fixes them to the embedded defaults.
 struct ExperimentOptions: ParsableArguments {
@@ -67,7 +68,7 @@ struct ExperimentOptions: ParsableArguments {
     /// The pipeline's settings (after `validate`).
     func settings() throws -> ExperimentSettings {
         ExperimentSettings(
-            out: out, tasks: tasks, modes: try parseModes(modes), pretrained: pretrained, scheme: scheme?.rawValue,
+            out: out, tasks: tasks, modes: try parseModes(modes), pretrained: pretrained, scheme: scheme,
             pretrainData: pretrainData, pretrainSteps: pretrainSteps, probeSteps: probeSteps,
             finetuneSteps: finetuneSteps, batchSize: batchSize, lr: lr, probeLr: probeLr, seed: seed,
             alphaStep: alphaStep, disentangleImages: disentangleImages)
@@ -84,14 +85,9 @@ struct ExperimentOptions: ParsableArguments {
             return
         }
         let start = Date()
-        let training = TrainingFunctions(
-            withHead: { withHead($0, classes: $1) }, reinitializeHead: { reinitializeHead($0, seed: $1) },
-            pretrain: { scheme, splits, settings, state, log in
-                try pretrain(
-                    scheme: scheme, splits: splits, config: try loadConfig(pretrainConfig), settings: settings,
-                    state: state, resume: true, log: log)
-            })
-        let pipeline = ExperimentPipeline(settings: settings, functions: training, arguments: CommandLine.arguments) {
+        let config = settings.scheme == nil ? nil : try loadConfig(pretrainConfig)
+        let pipeline = ExperimentPipeline(settings: settings, pretrainConfig: config, arguments: CommandLine.arguments)
+        {
             print("[\(formatSeconds(Date().timeIntervalSince(start)))] \($0)")
             fflush(nil)
         }

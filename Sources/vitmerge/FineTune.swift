@@ -115,11 +115,3 @@ func checkShares(batchSize: Int, train: LabeledImages, group: Collective) throws
         )
     }
 }
-
-/// A fresh head (truncated normal 0.02, zero bias), seeded, for full fine-tuning.
-func reinitializeHead(_ p: ViTParameters, seed: UInt64) {
-    guard let w = p["head.weight"], let b = p["head.bias"] else { return }
-    var rng = RNG(seed: seed, stream: 0xF011)
-    for i in 0..<w.count { w.pointer[i] = Float(rng.truncatedNormal(mean: 0, std: 0.02, lo: -2, hi: 2)) }
-    b.fill(0)
-}

@@ -50,7 +50,8 @@ struct Pretrain: ParsableCommand {
             print(World.describe(globalBatch: min(train.batchSize, splits.train.count)))
         }
         let (params, metadata) = try pretrain(
-            scheme: scheme.rawValue, splits: splits, config: cfg, settings: settings, state: state, resume: resume,
+            scheme: scheme, train: splits.train, validation: splits.validation, test: splits.test,
+            classes: splits.dataset.classes.count, config: cfg, settings: settings, state: state, resume: resume,
             log: root ? train.progress("pretrain-\(scheme.rawValue)") : { _ in }, group: group,
             gradientSync: parallel.gradSync)
         guard root else { return }
@@ -64,40 +65,4 @@ struct Pretrain: ParsableCommand {
                 + (metadata["test_accuracy"].map { "pre-training test accuracy \($0)" }
                     ?? "masked reconstruction MSE \(metadata["final_loss"] ?? "?")") + ")")
     }
-}
-
-/// Pre-trains a model from scratch with `scheme` ("supervised" or "mim") and returns the
-/// checkpoint to save with its metadata: supervised keeps its classification head; mim keeps the
-/// encoder only (num_classes 0; the decoder is dropped).
-/// With a `group` of several ranks the training is data-parallel; only rank 0 reads `state` and
-/// writes it.
-func pretrain(
-    scheme: String, splits: TaskSplits, config: ViTConfig, settings: TrainSettings, state: String?, resume: Bool,
-    log: (StepLog) -> Void, group: Collective = SingleProcess.shared, gradientSync: GradientSync = .overlapped
-)
-    throws -> (ViTParameters, [String: String])
-{
-    var cfg = config
-    let mim = scheme == "mim"
-    cfg.numClasses = mim ? cfg.patchDim : splits.dataset.classes.count
-    let model = ViT(config: cfg, seed: settings.seed)
-    let trainer = Trainer(
-        model: model, train: splits.train, mode: mim ? .masked : .full, settings: settings, group: group)
-    trainer.gradientSync = gradientSync
-    if group.isRoot, resume, let state, FileManager.default.fileExists(atPath: state) {
-        try trainer.restoreState(from: state)
-    }
-    var last: Float = .nan
-    try trainer.run(
-        validation: mim ? nil : splits.validation,
-        log: {
-            last = $0.loss; log($0)
-        }
-    ) { t in
-        if group.isRoot, let state { try t.saveState(to: state) }
-    }
-    var metadata = ["scheme": scheme, "settings": settings.json, "final_loss": String(format: "%.5f", last)]
-    if mim { return (withHead(model.parameters, classes: 0), metadata) }
-    metadata["test_accuracy"] = String(format: "%.4f", trainer.evaluateTrained(on: splits.test).accuracy)
-    return (model.parameters, metadata)
 }

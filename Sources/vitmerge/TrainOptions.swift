@@ -103,16 +103,3 @@ extension TaskSplits {
         }
     }
 }
-
-/// The encoder of `base` with a head for `classes` classes (the head is copied when the class
-/// count already matches, else zero until probed or trained).
-func withHead(_ base: ViTParameters, classes: Int) -> ViTParameters {
-    if base.config.numClasses == classes { return base.copy() }
-    var c = base.config
-    c.numClasses = classes
-    let out = ViTParameters(config: c)
-    for r in out.table.layout.regions where !ParameterTable.isHead(r.name) {
-        out[r.name]!.copy(from: base[r.name]!)
-    }
-    return out
-}

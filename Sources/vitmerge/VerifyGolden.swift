@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ViTMergeIO
+import ViTMergeTraining
 
 /// `vitmerge verify-golden FILE…`: checks our numerics against PyTorch/timm golden files.
 struct VerifyGolden: ParsableCommand {

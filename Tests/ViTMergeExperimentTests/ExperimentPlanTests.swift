@@ -4,7 +4,7 @@ import ViTMergeTraining
 @testable import ViTMergeExperiment
 
 final class ExperimentPlanCommandTests: XCTestCase {
-    func settings(scheme: String? = nil) -> ExperimentSettings {
+    func settings(scheme: PretrainScheme? = nil) -> ExperimentSettings {
         ExperimentSettings(
             out: "out dir", tasks: ["a.safetensors", "b.safetensors"], modes: [.probe, .aligned], pretrained: "p",
             scheme: scheme, pretrainData: "d", pretrainSteps: 10, probeSteps: 1, finetuneSteps: 1, batchSize: 8,
@@ -36,7 +36,7 @@ final class ExperimentPlanCommandTests: XCTestCase {
 
     func testSettingsDerivedValues() {
         XCTAssertEqual(settings().pretrainedPath, "p")
-        XCTAssertEqual(settings(scheme: "mim").pretrainedPath, "out dir/pretrained_mim.safetensors")
+        XCTAssertEqual(settings(scheme: .mim).pretrainedPath, "out dir/pretrained_mim.safetensors")
         let t = settings().training(25, lr: 0.5, weightDecay: 0.1)
         XCTAssertEqual(t.warmupSteps, 2)
         XCTAssertEqual(t.batchSize, 8)

@@ -165,7 +165,7 @@ final class TrainingTests: XCTestCase {
             settings: TrainSettings(steps: 3, batchSize: 8, lr: 2e-2, seed: 1))
         try trainer.run()  // move θ away from θ0 so f_lin differs from f
         let theta = trainer.trained
-        _ = trainer.supervisedLoss(step: 7)
+        _ = trainer.objectiveLoss(step: 7)
         let grads = UnsafeBufferPointer(start: trainer.grads.base, count: trainer.grads.count).map { $0 }
         var checked = 0
         for name in [
@@ -176,8 +176,8 @@ final class TrainingTests: XCTestCase {
                 abs(grads[$0]) > abs(grads[$1])
             }).prefix(3) {
                 let orig = theta.base[i], h: Float = 1e-2
-                theta.base[i] = orig + h; let up = Double(trainer.supervisedLoss(step: 7))
-                theta.base[i] = orig - h; let down = Double(trainer.supervisedLoss(step: 7))
+                theta.base[i] = orig + h; let up = Double(trainer.objectiveLoss(step: 7))
+                theta.base[i] = orig - h; let down = Double(trainer.objectiveLoss(step: 7))
                 theta.base[i] = orig
                 let fd = (up - down) / (2 * Double(h))
                 XCTAssertEqual(Double(grads[i]), fd, accuracy: 0.03 * abs(fd) + 2e-5, "\(name)[\(i - region.offset)]")
@@ -240,7 +240,7 @@ final class TrainingTests: XCTestCase {
         let trainer = Trainer(
             model: model, train: data, mode: .masked,
             settings: TrainSettings(steps: 1, batchSize: 6, seed: 7, maskRatio: 0.5))
-        _ = trainer.maskedLoss(step: 3)
+        _ = trainer.objectiveLoss(step: 3)
         let grads = UnsafeBufferPointer(start: trainer.grads.base, count: trainer.grads.count).map { $0 }
         let p = model.parameters
         var checked = 0
@@ -255,8 +255,8 @@ final class TrainingTests: XCTestCase {
                 .prefix(3)
             for i in idx {
                 let orig = p.base[i], h: Float = 1e-2
-                p.base[i] = orig + h; let up = Double(trainer.maskedLoss(step: 3))
-                p.base[i] = orig - h; let down = Double(trainer.maskedLoss(step: 3))
+                p.base[i] = orig + h; let up = Double(trainer.objectiveLoss(step: 3))
+                p.base[i] = orig - h; let down = Double(trainer.objectiveLoss(step: 3))
                 p.base[i] = orig
                 let fd = (up - down) / (2 * Double(h))
                 XCTAssertEqual(Double(grads[i]), fd, accuracy: 0.03 * abs(fd) + 2e-5, "\(name)[\(i - region.offset)]")
@@ -271,10 +271,10 @@ final class TrainingTests: XCTestCase {
         let settings = TrainSettings(steps: 40, batchSize: 16, lr: 3e-3, seed: 5, checkpointEvery: 20)
         let model = ViT(config: config, seed: 2)
         let trainer = Trainer(model: model, train: data, mode: .masked, settings: settings)
-        let before = trainer.maskedLoss(step: 0)
+        let before = trainer.objectiveLoss(step: 0)
         let decoderBefore = model.parameters["head.weight"]!.array
         try trainer.run()
-        let after = trainer.maskedLoss(step: 0)
+        let after = trainer.objectiveLoss(step: 0)
         XCTAssertNotEqual(decoderBefore, model.parameters["head.weight"]!.array, "the decoder (head) must train")
         XCTAssertLessThan(
             after, before * 0.95, "masked reconstruction loss on a fixed batch should fall (\(before) → \(after))")

@@ -1,0 +1,91 @@
+import Foundation
+
+/// How the encoder and head are trained.
+public enum TrainMode: String, Codable, Sendable, CaseIterable {
+    /// Encoder and a fresh head jointly (also supervised pre-training).
+    case full
+    /// Encoder only, with the (probed) head frozen bit-identically.
+    case aligned
+    /// Self-supervised masked image modeling (pre-training on unlabeled images, SimMIM-style):
+    /// a random `maskRatio` of each image's patches is replaced by −1 (outside the [0, 1] pixel
+    /// range, so the patch embedding of a masked patch acts as a learned mask token); a per-token
+    /// linear decoder (stored as the head, num_classes = patch pixels) reconstructs the masked
+    /// pixels; the loss is their mean squared error. Labels are not used.
+    case masked = "mim"
+    /// Linearized (tangent-space) fine-tuning, aligned: the model is replaced by its first-order
+    /// Taylor expansion at the starting point θ0, f_lin(x; θ) = f(x; θ0) + J(θ0)·(θ − θ0); the
+    /// encoder trains, the (probed) head stays frozen. Forward = primal at θ0 plus a JVP; the
+    /// gradient is the ordinary backward at θ0 with f_lin's loss gradient.
+    case linearized
+}
+
+/// Errors that stop training.
+public enum TrainingError: Error, CustomStringConvertible {
+    /// The loss or a gradient became NaN or ±∞ at `step` (1-based); `tensor` is the first
+    /// parameter or gradient tensor, in checkpoint order, holding a non-finite value.
+    case nonFinite(step: Int, loss: Float, tensor: String)
+    /// Stopped by Ctrl-C (`Interrupt`) after `step` steps, once the state had been saved.
+    case interrupted(step: Int)
+
+    public var description: String {
+        switch self {
+        case .nonFinite(let step, let loss, let tensor):
+            "training diverged at step \(step): loss \(loss), first non-finite tensor \(tensor); the update was not "
+                + "applied and no checkpoint was written for this step (the last one on disk is intact). "
+                + "Lower --lr, keep --clip on, or check the data"
+        case .interrupted(let step):
+            "stopped by Ctrl-C after step \(step); the training state was saved at that step (when a --state file "
+                + "was given): rerun the same command with --resume to continue"
+        }
+    }
+}
+
+/// Hyper-parameters of one training run (AdamW, warm-up + cosine, clipping).
+public struct TrainSettings: Codable, Sendable, Equatable {
+    public var steps: Int
+    public var batchSize: Int
+    public var lr: Float
+    public var warmupSteps: Int
+    public var weightDecay: Float
+    public var clipNorm: Double
+    public var seed: UInt64
+    /// Validation every this many steps (0 = only at the end).
+    public var evalEvery: Int
+    /// Resumable state written every this many steps (0 = only at the end).
+    public var checkpointEvery: Int
+    /// Fraction of patches masked per image (masked image modeling only).
+    public var maskRatio: Double
+
+    public init(
+        steps: Int, batchSize: Int = 32, lr: Float = 1e-3, warmupSteps: Int? = nil, weightDecay: Float = 0.05,
+        clipNorm: Double = 1, seed: UInt64 = 0, evalEvery: Int = 0, checkpointEvery: Int = 0, maskRatio: Double = 0.6
+    ) {
+        self.steps = steps
+        self.batchSize = batchSize
+        self.lr = lr
+        self.warmupSteps = warmupSteps ?? max(1, steps / 10)
+        self.weightDecay = weightDecay
+        self.clipNorm = clipNorm
+        self.seed = seed
+        self.evalEvery = evalEvery
+        self.checkpointEvery = checkpointEvery
+        self.maskRatio = maskRatio
+    }
+
+    public var json: String { String(decoding: try! JSONEncoder.sorted.encode(self), as: UTF8.self) }
+}
+
+extension JSONEncoder {
+    static var sorted: JSONEncoder { let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]; return e }
+}
+
+/// One line of training progress.
+public struct StepLog: Sendable {
+    public let step: Int, steps: Int
+    public let loss: Float
+    public let lr: Float
+    public let gradNorm: Double
+    public let imagesPerSecond: Double
+    public let secondsLeft: Double
+    public var validationAccuracy: Double?
+}
