@@ -147,8 +147,9 @@ extension ViT {
                 rows: n, inF: d, outF: 3 * d)
             if let qb = o.qkvB {
                 // q and v thirds; the key third's true gradient is exactly 0 (see above).
-                columnSums(into: g + qb, dqkv, rows: n, cols: d, ld: 3 * d)
-                columnSums(into: g + qb + 2 * d, dqkv + 2 * d, rows: n, cols: d, ld: 3 * d)
+                Elementwise.biasAddBackward(dbias: g + qb, dout: dqkv, rows: n, cols: d, ld: 3 * d, pool: pool)
+                Elementwise.biasAddBackward(
+                    dbias: g + qb + 2 * d, dout: dqkv + 2 * d, rows: n, cols: d, ld: 3 * d, pool: pool)
             }
             LayerNorm.backward(
                 dinp: dres, dweight: g + o.norm1W, dbias: g + o.norm1B, dout: dln, inp: blockIn,
@@ -190,34 +191,6 @@ extension ViT {
                 a: dx + prefix * d, lda: d, strideA: (t * d, 0), b: p + tab.patchW, ldb: c.patchDim, strideB: (0, 0),
                 beta: 0, c: dpatches, ldc: c.patchDim, strideC: (np * c.patchDim, 0), batch: (batch, 1), pool: pool)
             col2im(gradInput, dpatches, batch: batch)
-        }
-    }
-}
-
-extension ViT {
-    /// sums[cols] += Σ_r x[r·ld + col]: split over column ranges (multiples of 16), so every
-    /// sum is accumulated in row order whatever the thread count.
-    func columnSums(into sums: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int) {
-        let blocks = (cols + 15) / 16
-        let nth = rows * cols < 65_536 ? 1 : min(pool.threads, blocks)
-        pool.run(threads: nth) { ith, nth in
-            let r = ThreadPool.split(blocks, ith, nth)
-            var c0 = r.lowerBound * 16
-            let end = min(cols, r.upperBound * 16)
-            while c0 + 16 <= end {
-                var acc = UnsafeRawPointer(sums + c0).loadUnaligned(as: SIMD16<Float>.self)
-                for row in 0..<rows {
-                    acc += UnsafeRawPointer(x + (row &* ld &+ c0)).loadUnaligned(as: SIMD16<Float>.self)
-                }
-                UnsafeMutableRawPointer(sums + c0).storeBytes(of: acc, as: SIMD16<Float>.self)
-                c0 += 16
-            }
-            while c0 < end {
-                var acc = sums[c0]
-                for row in 0..<rows { acc += x[row &* ld &+ c0] }
-                sums[c0] = acc
-                c0 += 1
-            }
         }
     }
 }

@@ -27,7 +27,7 @@ extension ViT {
             beta: 0, c: x0 + prefix * d, ldc: d, strideC: (t * d, 0), batch: (batch, 1), pool: pool)
         let pos = p + tab.posEmbed
         let patchBias = tab.patchB.map { UnsafePointer(p + $0) }
-        pool.parallelFor(batch) { range in
+        pool.parallel(batch, cost: 3 * t * d) { _, _, range in
             for b in range {
                 let xb = x0 + b * t * d
                 if let cls = tab.clsToken { for i in 0..<d { xb[i] = p[cls + i] + pos[i] } }
@@ -97,7 +97,7 @@ extension ViT {
     func im2col(_ patches: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, batch: Int) {
         let c = config
         let (ps, gw, gh, h, w, pd) = (c.patchSize, c.gridWidth, c.gridHeight, c.imageHeight, c.imageWidth, c.patchDim)
-        pool.parallelFor(batch) { range in
+        pool.parallel(batch, cost: 2 * c.inChannels * h * w) { _, _, range in
             for b in range {
                 for gy in 0..<gh {
                     for gx in 0..<gw {

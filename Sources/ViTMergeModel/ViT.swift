@@ -97,7 +97,7 @@ extension ViT {
         _ out: UnsafeMutablePointer<Float>, _ residual: UnsafePointer<Float>,
         _ bias: UnsafePointer<Float>, rows: Int, cols: Int
     ) {
-        pool.parallelFor(rows, minChunk: max(1, 32_768 / max(cols, 1))) { range in
+        pool.parallel(rows, cost: 3 * cols) { _, _, range in
             for r in range {
                 let o = out + r &* cols, x = residual + r &* cols
                 var i = 0
