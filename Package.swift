@@ -82,7 +82,8 @@ let package = Package(
         .executableTarget(
             name: "vitmerge-fuzz", dependencies: ["ViTMergeCore", "ViTMergeIO", "ViTMergeModel"],
             swiftSettings: simdSettings),
-        .testTarget(name: "ViTMergeCoreTests", dependencies: ["ViTMergeCore"], swiftSettings: simdSettings),
+        .testTarget(
+            name: "ViTMergeCoreTests", dependencies: ["ViTMergeCore", "CMallocCounter"], swiftSettings: simdSettings),
         .testTarget(
             name: "ViTMergeKernelsTests", dependencies: ["ViTMergeKernels", "ViTMergeCore"],
             swiftSettings: simdSettings),

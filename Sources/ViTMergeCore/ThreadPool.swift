@@ -8,9 +8,8 @@ import Synchronization
 /// even small elementwise kernels can be split. A call made while the pool is busy (a nested call,
 /// or a second thread) runs serially on the calling thread, which keeps every call safe.
 ///
-/// Work is always split into contiguous ranges that depend only on the problem size and the
-/// number of threads; kernels whose results must not depend on the thread count (reductions)
-/// split by a fixed chunk size instead of by `nth`.
+/// `run` is the region primitive (exactly nth threads); kernels split work with `parallel`
+/// (ThreadPool+Parallel.swift), which holds the one cost model and the one partition rule.
 public final class ThreadPool: @unchecked Sendable {
     /// The process-wide pool: `VITMERGE_THREADS` threads if set, else one per active core,
     /// shared out among the processes an MPI launcher started on this node.
@@ -57,7 +56,11 @@ public final class ThreadPool: @unchecked Sendable {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(cond, nil)
         for w in 1..<max(threads, 1) {
-            let t = Thread { [unowned(unsafe) self] in self.workerLoop(ith: w) }
+            // The worker must not own the pool: a strong reference (which calling a method through
+            // `unowned(unsafe) self` takes for the call's duration) would keep it alive forever and
+            // deinit, which stops the workers, would never run.
+            let me = Unmanaged.passUnretained(self)
+            let t = Thread { me._withUnsafeGuaranteedRef { $0.workerLoop(ith: w) } }
             t.name = "vitmerge-worker-\(w)"
             t.stackSize = 1 << 20
             t.start()
@@ -104,24 +107,6 @@ public final class ThreadPool: @unchecked Sendable {
     }
 
     private static let idle: @Sendable (Int, Int) -> Void = { _, _ in }
-
-    /// Splits 0..<count into at most `threads` contiguous ranges of at least `minChunk` items
-    /// and runs `body` on each in parallel.
-    public func parallelFor(_ count: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
-        guard count > 0 else { return }
-        let n = max(1, min(threads, count / max(minChunk, 1)))
-        if n == 1 { body(0..<count); return }
-        run(threads: n) { ith, nth in
-            let r = ThreadPool.split(count, ith, nth)
-            if !r.isEmpty { body(r) }
-        }
-    }
-
-    /// The ith of nth contiguous, near-equal parts of 0..<count.
-    @inlinable
-    public static func split(_ count: Int, _ ith: Int, _ nth: Int) -> Range<Int> {
-        (count * ith / nth)..<(count * (ith + 1) / nth)
-    }
 
     private func workerLoop(ith: Int) {
         // Workers are created in init, when the generation is 0. Reading it here instead would

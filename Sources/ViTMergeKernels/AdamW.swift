@@ -18,7 +18,7 @@ public enum AdamW {
         let vdecay = V16(repeating: decay), vb1 = V16(repeating: 1 - beta1), vb2 = V16(repeating: beta2),
             vb2c = V16(repeating: 1 - beta2)
         let vstep = V16(repeating: stepSize), vbc2 = V16(repeating: bc2Sqrt), veps = V16(repeating: eps)
-        pool.forEachRange(count) { r in
+        pool.parallel(count, cost: 7, align: 16) { _, _, r in
             var i = r.lowerBound
             while i &+ 16 <= r.upperBound {
                 let g = vload(grads + i)
@@ -71,9 +71,9 @@ public enum GradientNorm {
         guard chunks > 0 else { return 0 }
         return withUnsafeTemporaryAllocation(of: Double.self, capacity: chunks) { partial in
             let partial = partial.baseAddress!
-            let nth = min(pool.threads, chunks)
-            pool.run(threads: count < elementwiseGrain ? 1 : nth) { ith, nth in
-                for c in ThreadPool.split(chunks, ith, nth) {
+            // Items are the fixed chunks: the split decides only which thread fills which partial.
+            pool.parallel(chunks, cost: chunk) { _, _, cs in
+                for c in cs {
                     let lo = c * chunk, hi = min(count, lo + chunk)
                     var a0 = V16(), a1 = V16()
                     var i = lo
@@ -92,7 +92,8 @@ public enum GradientNorm {
         }
     }
 
-    // torch.nn.utils.clip_grad_norm_: if the norm exceeds maxNorm, x *= maxNorm/(norm + 1e-6); returns the norm before clipping
+    // torch.nn.utils.clip_grad_norm_: if the norm exceeds maxNorm, x *= maxNorm/(norm + 1e-6);
+    // returns the norm before clipping
     @discardableResult
     public static func clip(
         _ x: UnsafeMutablePointer<Float>, count: Int, maxNorm: Double, pool: ThreadPool = .shared

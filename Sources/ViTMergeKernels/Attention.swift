@@ -5,7 +5,7 @@ import ViTMergeCore
 /// Multi-head scaled-dot-product attention over a fused qkv tensor, as timm's `Attention`:
 /// qkv[B,T,3D] holds per token q | k | v, each split into H heads of hd = D/H contiguous values.
 /// The three matrix products of each (batch, head) pair run through `sgemmBatched` reading
-/// qkv in place (leading dimension 3D); the softmax rows run in parallel in between.
+/// qkv in place (leading dimension 3D); the softmax rows (Softmax.swift) run in parallel in between.
 public enum Attention {
     // out[B,T,D] = concat_h softmax(q_h·k_hᵀ / √hd)·v_h ; att[B,H,T,T] = the softmax probabilities (saved)
     public static func forward(
@@ -25,7 +25,7 @@ public enum Attention {
             a: qkv, lda: d3, strideA: (t * d3, hd),
             b: qkv + dim, ldb: d3, strideB: (t * d3, hd),
             beta: 0, c: att, ldc: t, strideC: (heads * t * t, t * t), batch: (batch, heads), pool: pool)
-        softmaxRowsInPlace(att, rows: batch * heads * t, cols: t, pool: pool)
+        Softmax.forwardInPlace(att, rows: batch * heads * t, cols: t, pool: pool)
         // out_h = P·V
         sgemmBatched(
             transA: false, transB: false, m: t, n: hd, k: t,
@@ -59,7 +59,7 @@ public enum Attention {
             a: att, lda: t, strideA: attStride, b: dout, ldb: dim, strideB: outStride,
             beta: 1, c: dqkv + 2 * dim, ldc: d3, strideC: qkvStride, batch: (batch, heads), pool: pool)
         // dS = P ⊙ (dP − rowsum(dP ⊙ P)), in place
-        softmaxBackwardRowsInPlace(datt, att: att, rows: batch * heads * t, cols: t, pool: pool)
+        Softmax.backwardInPlace(datt, probs: att, rows: batch * heads * t, cols: t, pool: pool)
         // dQ += scale · dS·K ; dK += scale · dSᵀ·Q
         sgemmBatched(
             transA: false, transB: false, m: t, n: hd, k: t, alpha: scale,
@@ -95,7 +95,7 @@ public enum Attention {
             transA: false, transB: true, m: t, n: t, k: hd, alpha: scale,
             a: qkv, lda: d3, strideA: qkvStride, b: tqkv + dim, ldb: d3, strideB: qkvStride,
             beta: 1, c: tatt, ldc: t, strideC: attStride, batch: (batch, heads), pool: pool)
-        softmaxBackwardRowsInPlace(tatt, att: att, rows: batch * heads * t, cols: t, pool: pool)
+        Softmax.backwardInPlace(tatt, probs: att, rows: batch * heads * t, cols: t, pool: pool)
         sgemmBatched(
             transA: false, transB: false, m: t, n: hd, k: t,
             a: UnsafePointer(tatt), lda: t, strideA: attStride, b: qkv + 2 * dim, ldb: d3, strideB: qkvStride,
@@ -104,82 +104,6 @@ public enum Attention {
             transA: false, transB: false, m: t, n: hd, k: t,
             a: att, lda: t, strideA: attStride, b: tqkv + 2 * dim, ldb: d3, strideB: qkvStride,
             beta: 1, c: tout, ldc: dim, strideC: outStride, batch: (batch, heads), pool: pool)
-    }
-
-    /// x[rows, cols] ← softmax of each row, in place (max subtracted first).
-    static func softmaxRowsInPlace(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, pool: ThreadPool) {
-        pool.parallelFor(rows, minChunk: max(1, 16_384 / max(cols, 1))) { range in
-            for r in range { softmaxRow(x + r * cols, cols) }
-        }
-    }
-
-    @inline(__always)
-    static func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
-        var vm = SIMD16<Float>(repeating: -.infinity)
-        var i = 0
-        while i &+ 16 <= n { vm = vmax(vm, load16(x + i)); i &+= 16 }
-        // Tree reduction (max is exact in any order; SIMD16.max() compiles to a scalar loop).
-        let h8 = vmax(vm.lowHalf, vm.highHalf), h4 = vmax(h8.lowHalf, h8.highHalf), h2 = vmax(h4.lowHalf, h4.highHalf)
-        var m = max(h2[0], h2[1])
-        while i < n { m = max(m, x[i]); i &+= 1 }
-        let vmaxRow = SIMD16<Float>(repeating: m)
-        var vsum = SIMD16<Float>()
-        var tail = SIMD16<Float>()
-        i = 0
-        while i &+ 16 <= n {
-            var v = load16(x + i) - vmaxRow
-            withUnsafeMutablePointer(to: &v) { p in
-                p.withMemoryRebound(to: Float.self, capacity: 16) { vm_expf16($0, $0) }
-            }
-            store16(v, x + i)
-            vsum += v
-            i &+= 16
-        }
-        if i < n {
-            // Tail through a 16-float buffer padded with −∞ (exp(−∞) = 0 in the padded lanes);
-            // inserting lanes into a SIMD value one by one is much slower.
-            let rem = n &- i
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: 16) { buf in
-                let b = buf.baseAddress!
-                b.update(repeating: -.infinity, count: 16)
-                for j in 0..<rem { b[j] = x[i &+ j] - m }
-                vm_expf16(b, b)
-                for j in 0..<rem { x[i &+ j] = b[j] }
-                tail = load16(b)
-            }
-            vsum += tail
-        }
-        let inv = 1 / vsum.sum()
-        i = 0
-        let vinv = SIMD16<Float>(repeating: inv)
-        while i &+ 16 <= n { store16(load16(x + i) * vinv, x + i); i &+= 16 }
-        while i < n { x[i] *= inv; i &+= 1 }
-    }
-
-    /// d[rows, cols] ← p ⊙ (d − Σ_row d ⊙ p), in place (softmax backward).
-    static func softmaxBackwardRowsInPlace(
-        _ d: UnsafeMutablePointer<Float>, att: UnsafePointer<Float>,
-        rows: Int, cols: Int, pool: ThreadPool
-    ) {
-        pool.parallelFor(rows, minChunk: max(1, 16_384 / max(cols, 1))) { range in
-            for r in range {
-                let dr = d + r * cols, pr = att + r * cols
-                var acc0 = SIMD16<Float>(), acc1 = SIMD16<Float>()
-                var i = 0
-                while i &+ 32 <= cols {
-                    acc0.addProduct(load16(dr + i), load16(pr + i))
-                    acc1.addProduct(load16(dr + (i &+ 16)), load16(pr + (i &+ 16)))
-                    i &+= 32
-                }
-                if i &+ 16 <= cols { acc0.addProduct(load16(dr + i), load16(pr + i)); i &+= 16 }
-                var dot = (acc0 + acc1).sum()
-                while i < cols { dot += dr[i] * pr[i]; i &+= 1 }
-                let vdot = SIMD16<Float>(repeating: dot)
-                i = 0
-                while i &+ 16 <= cols { store16(load16(pr + i) * (load16(dr + i) - vdot), dr + i); i &+= 16 }
-                while i < cols { dr[i] = pr[i] * (dr[i] - dot); i &+= 1 }
-            }
-        }
     }
 
     // MARK: Reference twins (plain loops, Double accumulation)
@@ -252,14 +176,4 @@ public enum Attention {
             }
         }
     }
-}
-
-@inline(__always) private func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
-}
-@inline(__always) private func load16(_ p: UnsafeMutablePointer<Float>) -> SIMD16<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
-}
-@inline(__always) private func store16(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
 }

@@ -3,24 +3,20 @@ import ViTMergeCore
 
 /// Softmax cross-entropy with integer labels, mean over the batch (PyTorch's `F.cross_entropy`).
 public enum CrossEntropy {
-    // probs[N,K] = softmax(logits); losses[N] = −log probs[label]; returns the mean loss (summed in Double, row order)
+    // probs[N,K] = softmax(logits); losses[N] = −log probs[label];
+    // returns the mean loss (summed in Double, row order)
     public static func forward(
         probs: UnsafeMutablePointer<Float>, losses: UnsafeMutablePointer<Float>, logits: UnsafePointer<Float>,
         labels: UnsafePointer<Int32>, rows: Int, classes: Int, pool: ThreadPool = .shared
     ) -> Float {
         let profileStart = Profiler.begin(); defer { Profiler.end(.loss, profileStart) }
         precondition(rows >= 0 && classes >= 1, "CrossEntropy: bad shape [\(rows), \(classes)]")
-        pool.forEachRange(rows, grain: max(1, elementwiseGrain / classes)) { rr in
+        pool.parallel(rows, cost: 4 * classes) { _, _, rr in
             for r in rr {
                 let x = logits + r &* classes, p = probs + r &* classes
                 let label = Int(labels[r])
                 precondition(label >= 0 && label < classes, "CrossEntropy: label \(label) outside 0..<\(classes)")
-                var m = -Float.infinity
-                for j in 0..<classes { m = max(m, x[j]) }
-                var sum: Float = 0
-                for j in 0..<classes { let e = Foundation.exp(x[j] - m); p[j] = e; sum += e }
-                let inv = 1 / sum
-                for j in 0..<classes { p[j] *= inv }
+                let (m, sum) = Softmax.rowScalar(p, x, classes)
                 // −log softmax computed as log Σ exp(x − m) − (x_label − m): no log(0).
                 losses[r] = Foundation.log(sum) - (x[label] - m)
             }
@@ -36,7 +32,7 @@ public enum CrossEntropy {
         rows: Int, classes: Int, scale: Float, pool: ThreadPool = .shared
     ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.loss, profileStart) }
-        pool.forEachRange(rows, grain: max(1, elementwiseGrain / classes)) { rr in
+        pool.parallel(rows, cost: 3 * classes) { _, _, rr in
             for r in rr {
                 let d = dlogits + r &* classes, p = probs + r &* classes
                 for j in 0..<classes { d[j] += scale * p[j] }

@@ -8,7 +8,7 @@ public enum Elementwise {
     ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.elementwise, profileStart) }
         let a = V16(repeating: alpha)
-        pool.forEachRange(count) { r in
+        pool.parallel(count, cost: 3, align: 16) { _, _, r in
             var i = r.lowerBound
             while i &+ 16 <= r.upperBound { vstore(vload(y + i).addingProduct(a, vload(x + i)), y + i); i &+= 16 }
             while i < r.upperBound { y[i] = y[i].addingProduct(alpha, x[i]); i &+= 1 }
@@ -24,7 +24,7 @@ public enum Elementwise {
         let profileStart = Profiler.begin(); defer { Profiler.end(.elementwise, profileStart) }
         precondition(xs.count == cs.count, "linearCombination: \(xs.count) inputs, \(cs.count) coefficients")
         let vcs = cs.map { V16(repeating: $0) }
-        pool.forEachRange(count) { r in
+        pool.parallel(count, cost: xs.count + 2, align: 16) { _, _, r in
             var i = r.lowerBound
             while i &+ 16 <= r.upperBound {
                 var acc = vload(base + i)
@@ -45,7 +45,7 @@ public enum Elementwise {
     public static func scale(_ x: UnsafeMutablePointer<Float>, alpha: Float, count: Int, pool: ThreadPool = .shared) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.elementwise, profileStart) }
         let a = V16(repeating: alpha)
-        pool.forEachRange(count) { r in
+        pool.parallel(count, cost: 2, align: 16) { _, _, r in
             var i = r.lowerBound
             while i &+ 16 <= r.upperBound { vstore(vload(x + i) * a, x + i); i &+= 16 }
             while i < r.upperBound { x[i] *= alpha; i &+= 1 }
@@ -58,7 +58,7 @@ public enum Elementwise {
         pool: ThreadPool = .shared
     ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.elementwise, profileStart) }
-        pool.forEachRange(count) { r in
+        pool.parallel(count, cost: 3, align: 16) { _, _, r in
             var i = r.lowerBound
             while i &+ 16 <= r.upperBound { vstore(vload(a + i) + vload(b + i), out + i); i &+= 16 }
             while i < r.upperBound { out[i] = a[i] + b[i]; i &+= 1 }
@@ -70,7 +70,7 @@ public enum Elementwise {
         out: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, rows: Int, cols: Int, pool: ThreadPool = .shared
     ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.elementwise, profileStart) }
-        pool.forEachRange(rows, grain: max(1, elementwiseGrain / max(cols, 1))) { rr in
+        pool.parallel(rows, cost: 3 * cols) { _, _, rr in
             for r in rr {
                 let o = out + r &* cols
                 var i = 0
@@ -80,22 +80,26 @@ public enum Elementwise {
         }
     }
 
-    // dbias[C] += Σ_n dout[n,C]   (column-parallel: each sum runs in row order for any thread count)
+    // dbias[C] += Σ_n dout[n·ld + C], ld ≥ C (default C)   (column-parallel: each sum runs in row
+    // order for any thread count)
     public static func biasAddBackward(
-        dbias: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, rows: Int, cols: Int, pool: ThreadPool = .shared
+        dbias: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int? = nil,
+        pool: ThreadPool = .shared
     ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.elementwise, profileStart) }
-        pool.forEachColumnRange(rows: rows, cols: cols) { cr in
+        let ld = ld ?? cols
+        precondition(rows >= 0 && cols >= 0 && ld >= cols, "biasAddBackward: ld \(ld) < cols \(cols)")
+        pool.parallel(cols, cost: rows, align: 16) { _, _, cr in
             var c = cr.lowerBound
             while c &+ 16 <= cr.upperBound {
                 var acc = vload(dbias + c)
-                for r in 0..<rows { acc += vload(dout + (r &* cols &+ c)) }
+                for r in 0..<rows { acc += vload(dout + (r &* ld &+ c)) }
                 vstore(acc, dbias + c)
                 c &+= 16
             }
             while c < cr.upperBound {
                 var acc = dbias[c]
-                for r in 0..<rows { acc += dout[r &* cols &+ c] }
+                for r in 0..<rows { acc += dout[r &* ld &+ c] }
                 dbias[c] = acc
                 c &+= 1
             }

@@ -32,25 +32,15 @@ func exp16(_ x: V16) -> V16 {
     return v
 }
 
-/// Applies a 16-lane function to count elements, with a padded tail.
+/// Applies a 16-lane function to count elements, with a padded tail (a polynomial or exp per
+/// element: 4 cost units each).
 @inline(__always)
 func map16(_ count: Int, pool: ThreadPool, _ body: (_ i: Int, _ lanes: Int) -> Void) {
-    pool.forEachRange(count) { r in
+    pool.parallel(count, cost: 4, align: 16) { _, _, r in
         var i = r.lowerBound
         while i &+ 16 <= r.upperBound { body(i, 16); i &+= 16 }
         if i < r.upperBound { body(i, r.upperBound &- i) }
     }
-}
-
-@inline(__always) func loadPartial(_ p: UnsafePointer<Float>, _ n: Int) -> V16 {
-    if n == 16 { return vload(p) }
-    var v = V16()
-    for j in 0..<n { v[j] = p[j] }
-    return v
-}
-@inline(__always) func storePartial(_ v: V16, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
-    if n == 16 { vstore(v, p); return }
-    for j in 0..<n { p[j] = v[j] }
 }
 
 /// Exact GELU, 0.5·x·(1 + erf(x/√2)), as PyTorch's `nn.GELU()` (approximate="none").

@@ -19,8 +19,12 @@ public enum GEMM {
     /// Columns of B packed at once (a multiple of nr).
     public static let nc = 3072
 
-    /// Work (2·M·N·K flops) below which a GEMM runs on one thread.
-    public static let parallelThreshold = 1 << 21
+    /// Cost units of one M×N×K product for the pool's cost model: 2·M·N·K flops, 8 per unit.
+    @inline(__always)
+    static func cost(_ m: Int, _ n: Int, _ k: Int) -> Int {
+        let flops = 2.0 * Double(m) * Double(n) * Double(k) / 8
+        return flops >= Double(Int.max) ? Int.max : Int(flops)
+    }
 }
 
 /// C[M,N] = alpha · op(A)[M,K] · op(B)[K,N] + beta · C[M,N], all row-major.
@@ -42,8 +46,8 @@ public func sgemm(
     let p = GEMMProblem(
         transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
         a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
-    let work = 2.0 * Double(m) * Double(n) * Double(k)
-    let nth = work < Double(GEMM.parallelThreshold) ? 1 : pool.threads
+    // Cost model (ThreadPool+Parallel.swift): 8 flops per unit.
+    let nth = pool.threadCount(work: GEMM.cost(m, n, k))
     GEMMWorkspace.shared.withBuffers(threads: max(nth, 1)) { ws in
         p.run(pool: pool, threads: nth, ws: ws)
     }
@@ -67,11 +71,13 @@ public func sgemmBatched(
         "sgemmBatched: leading dimensions lda \(lda) ldb \(ldb) ldc \(ldc) too small")
     let count = batch.0 * batch.1
     guard count > 0 && m > 0 && n > 0 else { return }
-    let work = 2.0 * Double(m) * Double(n) * Double(k) * Double(count)
-    let nth = work < Double(GEMM.parallelThreshold) ? 1 : min(pool.threads, count)
+    let cost = GEMM.cost(m, n, k)
+    // `parallel` picks the same nth: min(count, threadCount(work: count · cost)).
+    let (work, overflow) = count.multipliedReportingOverflow(by: cost)
+    let nth = min(count, pool.threadCount(work: overflow ? Int.max : work))
     GEMMWorkspace.shared.withBuffers(threads: nth) { ws in
-        pool.run(threads: nth) { ith, nth in
-            for index in ThreadPool.split(count, ith, nth) {
+        pool.parallel(count, cost: cost) { ith, _, range in
+            for index in range {
                 let i = index / batch.1, j = index % batch.1
                 let c = c + (i * strideC.0 + j * strideC.1)
                 if k == 0 { scaleMatrix(c, ldc: ldc, m: m, n: n, beta: beta); continue }

@@ -11,7 +11,7 @@ public enum LayerNorm {
     ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.layerNorm, profileStart) }
         precondition(rows >= 0 && cols >= 1, "LayerNorm: bad shape [\(rows), \(cols)]")
-        pool.forEachRange(rows, grain: max(1, elementwiseGrain / cols)) { rr in
+        pool.parallel(rows, cost: 4 * cols) { _, _, rr in
             for r in rr {
                 let x = inp + r &* cols, o = out + r &* cols
                 // Two passes (mean, then squared deviations) for accuracy; several accumulators.
@@ -57,7 +57,7 @@ public enum LayerNorm {
         precondition(rows >= 0 && cols >= 1, "LayerNorm: bad shape [\(rows), \(cols)]")
         let invC = 1 / Float(cols)
         // dinp: row-parallel.
-        pool.forEachRange(rows, grain: max(1, elementwiseGrain / cols)) { rr in
+        pool.parallel(rows, cost: 6 * cols) { _, _, rr in
             for r in rr {
                 let x = inp + r &* cols, g = dout + r &* cols, dx = dinp + r &* cols
                 let vm = V16(repeating: mean[r]), vs = V16(repeating: rstd[r])
@@ -96,7 +96,7 @@ public enum LayerNorm {
             }
         }
         // dweight, dbias: column-parallel, each column summed in row order.
-        pool.forEachColumnRange(rows: rows, cols: cols) { cr in
+        pool.parallel(cols, cost: 2 * rows, align: 16) { _, _, cr in
             var c = cr.lowerBound
             while c &+ 16 <= cr.upperBound {
                 var dw = vload(dweight + c), db = vload(dbias + c)
@@ -135,7 +135,7 @@ public enum LayerNorm {
         let profileStart = Profiler.begin(); defer { Profiler.end(.layerNorm, profileStart) }
         precondition(rows >= 0 && cols >= 1, "LayerNorm: bad shape [\(rows), \(cols)]")
         let invC = 1 / Float(cols)
-        pool.forEachRange(rows, grain: max(1, elementwiseGrain / cols)) { rr in
+        pool.parallel(rows, cost: 6 * cols) { _, _, rr in
             for r in rr {
                 let x = inp + r &* cols, tx = tinp + r &* cols, y = tout + r &* cols
                 let mu = mean[r], rs = rstd[r]

@@ -35,6 +35,17 @@ public enum Linear {
         if let dbias { Elementwise.biasAddBackward(dbias: dbias, dout: dout, rows: rows, cols: outF, pool: pool) }
     }
 
+    /// dinp[rows, inF] = dout · weight (overwritten): the input gradient alone, for a frozen layer.
+    @inline(__always)
+    public static func backwardInput(
+        dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        rows: Int, inFeatures inF: Int, outFeatures outF: Int, pool: ThreadPool = .shared
+    ) {
+        sgemm(
+            transA: false, transB: false, m: rows, n: inF, k: outF, a: dout, lda: outF, b: weight, ldb: inF,
+            beta: 0, c: dinp, ldc: inF, pool: pool)
+    }
+
     /// Tangent: tout[rows, outF] = tinp · weightᵀ + inp · tweightᵀ (+ tbias[outF]).
     @inline(__always)
     public static func jvp(

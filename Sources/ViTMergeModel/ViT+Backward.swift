@@ -45,7 +45,7 @@ extension ViT {
             batch >= 1 && batch <= acts.capacity,
             "backward: batch \(batch) exceeds activation capacity \(acts.capacity)")
         let p = UnsafePointer(parameters.base), g = grads.base, tab = table
-        let (t, d, f, np, h) = (c.tokens, c.embedDim, c.hiddenDim, c.numPatches, c.numHeads)
+        let (t, d, f, h) = (c.tokens, c.embedDim, c.hiddenDim, c.numHeads)
         let prefix = c.classToken ? 1 : 0
         let n = batch * t
         let needEncoder = options.encoder || gradInput != nil
@@ -61,14 +61,15 @@ extension ViT {
             if let w = tab.headW, let bias = tab.headB {
                 let k = c.numClasses
                 if options.head {
-                    linearBackward(
-                        dinp: needEncoder ? dfeat : nil, dw: g + w, dbias: g + bias, dout: acts.outputGradient,
-                        inp: acts.featuresPointer, w: p + w, rows: batch, inF: d, outF: k)
+                    Linear.backward(
+                        dinp: needEncoder ? dfeat : nil, dweight: g + w, dbias: g + bias, dout: acts.outputGradient,
+                        inp: acts.featuresPointer, weight: p + w, rows: batch, inFeatures: d, outFeatures: k, pool: pool
+                    )
                 } else if needEncoder {
-                    sgemm(
-                        transA: false, transB: false, m: batch, n: d, k: k, a: acts.outputGradient, lda: k, b: p + w,
-                        ldb: d,
-                        beta: 0, c: dfeat, ldc: d, pool: pool)
+                    Linear.backwardInput(
+                        dinp: dfeat, dout: acts.outputGradient, weight: p + w, rows: batch, inFeatures: d,
+                        outFeatures: k,
+                        pool: pool)
                 }
             } else {
                 dfeat.update(from: acts.outputGradient, count: batch * d)
@@ -85,16 +86,9 @@ extension ViT {
             }
             // Pooling backward into the residual-stream gradient (through `norm` when present).
             let dpooled = UnsafePointer(acts.ptr(acts.dpooled))
-            dtop.update(repeating: 0, count: n * d)
-            for b in 0..<batch {
-                let db = dtop + b * t * d, dp = dpooled + b * d
-                switch c.globalPool {
-                case .token: db.update(from: dp, count: d)
-                case .avg:
-                    let s = 1 / Float(t - prefix)
-                    for r in prefix..<t { for i in 0..<d { db[r * d + i] = dp[i] * s } }
-                }
-            }
+            TokenPool.backward(
+                dx: dtop, dpooled: dpooled, mode: c.tokenPoolMode, batch: batch, tokens: t, prefix: prefix, dim: d,
+                pool: pool)
         }
         let lastOut: UnsafePointer<Float> =
             tab.blocks.isEmpty
@@ -116,9 +110,11 @@ extension ViT {
                 ? UnsafePointer(acts.ptr(acts.blocks[l - 1].out)) : UnsafePointer(acts.ptr(acts.preOut ?? acts.x0))
             let dhidden = acts.ptr(acts.dhidden)
             // MLP: out = res1 + fc2(act(fc1(ln2))) + b
-            linearBackward(
-                dinp: dhidden, dw: g + o.fc2W, dbias: g + o.fc2B, dout: dres, inp: acts.ptr(a.act), w: p + o.fc2W,
-                rows: n, inF: f, outF: d)
+            // dhidden[B,T,F] = dres · W_fc2; dW_fc2 += dresᵀ · act; db_fc2 += Σ dres (the residual passes dres on)
+            Linear.backward(
+                dinp: dhidden, dweight: g + o.fc2W, dbias: nil, dout: dres, inp: acts.ptr(a.act), weight: p + o.fc2W,
+                rows: n, inFeatures: f, outFeatures: d, pool: pool)
+            Residual.backward(dbias: g + o.fc2B, dout: dres, rows: n, cols: d, pool: pool)
             let dfc1 = acts.ptr(a.act)  // the activation is no longer needed: reuse it for dfc1
             dfc1.update(repeating: 0, count: n * f)
             switch c.activation {
@@ -126,29 +122,32 @@ extension ViT {
             case .quickGELU:
                 QuickGELU.backward(dinp: dfc1, inp: acts.ptr(a.fc1), dout: dhidden, count: n * f, pool: pool)
             }
-            linearBackward(
-                dinp: dln, dw: g + o.fc1W, dbias: g + o.fc1B, dout: dfc1, inp: acts.ptr(a.ln2), w: p + o.fc1W,
-                rows: n, inF: d, outF: f)
+            Linear.backward(
+                dinp: dln, dweight: g + o.fc1W, dbias: g + o.fc1B, dout: dfc1, inp: acts.ptr(a.ln2), weight: p + o.fc1W,
+                rows: n, inFeatures: d, outFeatures: f, pool: pool)
             LayerNorm.backward(
                 dinp: dres, dweight: g + o.norm2W, dbias: g + o.norm2B, dout: dln, inp: acts.ptr(a.res1),
                 weight: p + o.norm2W, mean: acts.ptr(a.ln2Mean), rstd: acts.ptr(a.ln2Rstd), rows: n, cols: d, pool: pool
             )
             // Attention: res1 = x + proj(attn(qkv(ln1(x)))) + b
             let dattn = acts.ptr(acts.dattnOut), dqkv = acts.ptr(acts.dqkv)
-            linearBackward(
-                dinp: dattn, dw: g + o.projW, dbias: g + o.projB, dout: dres, inp: acts.ptr(a.attnOut), w: p + o.projW,
-                rows: n, inF: d, outF: d)
+            Linear.backward(
+                dinp: dattn, dweight: g + o.projW, dbias: nil, dout: dres, inp: acts.ptr(a.attnOut),
+                weight: p + o.projW,
+                rows: n, inFeatures: d, outFeatures: d, pool: pool)
+            Residual.backward(dbias: g + o.projB, dout: dres, rows: n, cols: d, pool: pool)
             dqkv.update(repeating: 0, count: n * 3 * d)
             Attention.backward(
                 dqkv: dqkv, datt: acts.ptr(acts.datt), dout: dattn, qkv: acts.ptr(a.qkv), att: acts.ptr(a.att),
                 batch: batch, tokens: t, dim: d, heads: h, pool: pool)
-            linearBackward(
-                dinp: dln, dw: g + o.qkvW, dbias: nil, dout: dqkv, inp: acts.ptr(a.ln1), w: p + o.qkvW,
-                rows: n, inF: d, outF: 3 * d)
+            Linear.backward(
+                dinp: dln, dweight: g + o.qkvW, dbias: nil, dout: dqkv, inp: acts.ptr(a.ln1), weight: p + o.qkvW,
+                rows: n, inFeatures: d, outFeatures: 3 * d, pool: pool)
             if let qb = o.qkvB {
                 // q and v thirds; the key third's true gradient is exactly 0 (see above).
-                columnSums(into: g + qb, dqkv, rows: n, cols: d, ld: 3 * d)
-                columnSums(into: g + qb + 2 * d, dqkv + 2 * d, rows: n, cols: d, ld: 3 * d)
+                Elementwise.biasAddBackward(dbias: g + qb, dout: dqkv, rows: n, cols: d, ld: 3 * d, pool: pool)
+                Elementwise.biasAddBackward(
+                    dbias: g + qb + 2 * d, dout: dqkv + 2 * d, rows: n, cols: d, ld: 3 * d, pool: pool)
             }
             LayerNorm.backward(
                 dinp: dres, dweight: g + o.norm1W, dbias: g + o.norm1B, dout: dln, inp: blockIn,
@@ -167,57 +166,18 @@ extension ViT {
             dx = UnsafePointer(dln)
         }
         if options.encoder {
-            for b in 0..<batch {
-                Elementwise.axpy(y: g + tab.posEmbed, x: dx + b * t * d, alpha: 1, count: t * d, pool: pool)
-            }
-            if let cls = tab.clsToken { for b in 0..<batch { for i in 0..<d { g[cls + i] += dx[b * t * d + i] } } }
-            for b in 0..<batch {
-                let rows = dx + (b * t + prefix) * d
-                sgemm(
-                    transA: true, transB: false, m: d, n: c.patchDim, k: np, a: rows, lda: d,
-                    b: acts.ptr(acts.patches) + b * np * c.patchDim, ldb: c.patchDim, beta: 1, c: g + tab.patchW,
-                    ldc: c.patchDim, pool: pool)
-                if let pb = tab.patchB {
-                    Elementwise.biasAddBackward(dbias: g + pb, dout: rows, rows: np, cols: d, pool: pool)
-                }
-            }
+            // dW_patch, db_patch, dcls, dpos += the patch embedding's parameter gradients from dx[B,T,D]
+            PatchEmbed.backward(
+                dweight: g + tab.patchW, dbias: tab.patchB.map { g + $0 }, dcls: tab.clsToken.map { g + $0 },
+                dpos: g + tab.posEmbed, dx: dx, patches: acts.ptr(acts.patches), batch: batch, dim: d,
+                geometry: c.patchGeometry, pool: pool)
             gradientReady?(0..<(tab.blocks.first?.norm1W ?? blocksEnd))
         }
         if let gradInput {
-            let dpatches = acts.ptr(acts.dpatches)
-            sgemmBatched(
-                transA: false, transB: false, m: np, n: c.patchDim, k: d,
-                a: dx + prefix * d, lda: d, strideA: (t * d, 0), b: p + tab.patchW, ldb: c.patchDim, strideB: (0, 0),
-                beta: 0, c: dpatches, ldc: c.patchDim, strideC: (np * c.patchDim, 0), batch: (batch, 1), pool: pool)
-            col2im(gradInput, dpatches, batch: batch)
-        }
-    }
-}
-
-extension ViT {
-    /// sums[cols] += Σ_r x[r·ld + col]: split over column ranges (multiples of 16), so every
-    /// sum is accumulated in row order whatever the thread count.
-    func columnSums(into sums: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int) {
-        let blocks = (cols + 15) / 16
-        let nth = rows * cols < 65_536 ? 1 : min(pool.threads, blocks)
-        pool.run(threads: nth) { ith, nth in
-            let r = ThreadPool.split(blocks, ith, nth)
-            var c0 = r.lowerBound * 16
-            let end = min(cols, r.upperBound * 16)
-            while c0 + 16 <= end {
-                var acc = UnsafeRawPointer(sums + c0).loadUnaligned(as: SIMD16<Float>.self)
-                for row in 0..<rows {
-                    acc += UnsafeRawPointer(x + (row &* ld &+ c0)).loadUnaligned(as: SIMD16<Float>.self)
-                }
-                UnsafeMutableRawPointer(sums + c0).storeBytes(of: acc, as: SIMD16<Float>.self)
-                c0 += 16
-            }
-            while c0 < end {
-                var acc = sums[c0]
-                for row in 0..<rows { acc += x[row &* ld &+ c0] }
-                sums[c0] = acc
-                c0 += 1
-            }
+            // gradInput[B,C,H,W] = col2im(dx[:, prefix...] · W_patch)
+            PatchEmbed.backwardInput(
+                dinput: gradInput, dpatches: acts.ptr(acts.dpatches), dx: dx, weight: p + tab.patchW, prefix: prefix,
+                batch: batch, dim: d, geometry: c.patchGeometry, pool: pool)
         }
     }
 }

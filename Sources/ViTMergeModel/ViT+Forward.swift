@@ -13,34 +13,16 @@ extension ViT {
             batch >= 1 && batch <= acts.capacity, "forward: batch \(batch) exceeds activation capacity \(acts.capacity)"
         )
         let p = parameters.base, tab = table
-        let (t, d, f, np) = (c.tokens, c.embedDim, c.hiddenDim, c.numPatches)
+        let (t, d, f) = (c.tokens, c.embedDim, c.hiddenDim)
         let prefix = c.classToken ? 1 : 0
         let n = batch * t
 
-        // Patch embedding: a stride-p convolution is a linear map of each flattened (c, i, j) patch.
-        im2col(acts.ptr(acts.patches), input, batch: batch)
+        // x0[B,T,D] = [cls ;] patches[B,NP,PD]·Wᵀ + b, + pos[T,D]; patches = im2col(input) saved
         let x0 = acts.ptr(acts.x0)
-        sgemmBatched(
-            transA: false, transB: true, m: np, n: d, k: c.patchDim,
-            a: acts.ptr(acts.patches), lda: c.patchDim, strideA: (np * c.patchDim, 0),
-            b: p + tab.patchW, ldb: c.patchDim, strideB: (0, 0),
-            beta: 0, c: x0 + prefix * d, ldc: d, strideC: (t * d, 0), batch: (batch, 1), pool: pool)
-        let pos = p + tab.posEmbed
-        let patchBias = tab.patchB.map { UnsafePointer(p + $0) }
-        pool.parallelFor(batch) { range in
-            for b in range {
-                let xb = x0 + b * t * d
-                if let cls = tab.clsToken { for i in 0..<d { xb[i] = p[cls + i] + pos[i] } }
-                for r in prefix..<t {
-                    let row = xb + r * d, pr = pos + r * d
-                    if let patchBias {
-                        for i in 0..<d { row[i] = (row[i] + patchBias[i]) + pr[i] }
-                    } else {
-                        for i in 0..<d { row[i] += pr[i] }
-                    }
-                }
-            }
-        }
+        PatchEmbed.forward(
+            x: x0, patches: acts.ptr(acts.patches), input: input, weight: p + tab.patchW,
+            bias: tab.patchB.map { UnsafePointer(p + $0) }, cls: tab.clsToken.map { UnsafePointer(p + $0) },
+            pos: p + tab.posEmbed, batch: batch, dim: d, geometry: c.patchGeometry, pool: pool)
         var x = UnsafePointer(x0)
         if let pre = acts.preOut, let w = tab.normPreW, let bias = tab.normPreB {
             LayerNorm.forward(
@@ -54,24 +36,40 @@ extension ViT {
             LayerNorm.forward(
                 out: acts.ptr(a.ln1), mean: acts.ptr(a.ln1Mean), rstd: acts.ptr(a.ln1Rstd), inp: x,
                 weight: p + o.norm1W, bias: p + o.norm1B, rows: n, cols: d, eps: c.normEps, pool: pool)
-            linear(
-                acts.ptr(a.qkv), acts.ptr(a.ln1), p + o.qkvW, o.qkvB.map { UnsafePointer(p + $0) }, rows: n, inF: d,
-                outF: 3 * d)
+            // qkv[B,T,3D] = ln1 · W_qkvᵀ (+ b)
+            Linear.forward(
+                out: acts.ptr(a.qkv), inp: acts.ptr(a.ln1), weight: p + o.qkvW,
+                bias: o.qkvB.map { UnsafePointer(p + $0) },
+                rows: n, inFeatures: d, outFeatures: 3 * d, pool: pool)
             Attention.forward(
                 out: acts.ptr(a.attnOut), att: acts.ptr(a.att), qkv: acts.ptr(a.qkv),
                 batch: batch, tokens: t, dim: d, heads: c.numHeads, pool: pool)
-            linear(acts.ptr(a.res1), acts.ptr(a.attnOut), p + o.projW, nil, rows: n, inF: d, outF: d)
-            addResidualAndBias(acts.ptr(a.res1), x, p + o.projB, rows: n, cols: d)
+            // res1[B,T,D] = x + (attnOut · W_projᵀ + b_proj)
+            Linear.forward(
+                out: acts.ptr(a.res1), inp: acts.ptr(a.attnOut), weight: p + o.projW, bias: nil, rows: n, inFeatures: d,
+                outFeatures: d, pool: pool)
+            Residual.forward(
+                out: acts.ptr(a.res1), residual: x, inp: acts.ptr(a.res1), bias: p + o.projB, rows: n, cols: d,
+                pool: pool)
             LayerNorm.forward(
                 out: acts.ptr(a.ln2), mean: acts.ptr(a.ln2Mean), rstd: acts.ptr(a.ln2Rstd), inp: acts.ptr(a.res1),
                 weight: p + o.norm2W, bias: p + o.norm2B, rows: n, cols: d, eps: c.normEps, pool: pool)
-            linear(acts.ptr(a.fc1), acts.ptr(a.ln2), p + o.fc1W, p + o.fc1B, rows: n, inF: d, outF: f)
+            // fc1[B,T,F] = ln2 · W_fc1ᵀ + b; act = gelu(fc1)
+            Linear.forward(
+                out: acts.ptr(a.fc1), inp: acts.ptr(a.ln2), weight: p + o.fc1W, bias: p + o.fc1B, rows: n,
+                inFeatures: d,
+                outFeatures: f, pool: pool)
             switch c.activation {
             case .gelu: GELU.forward(out: acts.ptr(a.act), inp: acts.ptr(a.fc1), count: n * f, pool: pool)
             case .quickGELU: QuickGELU.forward(out: acts.ptr(a.act), inp: acts.ptr(a.fc1), count: n * f, pool: pool)
             }
-            linear(acts.ptr(a.out), acts.ptr(a.act), p + o.fc2W, nil, rows: n, inF: f, outF: d)
-            addResidualAndBias(acts.ptr(a.out), acts.ptr(a.res1), p + o.fc2B, rows: n, cols: d)
+            // out[B,T,D] = res1 + (act · W_fc2ᵀ + b_fc2)
+            Linear.forward(
+                out: acts.ptr(a.out), inp: acts.ptr(a.act), weight: p + o.fc2W, bias: nil, rows: n, inFeatures: f,
+                outFeatures: d, pool: pool)
+            Residual.forward(
+                out: acts.ptr(a.out), residual: acts.ptr(a.res1), inp: acts.ptr(a.out), bias: p + o.fc2B, rows: n,
+                cols: d, pool: pool)
             x = UnsafePointer(acts.ptr(a.out))
         }
 
@@ -81,7 +79,10 @@ extension ViT {
                 weight: p + w, bias: p + bias, rows: n, cols: d, eps: c.normEps, pool: pool)
             x = UnsafePointer(acts.ptr(norm))
         }
-        globalPool(acts.ptr(acts.pooled), x, batch: batch)
+        // pooled[B,D] = x[:,0] (token) or mean of x[:,prefix...] (avg)
+        TokenPool.forward(
+            pooled: acts.ptr(acts.pooled), x: x, mode: c.tokenPoolMode, batch: batch, tokens: t, prefix: prefix, dim: d,
+            pool: pool)
         if let fc = acts.fcOut, let w = tab.fcNormW, let bias = tab.fcNormB {
             LayerNorm.forward(
                 out: acts.ptr(fc), mean: acts.ptr(acts.fcMean!), rstd: acts.ptr(acts.fcRstd!),
@@ -89,68 +90,10 @@ extension ViT {
                 eps: c.normEps, pool: pool)
         }
         if throughHead, let logits = acts.logits, let w = tab.headW, let bias = tab.headB {
-            linear(acts.ptr(logits), acts.featuresPointer, p + w, p + bias, rows: batch, inF: d, outF: c.numClasses)
-        }
-    }
-
-    /// patches[b, gy·gw + gx, ch·p² + i·p + j] = input[b, ch, gy·p + i, gx·p + j]
-    func im2col(_ patches: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, batch: Int) {
-        let c = config
-        let (ps, gw, gh, h, w, pd) = (c.patchSize, c.gridWidth, c.gridHeight, c.imageHeight, c.imageWidth, c.patchDim)
-        pool.parallelFor(batch) { range in
-            for b in range {
-                for gy in 0..<gh {
-                    for gx in 0..<gw {
-                        let dst = patches + ((b * gh + gy) * gw + gx) * pd
-                        for ch in 0..<c.inChannels {
-                            for i in 0..<ps {
-                                let src = input + ((b * c.inChannels + ch) * h + gy * ps + i) * w + gx * ps
-                                (dst + (ch * ps + i) * ps).update(from: src, count: ps)
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Inverse scatter of `im2col` (patches do not overlap): input gradient from patch gradients.
-    func col2im(_ input: UnsafeMutablePointer<Float>, _ patches: UnsafePointer<Float>, batch: Int) {
-        let c = config
-        let (ps, gw, gh, h, w, pd) = (c.patchSize, c.gridWidth, c.gridHeight, c.imageHeight, c.imageWidth, c.patchDim)
-        input.update(repeating: 0, count: batch * c.inChannels * h * w)  // pixels outside the grid get 0
-        for b in 0..<batch {
-            for gy in 0..<gh {
-                for gx in 0..<gw {
-                    let src = patches + ((b * gh + gy) * gw + gx) * pd
-                    for ch in 0..<c.inChannels {
-                        for i in 0..<ps {
-                            let dst = input + ((b * c.inChannels + ch) * h + gy * ps + i) * w + gx * ps
-                            dst.update(from: src + (ch * ps + i) * ps, count: ps)
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// pooled[b] = x[b, 0] ("token") or the mean of x[b, prefix..<T] ("avg").
-    func globalPool(_ pooled: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, batch: Int) {
-        let c = config
-        let (t, d) = (c.tokens, c.embedDim)
-        let prefix = c.classToken ? 1 : 0
-        for b in 0..<batch {
-            let out = pooled + b * d, xb = x + b * t * d
-            switch c.globalPool {
-            case .token:
-                out.update(from: xb, count: d)
-            case .avg:
-                for i in 0..<d {
-                    var s: Float = 0
-                    for r in prefix..<t { s += xb[r * d + i] }
-                    out[i] = s / Float(t - prefix)
-                }
-            }
+            // logits[B,K] = features · W_headᵀ + b
+            Linear.forward(
+                out: acts.ptr(logits), inp: acts.featuresPointer, weight: p + w, bias: p + bias, rows: batch,
+                inFeatures: d, outFeatures: c.numClasses, pool: pool)
         }
     }
 }

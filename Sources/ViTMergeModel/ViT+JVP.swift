@@ -46,29 +46,16 @@ extension ViT {
         precondition(tg.config == c && acts.config == c, "jvp: activations or tangents were made for another config")
         precondition(batch >= 1 && batch <= min(acts.capacity, tg.capacity), "jvp: batch \(batch) exceeds a capacity")
         let p = UnsafePointer(parameters.base), tab = table
-        let (t, d, f, np) = (c.tokens, c.embedDim, c.hiddenDim, c.numPatches)
+        let (t, d, f) = (c.tokens, c.embedDim, c.hiddenDim)
         let prefix = c.classToken ? 1 : 0
         let n = batch * t
 
-        // Patch embedding: t_x0 = patches·t_Wᵀ (+ t_b) + t_pos; class row: t_cls + t_pos[0].
+        // t_x0[B,T,D] = [t_cls + t_pos[0] ;] patches · t_Wᵀ (+ t_b) + t_pos
         var cur = tg.ptr(tg.streamA), other = tg.ptr(tg.streamB)
-        sgemmBatched(
-            transA: false, transB: true, m: np, n: d, k: c.patchDim,
-            a: acts.ptr(acts.patches), lda: c.patchDim, strideA: (np * c.patchDim, 0),
-            b: v + tab.patchW, ldb: c.patchDim, strideB: (0, 0),
-            beta: 0, c: cur + prefix * d, ldc: d, strideC: (t * d, 0), batch: (batch, 1), pool: pool)
-        for b in 0..<batch {
-            let xb = cur + b * t * d
-            if let cls = tab.clsToken { for i in 0..<d { xb[i] = v[cls + i] + v[tab.posEmbed + i] } }
-            for r in prefix..<t {
-                let row = xb + r * d, tp = v + tab.posEmbed + r * d
-                if let pb = tab.patchB {
-                    for i in 0..<d { row[i] = (row[i] + v[pb + i]) + tp[i] }
-                } else {
-                    for i in 0..<d { row[i] += tp[i] }
-                }
-            }
-        }
+        PatchEmbed.jvp(
+            tx: cur, patches: acts.ptr(acts.patches), tweight: v + tab.patchW, tbias: tab.patchB.map { v + $0 },
+            tcls: tab.clsToken.map { v + $0 }, tpos: v + tab.posEmbed, batch: batch, dim: d, geometry: c.patchGeometry,
+            pool: pool)
         if acts.preOut != nil, let w = tab.normPreW, let bias = tab.normPreB {
             LayerNorm.jvp(
                 tout: other, tinp: cur, inp: acts.ptr(acts.x0), mean: acts.ptr(acts.preMean!),
@@ -86,27 +73,35 @@ extension ViT {
             LayerNorm.jvp(
                 tout: tln, tinp: cur, inp: blockIn, mean: acts.ptr(a.ln1Mean), rstd: acts.ptr(a.ln1Rstd),
                 weight: p + o.norm1W, tweight: v + o.norm1W, tbias: v + o.norm1B, rows: n, cols: d, pool: pool)
-            linearJVP(
-                tqkv, tln, acts.ptr(a.ln1), p + o.qkvW, v + o.qkvW, o.qkvB.map { v + $0 }, rows: n, inF: d, outF: 3 * d)
+            Linear.jvp(
+                tout: tqkv, tinp: tln, inp: acts.ptr(a.ln1), weight: p + o.qkvW, tweight: v + o.qkvW,
+                tbias: o.qkvB.map { UnsafePointer(v + $0) }, rows: n, inFeatures: d, outFeatures: 3 * d, pool: pool)
             Attention.jvp(
                 tout: tattn, tatt: tg.ptr(tg.att), tqkv: tqkv, qkv: acts.ptr(a.qkv), att: acts.ptr(a.att),
                 batch: batch, tokens: t, dim: d, heads: c.numHeads, pool: pool)
-            linearJVP(
-                tproj, tattn, acts.ptr(a.attnOut), p + o.projW, v + o.projW, v + o.projB, rows: n, inF: d, outF: d)
-            Elementwise.add(out: other, a: cur, b: tproj, count: n * d, pool: pool)  // t_res1
+            // t_res1 = t_x + (t_attn · W_projᵀ + attn · t_W_projᵀ + t_b_proj)
+            Linear.jvp(
+                tout: tproj, tinp: tattn, inp: acts.ptr(a.attnOut), weight: p + o.projW, tweight: v + o.projW,
+                tbias: nil, rows: n, inFeatures: d, outFeatures: d, pool: pool)
+            Residual.jvp(tout: other, tresidual: cur, tinp: tproj, tbias: v + o.projB, rows: n, cols: d, pool: pool)
             LayerNorm.jvp(
                 tout: tln, tinp: other, inp: acts.ptr(a.res1), mean: acts.ptr(a.ln2Mean), rstd: acts.ptr(a.ln2Rstd),
                 weight: p + o.norm2W, tweight: v + o.norm2W, tbias: v + o.norm2B, rows: n, cols: d, pool: pool)
             let thidden = tg.ptr(tg.hidden), tact = tg.ptr(tg.act)
-            linearJVP(thidden, tln, acts.ptr(a.ln2), p + o.fc1W, v + o.fc1W, v + o.fc1B, rows: n, inF: d, outF: f)
+            Linear.jvp(
+                tout: thidden, tinp: tln, inp: acts.ptr(a.ln2), weight: p + o.fc1W, tweight: v + o.fc1W,
+                tbias: v + o.fc1B, rows: n, inFeatures: d, outFeatures: f, pool: pool)
             tact.update(repeating: 0, count: n * f)
             switch c.activation {  // t_act = act'(fc1) ⊙ t_fc1: the backward kernel with dout = t_fc1
             case .gelu: GELU.backward(dinp: tact, inp: acts.ptr(a.fc1), dout: thidden, count: n * f, pool: pool)
             case .quickGELU:
                 QuickGELU.backward(dinp: tact, inp: acts.ptr(a.fc1), dout: thidden, count: n * f, pool: pool)
             }
-            linearJVP(tproj, tact, acts.ptr(a.act), p + o.fc2W, v + o.fc2W, v + o.fc2B, rows: n, inF: f, outF: d)
-            Elementwise.add(out: cur, a: other, b: tproj, count: n * d, pool: pool)  // t_out = t_res1 + t_mlp
+            // t_out = t_res1 + (t_act · W_fc2ᵀ + act · t_W_fc2ᵀ + t_b_fc2)
+            Linear.jvp(
+                tout: tproj, tinp: tact, inp: acts.ptr(a.act), weight: p + o.fc2W, tweight: v + o.fc2W, tbias: nil,
+                rows: n, inFeatures: f, outFeatures: d, pool: pool)
+            Residual.jvp(tout: cur, tresidual: other, tinp: tproj, tbias: v + o.fc2B, rows: n, cols: d, pool: pool)
         }
 
         if acts.norm != nil, let w = tab.normW, let bias = tab.normB {
@@ -119,7 +114,9 @@ extension ViT {
             swap(&cur, &other)
         }
         let tpooled = tg.ptr(tg.pooled)
-        globalPool(tpooled, cur, batch: batch)
+        TokenPool.jvp(
+            tpooled: tpooled, tx: cur, mode: c.tokenPoolMode, batch: batch, tokens: t, prefix: prefix, dim: d,
+            pool: pool)
         var tfeat = tpooled
         if let w = tab.fcNormW, let bias = tab.fcNormB {
             LayerNorm.jvp(
@@ -129,8 +126,9 @@ extension ViT {
             tfeat = tg.ptr(tg.fc)
         }
         if let w = tab.headW, let bias = tab.headB {
-            linearJVP(
-                tg.output, tfeat, acts.featuresPointer, p + w, v + w, v + bias, rows: batch, inF: d, outF: c.numClasses)
+            Linear.jvp(
+                tout: tg.output, tinp: tfeat, inp: acts.featuresPointer, weight: p + w, tweight: v + w, tbias: v + bias,
+                rows: batch, inFeatures: d, outFeatures: c.numClasses, pool: pool)
         } else {
             tg.output.update(from: tfeat, count: batch * d)
         }
@@ -142,20 +140,5 @@ extension ViT {
         jvp(tangent: v, batch: batch, acts: acts, tangents: tg)
         let width = config.numClasses > 0 ? config.numClasses : config.embedDim
         Elementwise.add(out: acts.output, a: acts.output, b: tg.output, count: batch * width, pool: pool)
-    }
-
-    /// Tangent of `linear`: tout = tinp·wᵀ + inp·t_wᵀ (+ t_bias).
-    func linearJVP(
-        _ tout: UnsafeMutablePointer<Float>, _ tinp: UnsafePointer<Float>, _ inp: UnsafePointer<Float>,
-        _ w: UnsafePointer<Float>, _ tw: UnsafePointer<Float>, _ tbias: UnsafePointer<Float>?, rows: Int, inF: Int,
-        outF: Int
-    ) {
-        sgemm(
-            transA: false, transB: true, m: rows, n: outF, k: inF, a: tinp, lda: inF, b: w, ldb: inF, beta: 0, c: tout,
-            ldc: outF, pool: pool)
-        sgemm(
-            transA: false, transB: true, m: rows, n: outF, k: inF, a: inp, lda: inF, b: tw, ldb: inF, beta: 1, c: tout,
-            ldc: outF, pool: pool)
-        if let tbias { Elementwise.biasAddForward(out: tout, bias: tbias, rows: rows, cols: outF, pool: pool) }
     }
 }

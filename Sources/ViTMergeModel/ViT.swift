@@ -58,59 +58,13 @@ public final class ViT: @unchecked Sendable {
     }
 }
 
-// MARK: Shared helpers
+// MARK: Kernel shapes
 
-extension ViT {
-    /// out[rows, outF] = inp[rows, inF] · w[outF, inF]ᵀ (+ bias[outF])
-    @inline(__always)
-    func linear(
-        _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-        _ bias: UnsafePointer<Float>?, rows: Int, inF: Int, outF: Int
-    ) {
-        sgemm(
-            transA: false, transB: true, m: rows, n: outF, k: inF, a: inp, lda: inF, b: w, ldb: inF,
-            beta: 0, c: out, ldc: outF, pool: pool)
-        if let bias { Elementwise.biasAddForward(out: out, bias: bias, rows: rows, cols: outF, pool: pool) }
+extension ViTConfig {
+    /// The patch embedding's shape, for `PatchEmbed`.
+    var patchGeometry: PatchGeometry {
+        PatchGeometry(channels: inChannels, height: imageHeight, width: imageWidth, patch: patchSize)
     }
-
-    /// Backward of `linear`: dinp (overwritten, when given) = dout·w; dw += doutᵀ·inp; dbias += Σ_rows dout.
-    @inline(__always)
-    func linearBackward(
-        dinp: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>?,
-        dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, w: UnsafePointer<Float>,
-        rows: Int, inF: Int, outF: Int
-    ) {
-        if let dinp {
-            sgemm(
-                transA: false, transB: false, m: rows, n: inF, k: outF, a: dout, lda: outF, b: w, ldb: inF,
-                beta: 0, c: dinp, ldc: inF, pool: pool)
-        }
-        sgemm(
-            transA: true, transB: false, m: outF, n: inF, k: rows, a: dout, lda: outF, b: inp, ldb: inF,
-            beta: 1, c: dw, ldc: inF, pool: pool)
-        if let dbias { Elementwise.biasAddBackward(dbias: dbias, dout: dout, rows: rows, cols: outF, pool: pool) }
-    }
-
-    /// out[rows, cols] = residual + (out + bias[cols]): the residual connection after a projection,
-    /// rounded in PyTorch's order.
-    func addResidualAndBias(
-        _ out: UnsafeMutablePointer<Float>, _ residual: UnsafePointer<Float>,
-        _ bias: UnsafePointer<Float>, rows: Int, cols: Int
-    ) {
-        pool.parallelFor(rows, minChunk: max(1, 32_768 / max(cols, 1))) { range in
-            for r in range {
-                let o = out + r &* cols, x = residual + r &* cols
-                var i = 0
-                while i &+ 16 <= cols {
-                    let v =
-                        UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
-                        + (UnsafeRawPointer(o + i).loadUnaligned(as: SIMD16<Float>.self)
-                            + UnsafeRawPointer(bias + i).loadUnaligned(as: SIMD16<Float>.self))
-                    UnsafeMutableRawPointer(o + i).storeBytes(of: v, as: SIMD16<Float>.self)
-                    i &+= 16
-                }
-                while i < cols { o[i] = x[i] + (o[i] + bias[i]); i &+= 1 }
-            }
-        }
-    }
+    /// The global pooling, for `TokenPool`.
+    var tokenPoolMode: TokenPool.Mode { globalPool == .token ? .token : .avg }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import ViTMergeCore
 
@@ -62,15 +63,33 @@ final class ThreadPoolTests: XCTestCase {
         }
     }
 
-    func testParallelForPartitionsExactly() {
+    func testParallelPartitionsExactlyOnAlignedBounds() {
         let pool = ThreadPool(threads: 2)
-        for count in [0, 1, 2, 3, 17, 1000] {
-            var marks = [Int](repeating: 0, count: count)
-            marks.withUnsafeMutableBufferPointer { m in
-                let p = m.baseAddress
-                pool.parallelFor(count) { r in for i in r { p![i] += 1 } }
+        XCTAssertEqual(pool.threads, 2)
+        for count in [0, 1, 2, 3, 17, 1000, 100_003] {
+            for align in [1, 16] {
+                for cost in [0, 1, ThreadPool.minWorkPerThread] {
+                    var marks = [Int](repeating: 0, count: count)
+                    var regions = [Int](repeating: 0, count: 2)
+                    marks.withUnsafeMutableBufferPointer { m in
+                        regions.withUnsafeMutableBufferPointer { rg in
+                            let p = m.baseAddress, seen = rg.baseAddress!
+                            pool.parallel(count, cost: cost, align: align) { ith, nth, r in
+                                XCTAssertFalse(r.isEmpty)
+                                XCTAssertEqual(r.lowerBound % align, 0)
+                                seen[ith] = nth
+                                for i in r { p![i] += 1 }
+                            }
+                        }
+                    }
+                    XCTAssertEqual(marks, [Int](repeating: 1, count: count), "count \(count) align \(align)")
+                    // The cost model: split only when each thread gets minWorkPerThread units.
+                    let blocks = (count + align - 1) / align
+                    let expected =
+                        count == 0 ? 0 : min(blocks, max(1, min(2, count * cost / ThreadPool.minWorkPerThread)))
+                    XCTAssertEqual(regions[0], expected, "count \(count) align \(align) cost \(cost)")
+                }
             }
-            XCTAssertEqual(marks, [Int](repeating: 1, count: count))
         }
     }
 
@@ -84,8 +103,39 @@ final class ThreadPoolTests: XCTestCase {
         XCTAssertEqual(hits, [1, 1, 1, 1])
     }
 
-    func testPoolShutsDown() {
-        for _ in 0..<20 { let p = ThreadPool(threads: 2); p.run { _, _ in } }
+    /// Threads of this process, from /proc/self/task (Linux).
+    private func threadCount() throws -> Int {
+        try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count
+    }
+
+    /// Polls `condition` every millisecond for up to `seconds`; true as soon as it holds.
+    private func eventually(within seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        repeat {
+            if try condition() { return true }
+            usleep(1000)
+        } while Date() < deadline
+        return try condition()
+    }
+
+    func testPoolShutsDown() throws {
+        guard FileManager.default.fileExists(atPath: "/proc/self/task") else {
+            throw XCTSkip("needs /proc/self/task (Linux)")
+        }
+        let before = try threadCount()
+        do {
+            let pools = (0..<4).map { _ in ThreadPool(threads: 3) }
+            for p in pools { p.run { _, _ in } }
+            // Each pool started 2 workers (the caller is the third thread).
+            XCTAssertTrue(try eventually(within: 5) { try threadCount() >= before + 8 }, "workers did not start")
+        }
+        // deinit waits until the workers leave their loops; the threads then exit shortly after.
+        var after = 0
+        XCTAssertTrue(
+            try eventually(within: 5) {
+                after = try threadCount()
+                return after <= before
+            }, "worker threads still running after their pools were released: \(after) vs \(before)")
     }
 }
 

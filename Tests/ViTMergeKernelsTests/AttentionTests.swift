@@ -5,16 +5,18 @@ import ViTMergeCore
 
 final class AttentionTests: XCTestCase {
     private func run(
-        _ batch: Int, _ t: Int, _ dim: Int, _ heads: Int, seed: UInt64
+        _ batch: Int, _ t: Int, _ dim: Int, _ heads: Int, seed: UInt64, pool: ThreadPool = .shared
     ) -> (out: [Float], att: [Float], dqkv: [Float]) {
         let qkv = randomArray(batch * t * 3 * dim, seed: seed, lo: -2, hi: 2)
         let dout = randomArray(batch * t * dim, seed: seed + 1)
         var out = [Float](repeating: 0, count: batch * t * dim),
             att = [Float](repeating: 0, count: batch * heads * t * t)
         var dqkv = [Float](repeating: 0, count: qkv.count), datt = att
-        Attention.forward(out: &out, att: &att, qkv: qkv, batch: batch, tokens: t, dim: dim, heads: heads)
+        Attention.forward(
+            out: &out, att: &att, qkv: qkv, batch: batch, tokens: t, dim: dim, heads: heads, pool: pool)
         Attention.backward(
-            dqkv: &dqkv, datt: &datt, dout: dout, qkv: qkv, att: att, batch: batch, tokens: t, dim: dim, heads: heads)
+            dqkv: &dqkv, datt: &datt, dout: dout, qkv: qkv, att: att, batch: batch, tokens: t, dim: dim, heads: heads,
+            pool: pool)
         return (out, att, dqkv)
     }
 
@@ -38,7 +40,7 @@ final class AttentionTests: XCTestCase {
 
     func testSoftmaxRowsAreStableForHugeScores() {
         var x: [Float] = [1e4, -1e4, 3e4, 3e4] + [Float](repeating: -3e38, count: 17)
-        Attention.softmaxRowsInPlace(&x, rows: 1, cols: x.count, pool: .shared)
+        Softmax.forwardInPlace(&x, rows: 1, cols: x.count, pool: .shared)
         XCTAssertEqual(x[2], 0.5); XCTAssertEqual(x[3], 0.5); XCTAssertEqual(x[0], 0)
         XCTAssertTrue(x.allSatisfy(\.isFinite))
     }
@@ -86,8 +88,30 @@ final class AttentionTests: XCTestCase {
     }
 
     func testOneAndTwoThreadsAreBitIdentical() {
-        let a = withThreads(1) { run(4, 197, 192, 3, seed: 5) }
-        let b = withThreads(2) { run(4, 197, 192, 3, seed: 5) }
+        let a = withThreads(1) { run(4, 197, 192, 3, seed: 5, pool: $0) }
+        let b = withThreads(2) { run(4, 197, 192, 3, seed: 5, pool: $0) }
         XCTAssertEqual(a.out, b.out); XCTAssertEqual(a.att, b.att); XCTAssertEqual(a.dqkv, b.dqkv)
+    }
+
+    func testJVPMatchesFiniteDifferences() {
+        for (batch, tokens, dim, heads) in [(2, 5, 12, 3), (1, 17, 16, 2), (3, 7, 6, 1)] {
+            let qkv = randomArray(batch * tokens * 3 * dim, seed: UInt64(tokens)), tq = randomArray(qkv.count, seed: 99)
+            func attention(_ x: [Float]) -> [Float] {
+                var out = [Float](repeating: 0, count: batch * tokens * dim),
+                    att = [Float](repeating: 0, count: batch * heads * tokens * tokens)
+                Attention.forward(out: &out, att: &att, qkv: x, batch: batch, tokens: tokens, dim: dim, heads: heads)
+                return out
+            }
+            var out = [Float](repeating: 0, count: batch * tokens * dim),
+                att = [Float](repeating: 0, count: batch * heads * tokens * tokens)
+            Attention.forward(out: &out, att: &att, qkv: qkv, batch: batch, tokens: tokens, dim: dim, heads: heads)
+            var tout = [Float](repeating: .nan, count: out.count), tatt = [Float](repeating: .nan, count: att.count)
+            Attention.jvp(
+                tout: &tout, tatt: &tatt, tqkv: tq, qkv: qkv, att: att, batch: batch, tokens: tokens, dim: dim,
+                heads: heads)
+            assertClose(
+                tout, directional(qkv, tq, attention), atol: 2e-3, rtol: 1e-2,
+                "attention jvp \(batch)×\(tokens)×\(dim)/\(heads)")
+        }
     }
 }

@@ -131,11 +131,16 @@ final class GEMMTests: XCTestCase {
             let lda = ta ? m : k, ldb = tb ? k : n
             let a = randomArray(m * k, seed: 3), b = randomArray(k * n, seed: 4)
             var c1 = [Float](repeating: 0, count: m * n), c2 = c1
-            withThreads(1) {
-                sgemm(transA: ta, transB: tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: &c1, ldc: n)
+            withThreads(1) { pool in
+                sgemm(
+                    transA: ta, transB: tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: &c1, ldc: n,
+                    pool: pool)
             }
-            withThreads(2) {
-                sgemm(transA: ta, transB: tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: &c2, ldc: n)
+            withThreads(2) { pool in
+                XCTAssertGreaterThan(pool.threadCount(work: GEMM.cost(m, n, k)), 1, "\(m)x\(n)x\(k) must split")
+                sgemm(
+                    transA: ta, transB: tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: &c2, ldc: n,
+                    pool: pool)
             }
             XCTAssertEqual(c1, c2, "sgemm results differ between 1 and 2 threads for \(m)x\(n)x\(k)")
         }
@@ -147,11 +152,17 @@ final class GEMMTests: XCTestCase {
         let b0 = 3, h = 2, t = 19, hd = 7, d = h * hd
         let qkv = randomArray(b0 * t * 3 * d, seed: 9)
         var s1 = [Float](repeating: 0, count: b0 * h * t * t), s2 = s1
-        sgemmBatched(
-            transA: false, transB: true, m: t, n: t, k: hd, alpha: 0.5,
-            a: qkv, lda: 3 * d, strideA: (t * 3 * d, hd),
-            b: qkv.withUnsafeBufferPointer { $0.baseAddress! + d }, ldb: 3 * d, strideB: (t * 3 * d, hd),
-            c: &s1, ldc: t, strideC: (h * t * t, t * t), batch: (b0, h))
+        // QKᵀ with strided views of the fused buffer; the pointers live only inside the closure.
+        func batched(_ out: inout [Float], pool: ThreadPool) {
+            qkv.withUnsafeBufferPointer { q in
+                sgemmBatched(
+                    transA: false, transB: true, m: t, n: t, k: hd, alpha: 0.5,
+                    a: q.baseAddress!, lda: 3 * d, strideA: (t * 3 * d, hd),
+                    b: q.baseAddress! + d, ldb: 3 * d, strideB: (t * 3 * d, hd),
+                    c: &out, ldc: t, strideC: (h * t * t, t * t), batch: (b0, h), pool: pool)
+            }
+        }
+        withThreads(2) { batched(&s1, pool: $0) }
         qkv.withUnsafeBufferPointer { q in
             s2.withUnsafeMutableBufferPointer { s in
                 for i in 0..<b0 {
@@ -167,13 +178,7 @@ final class GEMMTests: XCTestCase {
         }
         assertClose(s1, s2, atol: 1e-5, rtol: 1e-5, "batched QKᵀ")
         var s3 = [Float](repeating: 0, count: s1.count)
-        withThreads(1) {
-            sgemmBatched(
-                transA: false, transB: true, m: t, n: t, k: hd, alpha: 0.5,
-                a: qkv, lda: 3 * d, strideA: (t * 3 * d, hd),
-                b: qkv.withUnsafeBufferPointer { $0.baseAddress! + d }, ldb: 3 * d, strideB: (t * 3 * d, hd),
-                c: &s3, ldc: t, strideC: (h * t * t, t * t), batch: (b0, h))
-        }
+        withThreads(1) { batched(&s3, pool: $0) }
         XCTAssertEqual(s1, s3)
     }
 }

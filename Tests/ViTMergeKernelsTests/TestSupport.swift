@@ -24,7 +24,8 @@ func assertClose(
     }
     if worst >= 0 {
         XCTFail(
-            "\(what): max abs \(maxAbs), max rel \(maxRel), worst index \(worst): \(a[worst]) vs \(b[worst]) (atol \(atol), rtol \(rtol))",
+            "\(what): max abs \(maxAbs), max rel \(maxRel), worst index \(worst): \(a[worst]) vs \(b[worst])"
+                + " (atol \(atol), rtol \(rtol))",
             file: file, line: line)
     }
 }
@@ -36,13 +37,25 @@ func finiteDifference(_ x: [Double], _ i: Int, h: Double = 1e-5, _ f: ([Double])
     return (f(xp) - f(xm)) / (2 * h)
 }
 
-/// Runs `body` with the shared pool limited to `threads` threads.
-func withThreads<T>(_ threads: Int, _ body: () throws -> T) rethrows -> T {
-    let saved = ThreadPool.shared.threads
-    ThreadPool.shared.threads = threads
-    defer { ThreadPool.shared.threads = saved }
-    return try body()
+/// Explicit pools for "1 vs 2 threads" tests: the shared pool is clamped to the machine's cores
+/// (or VITMERGE_THREADS), but a 2-thread pool runs 2 threads even on one core.
+let testPools = [ThreadPool(threads: 1), ThreadPool(threads: 2)]
+
+/// Runs `body` with a pool of exactly `threads` (1 or 2) threads, asserting that it has them.
+func withThreads<T>(
+    _ threads: Int, file: StaticString = #filePath, line: UInt = #line, _ body: (ThreadPool) throws -> T
+) rethrows -> T {
+    precondition(threads == 1 || threads == 2, "withThreads: 1 or 2 threads, got \(threads)")
+    let pool = testPools[threads - 1]
+    XCTAssertEqual(pool.threads, threads, "the test pool must really have \(threads) threads", file: file, line: line)
+    return try body(pool)
 }
 
 /// Sizes that exercise edge tiles and vector tails.
 let oddSizes = [1, 3, 17, 63, 65, 127, 193]
+
+/// (f(x + h·t) − f(x − h·t)) / 2h for a float kernel f: a directional finite difference.
+func directional(_ x: [Float], _ t: [Float], h: Float = 1e-3, _ f: ([Float]) -> [Float]) -> [Float] {
+    let up = f(zip(x, t).map { $0 + h * $1 }), down = f(zip(x, t).map { $0 - h * $1 })
+    return zip(up, down).map { ($0 - $1) / (2 * h) }
+}

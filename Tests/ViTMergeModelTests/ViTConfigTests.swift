@@ -5,7 +5,9 @@ import XCTest
 final class ViTConfigTests: XCTestCase {
     func testParsesTimmNamesIncludingNonSquareImages() throws {
         let json =
-            #"{"img_size": [24, 32], "patch_size": 8, "in_chans": 3, "num_classes": 6, "embed_dim": 30, "depth": 2, "num_heads": 3, "mlp_ratio": 4.0, "qkv_bias": true, "class_token": true, "global_pool": "token", "fc_norm": false, "pre_norm": false, "act_layer": "gelu", "norm_eps": 1e-06}"#
+            #"{"img_size": [24, 32], "patch_size": 8, "in_chans": 3, "num_classes": 6, "embed_dim": 30, "depth": 2, "#
+            + #""num_heads": 3, "mlp_ratio": 4.0, "qkv_bias": true, "class_token": true, "global_pool": "token", "#
+            + #""fc_norm": false, "pre_norm": false, "act_layer": "gelu", "norm_eps": 1e-06}"#
         let c = try ViTConfig.parse(json: Data(json.utf8))
         XCTAssertEqual(c.imageHeight, 24); XCTAssertEqual(c.imageWidth, 32)
         XCTAssertEqual(c.numPatches, 12); XCTAssertEqual(c.tokens, 13); XCTAssertEqual(c.headDim, 10)

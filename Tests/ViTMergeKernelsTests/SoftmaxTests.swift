@@ -1,0 +1,96 @@
+import Foundation
+import XCTest
+import ViTMergeCore
+@testable import ViTMergeKernels
+
+final class SoftmaxTests: XCTestCase {
+    let shapes = [(1, 1), (3, 17), (17, 63), (65, 127), (127, 193), (300, 65), (1000, 193)]
+
+    func testMatchesReferenceAndBackwardMatchesFiniteDifferences() {
+        for (rows, cols) in shapes {
+            let x = randomArray(rows * cols, seed: UInt64(cols), lo: -20, hi: 20)
+            var a = [Float](repeating: 0, count: rows * cols), b = a
+            Softmax.forward(out: &a, inp: x, rows: rows, cols: cols)
+            Softmax.forwardReference(out: &b, inp: x, rows: rows, cols: cols)
+            assertClose(a, b, atol: 1e-7, rtol: 1e-5, "softmax [\(rows), \(cols)]")
+        }
+        let (rows, cols) = (2, 19)
+        let x = randomArray(rows * cols, seed: 5, lo: -3, hi: 3).map(Double.init),
+            g = randomArray(rows * cols, seed: 6).map(Double.init)
+        func loss(_ x: [Double]) -> Double {
+            var s = 0.0
+            for r in 0..<rows {
+                let row = x[(r * cols)..<((r + 1) * cols)], m = row.max()!, z = row.reduce(0) { $0 + exp($1 - m) }
+                for (i, v) in row.enumerated() { s += exp(v - m) / z * g[r * cols + i] }
+            }
+            return s
+        }
+        var p = [Float](repeating: 0, count: rows * cols), d = p
+        Softmax.forward(out: &p, inp: x.map(Float.init), rows: rows, cols: cols)
+        Softmax.backward(dinp: &d, out: p, dout: g.map(Float.init), rows: rows, cols: cols)
+        for i in 0..<x.count {
+            XCTAssertEqual(Double(d[i]), finiteDifference(x, i, loss), accuracy: 1e-5, "dsoftmax[\(i)]")
+        }
+    }
+
+    func testBackwardMatchesReferenceOnOddSizes() {
+        for n in oddSizes {
+            let rows = 3, x = randomArray(rows * n, seed: UInt64(n), lo: -5, hi: 5)
+            let g = randomArray(rows * n, seed: UInt64(n) + 1)
+            var p = [Float](repeating: 0, count: rows * n)
+            Softmax.forward(out: &p, inp: x, rows: rows, cols: n)
+            var d = randomArray(rows * n, seed: 7), dr = d
+            Softmax.backward(dinp: &d, out: p, dout: g, rows: rows, cols: n)
+            Softmax.backwardReference(dinp: &dr, out: p, dout: g, rows: rows, cols: n)
+            assertClose(d, dr, atol: 1e-6, rtol: 1e-5, "softmax backward n=\(n)")
+            // The in-place SIMD row kernel: p ⊙ (g − Σ g ⊙ p), overwriting g.
+            var inPlace = g, zero = [Float](repeating: 0, count: rows * n)
+            Softmax.backwardInPlace(&inPlace, probs: p, rows: rows, cols: n, pool: .shared)
+            Softmax.backwardReference(dinp: &zero, out: p, dout: g, rows: rows, cols: n)
+            assertClose(inPlace, zero, atol: 1e-6, rtol: 1e-5, "softmax backwardInPlace n=\(n)")
+        }
+    }
+
+    func testJVPMatchesFiniteDifferences() {
+        for n in oddSizes {
+            let rows = 2, x = randomArray(rows * n, seed: UInt64(n), lo: -3, hi: 3)
+            let t = randomArray(rows * n, seed: UInt64(n) + 5)
+            func softmax(_ v: [Float]) -> [Float] {
+                var out = [Float](repeating: 0, count: v.count)
+                Softmax.forwardReference(out: &out, inp: v, rows: rows, cols: n)
+                return out
+            }
+            var p = [Float](repeating: 0, count: rows * n), tout = [Float](repeating: .nan, count: rows * n)
+            Softmax.forward(out: &p, inp: x, rows: rows, cols: n)
+            Softmax.jvp(tout: &tout, out: p, tinp: t, rows: rows, cols: n)
+            assertClose(tout, directional(x, t, softmax), atol: 1e-3, rtol: 1e-2, "softmax jvp n=\(n)")
+        }
+    }
+
+    /// CrossEntropy's scalar row: the same probabilities as the reference, and (m, Σ exp(x − m)).
+    func testScalarRowMatchesReference() {
+        for n in oddSizes {
+            let x = randomArray(n, seed: UInt64(n), lo: -30, hi: 30)
+            var p = [Float](repeating: 0, count: n), pr = p
+            let (m, sum) = x.withUnsafeBufferPointer { Softmax.rowScalar(&p, $0.baseAddress!, n) }
+            Softmax.forwardReference(out: &pr, inp: x, rows: 1, cols: n)
+            assertClose(p, pr, atol: 1e-7, rtol: 1e-5, "rowScalar n=\(n)")
+            XCTAssertEqual(m, x.max()!)
+            let z = x.reduce(0.0) { $0 + exp(Double($1 - m)) }
+            XCTAssertEqual(Double(sum), z, accuracy: 1e-5 * z)
+        }
+    }
+
+    func testOneAndTwoThreadsAreBitIdentical() {
+        let x = randomArray(600 * 197, seed: 3, lo: -8, hi: 8), g = randomArray(x.count, seed: 4)
+        func run(_ pool: ThreadPool) -> [Float] {
+            var p = [Float](repeating: 0, count: x.count), d = p, t = g
+            Softmax.forward(out: &p, inp: x, rows: 600, cols: 197, pool: pool)
+            Softmax.backward(dinp: &d, out: p, dout: g, rows: 600, cols: 197, pool: pool)
+            Softmax.backwardInPlace(&t, probs: p, rows: 600, cols: 197, pool: pool)
+            return p + d + t
+        }
+        let one = withThreads(1, run), two = withThreads(2, run)
+        XCTAssertEqual(one.map(\.bitPattern), two.map(\.bitPattern))
+    }
+}
