@@ -70,6 +70,7 @@ let package = Package(
             dependencies: [
                 "ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining",
                 "ViTMergeMerging", "CSleef", "CMallocCounter",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/ViTMergeBench", swiftSettings: simdSettings),
         .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
