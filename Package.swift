@@ -30,7 +30,8 @@ let package = Package(
             description: "Data-parallel training with MPI (Open MPI: apt-get install libopenmpi-dev openmpi-bin)")
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         .systemLibrary(
@@ -40,7 +41,11 @@ let package = Package(
         .target(name: "ViTMergeKernels", dependencies: ["ViTMergeCore", "CSleef"], swiftSettings: simdSettings),
         .target(name: "ViTMergeModel", dependencies: ["ViTMergeCore", "ViTMergeKernels"], swiftSettings: simdSettings),
         .target(
-            name: "ViTMergeIO", dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "CZlib"],
+            name: "ViTMergeIO",
+            dependencies: [
+                "ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "CZlib",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: simdSettings),
         .target(
             name: "ViTMergeTraining", dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO"],
@@ -76,6 +81,7 @@ let package = Package(
             dependencies: [
                 "ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining",
                 "ViTMergeMerging", "CSleef", "CMallocCounter",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/ViTMergeBench", swiftSettings: simdSettings),
         .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
@@ -106,6 +112,11 @@ let package = Package(
             name: "ViTMergeExperimentTests", dependencies: ["ViTMergeExperiment", "ViTMergeReport"],
             swiftSettings: simdSettings),
         .testTarget(
-            name: "ViTMergeIOTests", dependencies: ["ViTMergeIO", "ViTMergeCore"], swiftSettings: simdSettings),
+            name: "ViTMergeIOTests", dependencies: ["ViTMergeIO", "ViTMergeModel", "ViTMergeCore"],
+            swiftSettings: simdSettings),
+        // End-to-end tests of the `vitmerge` binary; depending on the executable makes `swift test` build it.
+        .testTarget(
+            name: "ViTMergeCLITests", dependencies: ["vitmerge", "ViTMergeIO", "ViTMergeModel", "ViTMergeCore"],
+            swiftSettings: simdSettings),
     ]
 )

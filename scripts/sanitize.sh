@@ -6,7 +6,7 @@
 #   bash scripts/sanitize.sh             # tsan and asan
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TSAN_FAST="CoreTests|GEMMTests.testBitIdenticalAcrossThreadCounts|KernelTests.testKernelsAreBitIdenticalForOneAndTwoThreads|AttentionTests|GoldenTests.testGoldenRunsAreBitIdenticalForOneAndTwoThreads|CheckpointTests.testForwardIsBitIdentical|DataParallelTests"
+TSAN_FAST="CoreTests|GEMMTests.testBitIdenticalAcrossThreadCounts|KernelTests.testKernelsAreBitIdenticalForOneAndTwoThreads|AttentionTests|GoldenTests.testGoldenRunsAreBitIdenticalForOneAndTwoThreads|ViTThreadsTests.testForwardIsBitIdentical|DataParallelTests"
 case "${1:-all}" in
   tsan-fast) swift test --sanitize=thread --scratch-path .build-tsan --filter "$TSAN_FAST" ;;
   tsan) swift test --sanitize=thread --scratch-path .build-tsan ;;

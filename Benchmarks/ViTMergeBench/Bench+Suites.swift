@@ -1,4 +1,3 @@
-import CMallocCounter
 import CSleef
 import Foundation
 import ViTMergeCore
@@ -168,14 +167,6 @@ extension Bench {
                     unit: "img/s",
                     peer: ("normal train step", Double(batch) / step))
                 records[records.count - 1].name += String(format: " (%.2f× its time)", linStep / step)
-                // Heap allocations per training step after warm-up (malloc interposer; 0 is the target).
-                let before = vm_malloc_count()
-                for _ in 0..<5 { _ = trainer.step() }
-                if before > 0 {
-                    record(
-                        "vit", "\(name) heap allocations", [batch], threads: th,
-                        value: Double(vm_malloc_count() - before) / 5, unit: "allocs/step")
-                }
             }
         }
         ThreadPool.shared.threads = ThreadPool.shared.capacity

@@ -2,70 +2,6 @@ import Foundation
 import ViTMergeCore
 import ViTMergeKernels
 
-struct BenchOptions {
-    var suites: Set<String> = ["gemm"]
-    var threads: [Int] = [1, ThreadPool.shared.capacity].uniqued()
-    var jsonPath: String?
-    var quick = false
-    var minSeconds = 0.4
-    /// Python with numpy: run scripts/bench_numpy.py as a second GEMM peer.
-    var numpy: String?
-    /// JSON written by scripts/bench_torch.py: PyTorch img/s to compare the vit suite with.
-    var compare: String?
-
-    static let allSuites: Set<String> = ["gemm", "runtime", "kernels", "vit", "merge", "profile"]
-
-    struct UsageError: Error, CustomStringConvertible { let description: String }
-
-    static func parse(_ args: [String]) throws -> BenchOptions {
-        var o = BenchOptions()
-        var i = 0
-        func value() throws -> String {
-            i += 1
-            guard i < args.count else { throw UsageError(description: "\(args[i - 1]) needs a value") }
-            return args[i]
-        }
-        while i < args.count {
-            switch args[i] {
-            case "--suite", "--suites":
-                let s = Set(try value().split(separator: ",").map(String.init))
-                let unknown = s.subtracting(allSuites)
-                guard unknown.isEmpty else {
-                    throw UsageError(
-                        description: "unknown suite(s) \(unknown.sorted()); choose from \(allSuites.sorted())")
-                }
-                o.suites = s
-            case "--threads":
-                let t = try value().split(separator: ",").compactMap { Int($0) }
-                guard !t.isEmpty, t.allSatisfy({ $0 >= 1 && $0 <= ThreadPool.shared.capacity }) else {
-                    throw UsageError(
-                        description:
-                            "--threads takes a list like 1,2 of values in 1...\(ThreadPool.shared.capacity) (set VITMERGE_THREADS for more)"
-                    )
-                }
-                o.threads = t
-            case "--json": o.jsonPath = try value()
-            case "--numpy": o.numpy = try value()
-            case "--compare": o.compare = try value()
-            case "--all": o.suites = allSuites
-            case "--quick": o.quick = true; o.minSeconds = 0.1
-            case "--help", "-h":
-                print(
-                    """
-                    usage: vitmerge-bench [--suite gemm,kernels,vit,merge,profile,runtime | --all] [--threads 1,2] [--json FILE] [--quick]
-                                          [--numpy PYTHON] [--compare torch.json]
-                      --numpy PYTHON       also time the GEMM shapes with numpy (scripts/bench_numpy.py) as a peer
-                      --compare FILE       PyTorch figures from scripts/bench_torch.py, shown as the vit suite's peer
-                    """)
-                exit(0)
-            default: throw UsageError(description: "unknown argument \(args[i]); see --help")
-            }
-            i += 1
-        }
-        return o
-    }
-}
-
 struct Record: Encodable {
     let suite: String
     var name: String
@@ -129,12 +65,13 @@ final class Bench {
             print("  note: libopenblas not found (apt-get install libopenblas0); peer columns skipped")
         }
         if let path = options.compare { loadTorch(path) }
-        if options.suites.contains("runtime") { runtimeSuite() }
-        if options.suites.contains("gemm") { gemmSuite() }
-        if options.suites.contains("kernels") { kernelSuite() }
-        if options.suites.contains("vit") { vitSuite() }
-        if options.suites.contains("merge") { mergeSuite() }
-        if options.suites.contains("profile") { profileSuite() }
+        if options.suites.contains(.runtime) { runtimeSuite() }
+        if options.suites.contains(.gemm) { gemmSuite() }
+        if options.suites.contains(.kernels) { kernelSuite() }
+        if options.suites.contains(.vit) { vitSuite() }
+        if options.suites.contains(.merge) { mergeSuite() }
+        if options.suites.contains(.profile) { profileSuite() }
+        if options.suites.contains(.allocations) { allocationSuite() }
         printTable()
         if let path = options.jsonPath {
             struct Output: Encodable {
@@ -159,8 +96,8 @@ final class Bench {
     func printTable() {
         print("")
         print(
-            "suite    name                              shape                thr      value unit      %peak   peer value  ratio  peer"
-        )
+            "suite    name                              shape                thr      value unit      %peak"
+                + "   peer value  ratio  peer")
         print("(%peak: of the measured FMA peak for GFLOP/s, of the measured bandwidth for GB/s; ratio = ours / peer)")
         for r in records {
             let shape = r.shape.map(String.init).joined(separator: "x")

@@ -1,22 +1,27 @@
+import ArgumentParser
 import Foundation
-import ViTMergeCore
-import ViTMergeKernels
 
-// vitmerge-bench: performance figures as ratios against peers measured in the same run.
-// Usage: vitmerge-bench [--suite gemm,...] [--threads 1,2] [--json FILE] [--quick]
+/// vitmerge-bench: performance figures as ratios against peers measured in the same run.
+struct VitMergeBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vitmerge-bench",
+        abstract: "Benchmarks (release builds only): GFLOP/s, GB/s and img/s against peers measured in the same run.",
+        discussion:
+            "The profile suite prints the time per kernel category in a training step; the allocations suite "
+            + "counts heap allocations per training step after warm-up at 1 and 2 threads.")
 
-if _isDebugAssertConfiguration() {
-    FileHandle.standardError.write(
-        "vitmerge-bench: refusing to run a debug build; use `swift run -c release vitmerge-bench`.\n".data(
-            using: .utf8)!)
-    exit(2)
+    @OptionGroup var options: BenchOptions
+
+    func run() throws {
+        #if DEBUG
+            FileHandle.standardError.write(
+                Data("vitmerge-bench: refusing to run a debug build; use `swift run -c release vitmerge-bench`.\n".utf8)
+            )
+            throw ExitCode(2)
+        #else
+            Bench(options: options).run()
+        #endif
+    }
 }
 
-var options = BenchOptions()
-do { options = try BenchOptions.parse(Array(CommandLine.arguments.dropFirst())) } catch {
-    FileHandle.standardError.write("vitmerge-bench: \(error)\n".data(using: .utf8)!)
-    exit(2)
-}
-
-let bench = Bench(options: options)
-bench.run()
+VitMergeBench.main()

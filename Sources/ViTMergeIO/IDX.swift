@@ -131,8 +131,8 @@ extension TaskDataset {
             throw IOError.cannotRead(
                 path: "\(directory)/\(stem)[.gz]",
                 reason:
-                    "missing: an IDX task directory needs train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (optionally .gz)"
-            )
+                    "missing: an IDX task directory needs train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+                    + "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (optionally .gz)")
         }
         let train = try IDX.labeledImages(
             images: try file("train-images-idx3-ubyte"), labels: try file("train-labels-idx1-ubyte"))

@@ -20,14 +20,17 @@ public enum IOError: Error, CustomStringConvertible, Equatable {
             "cannot write \(path): \(reason); check the directory exists and is writable"
         case .invalidFile(let path, let reason, let hint): "\(path): \(reason); \(hint)"
         case .missingTensor(let path, let tensor, let available):
-            "\(path): no tensor '\(tensor)' (it has \(available.prefix(6).joined(separator: ", "))\(available.count > 6 ? ", …" : "")); check the file is the right kind and complete"
+            "\(path): no tensor '\(tensor)' (it has \(available.prefix(6).joined(separator: ", "))"
+                + "\(available.count > 6 ? ", …" : "")); check the file is the right kind and complete"
         case .unknownTensor(let path, let tensor, let hint): "\(path): unexpected tensor '\(tensor)'; \(hint)"
         case .shapeMismatch(let path, let tensor, let expected, let found):
-            "\(path): tensor '\(tensor)' has shape \(Self.shape(found)), expected \(Self.shape(expected)); check the file matches the model config"
+            "\(path): tensor '\(tensor)' has shape \(Self.shape(found)), expected \(Self.shape(expected)); "
+                + "check the file matches the model config"
         case .dtypeMismatch(let path, let tensor, let expected, let found):
             "\(path): tensor '\(tensor)' has dtype \(found), expected \(expected); re-export it as \(expected)"
         case .configMismatch(let path, let file, let given):
-            "\(path): its config \(file) differs from the given config \(given); drop the config option or use the matching file"
+            "\(path): its config \(file) differs from the given config \(given); "
+                + "drop the config option or use the matching file"
         case .duplicateTensor(let name): "tensor '\(name)' added twice; every tensor name must be unique"
         }
     }

@@ -59,7 +59,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
         var n: UInt64 = 0
         for i in (0..<8).reversed() { n = n << 8 | UInt64(bytes[i]) }
         guard n >= 2, n <= UInt64(Self.maxHeaderBytes), n <= UInt64(bytes.count - 8) else {
-            throw bad("header length \(n) is outside 2…min(\(Self.maxHeaderBytes), file size − 8 = \(bytes.count - 8))")
+            throw bad(
+                "header length \(n) is outside 2…min(\(Self.maxHeaderBytes), file size − 8 = \(bytes.count - 8))")
         }
         let headerEnd = 8 + Int(n)
         let json: Any
@@ -233,9 +234,10 @@ public struct SafeTensorsWriter {
         let names = tensors.keys.sorted()
         for name in names {
             let t = tensors[name]!
+            let shape = t.shape.map(String.init).joined(separator: ",")
             parts.append(
-                "\(Self.quote(name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + t.data.count)]}"
-            )
+                "\(Self.quote(name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(shape)],"
+                    + "\"data_offsets\":[\(offset),\(offset + t.data.count)]}")
             offset += t.data.count
         }
         header += parts.joined(separator: ",") + "}"

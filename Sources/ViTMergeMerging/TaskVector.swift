@@ -94,7 +94,7 @@ public func sameEncoder(_ a: ViTConfig, _ b: ViTConfig) -> Bool {
 
 /// sha256 (hex) of the encoder parameters' bytes: identifies the base a task vector belongs to.
 public func parameterHash(_ p: ViTParameters) -> String {
-    SHA256.hex(UnsafeRawBufferPointer(start: p.base, count: p.table.encoderEnd * 4))
+    ContentHash.sha256Hex(UnsafeRawBufferPointer(start: p.base, count: p.table.encoderEnd * 4))
 }
 
 /// out = base + Σ coefficients[i]·vectors[i] in one streaming pass (each element read once from

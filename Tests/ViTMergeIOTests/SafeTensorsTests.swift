@@ -89,7 +89,8 @@ final class SafeTensorsTests: XCTestCase {
         assertInvalid(
             file(
                 header:
-                    #"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}"#,
+                    #"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "#
+                    + #""b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}"#,
                 data: [UInt8](repeating: 0, count: 8)), mentions: "overlap")
         assertInvalid(file(header: #"{"__metadata__": {"k": 3}}"#), mentions: "not a string")
         assertInvalid(

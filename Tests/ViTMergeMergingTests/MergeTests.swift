@@ -87,17 +87,4 @@ final class MergeTests: XCTestCase {
         XCTAssertEqual(bits(taus[0]), bits(arrays[0]))
         XCTAssertTrue(Merges.ties(taus, keep: 0.5).hasLayout(of: taus[0]))
     }
-
-    func testSHA256KnownAnswers() {
-        let empty = [UInt8]()
-        XCTAssertEqual(
-            empty.withUnsafeBytes { SHA256.hex($0) }, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        )
-        let abc = Array("abc".utf8)
-        XCTAssertEqual(
-            abc.withUnsafeBytes { SHA256.hex($0) }, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        let long = Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)
-        XCTAssertEqual(
-            long.withUnsafeBytes { SHA256.hex($0) }, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
-    }
 }

@@ -8,7 +8,7 @@ import ViTMergeIO
 final class ExperimentPlanTests: XCTestCase {
     /// A small task: the first `train`/`test` images of an embedded task.
     func smallTask(_ source: String, _ path: String, train: Int, test: Int) throws {
-        let t = try TaskDataset.load(path: KillResumeTests.repo.appendingPathComponent(source).path)
+        let t = try TaskDataset.load(path: CLI.repo.appendingPathComponent(source).path)
         var w = SafeTensorsWriter(metadata: [
             "classes": String(decoding: try JSONEncoder().encode(t.classes), as: UTF8.self),
             "name": URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent,
@@ -24,7 +24,7 @@ final class ExperimentPlanTests: XCTestCase {
     }
 
     func testPlannedJobsThenMergeEqualOneRun() throws {
-        let exe = try KillResumeTests.builtBinary()
+        let exe = try CLI.binary()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
             "vitmerge-plan-\(getpid())-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -36,11 +36,12 @@ final class ExperimentPlanTests: XCTestCase {
         // A tiny model keeps the merge stages fast in a debug build.
         let config = dir.appendingPathComponent("cfg.json").path,
             pre = dir.appendingPathComponent("pre.safetensors").path
-        try
-            #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 0, "embed_dim": 16, "depth": 1, "num_heads": 2}"#
-            .write(toFile: config, atomically: true, encoding: .utf8)
+        let configJSON =
+            #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 0, "embed_dim": 16, "#
+            + #""depth": 1, "num_heads": 2}"#
+        try configJSON.write(toFile: config, atomically: true, encoding: .utf8)
         XCTAssertEqual(
-            try KillResumeTests.run(exe, ["init", "--config", config, "--seed", "1", "--output", pre]).status, 0)
+            try CLI.run(exe, ["init", "--config", config, "--seed", "1", "--output", pre]).status, 0)
         func experiment(_ out: String) -> [String] {
             [
                 "experiment", "--out", out, "--pretrained", pre, "--tasks", a, b, "--modes", "probe,aligned",
@@ -49,10 +50,10 @@ final class ExperimentPlanTests: XCTestCase {
             ]
         }
         let one = dir.appendingPathComponent("one").path, fan = dir.appendingPathComponent("fan").path
-        let whole = try KillResumeTests.run(exe, experiment(one))
+        let whole = try CLI.run(exe, experiment(one))
         XCTAssertEqual(whole.status, 0, whole.output)
 
-        let plan = try KillResumeTests.run(exe, experiment(fan) + ["--plan"])
+        let plan = try CLI.run(exe, experiment(fan) + ["--plan"])
         XCTAssertEqual(plan.status, 0, plan.output)
         let commands = plan.output.split(separator: "\n").filter { !$0.hasPrefix("#") }.map(String.init)
         XCTAssertEqual(commands.count, 3, "two task jobs and the merge command:\n\(plan.output)")
@@ -61,7 +62,7 @@ final class ExperimentPlanTests: XCTestCase {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/bin/sh")
             p.arguments = ["-c", line + " > /dev/null"]
-            p.currentDirectoryURL = KillResumeTests.repo
+            p.currentDirectoryURL = CLI.repo
             return p
         }
         XCTAssertEqual(jobs.count, 2)
@@ -74,7 +75,7 @@ final class ExperimentPlanTests: XCTestCase {
             XCTAssertFalse(
                 FileManager.default.fileExists(atPath: "\(fan)/results.json"), "a job must not run the merge stage")
         }
-        let merge = try KillResumeTests.run(URL(fileURLWithPath: "/bin/sh"), ["-c", commands.last!])
+        let merge = try CLI.run(URL(fileURLWithPath: "/bin/sh"), ["-c", commands.last!])
         XCTAssertEqual(merge.status, 0, merge.output)
         XCTAssertTrue(merge.output.contains("reusing"), merge.output)
 

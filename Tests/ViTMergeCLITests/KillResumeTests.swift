@@ -8,66 +8,24 @@ import ViTMergeModel
 /// point after its first saved state, then resumed, must end bit-identical to an uninterrupted run;
 /// and bad command lines must fail with a message and a non-zero exit, leaving files intact.
 final class KillResumeTests: XCTestCase {
-    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-
-    /// The `vitmerge` executable built next to this test bundle (`swift test` builds it).
-    func binary() throws -> URL { try Self.builtBinary() }
-
-    static func builtBinary() throws -> URL {
-        let dir = Bundle.main.bundleURL.deletingLastPathComponent()
-        for candidate in [dir.appendingPathComponent("vitmerge"), repo.appendingPathComponent(".build/debug/vitmerge")]
-        where FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        throw XCTSkip("the vitmerge executable was not found next to the tests (build it with `swift build`)")
-    }
-
-    func temporaryDirectory() throws -> URL {
-        let d = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent(
-            "vitmerge-kill-\(getpid())-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
-        return d
-    }
+    func temporaryDirectory() throws -> URL { try CLI.temporaryDirectory("vitmerge-kill") }
 
     @discardableResult
     func run(
         _ exe: URL, _ args: [String], killWhenExists: String? = nil, afterMilliseconds delay: Int = 0
     ) throws -> (status: Int32, output: String, killed: Bool) {
-        try Self.run(exe, args, killWhenExists: killWhenExists, afterMilliseconds: delay)
-    }
-
-    /// Runs `exe args` in the repository (output and errors together); with `killWhenExists`,
-    /// SIGKILLs it `delay` ms after that file appears.
-    @discardableResult
-    static func run(
-        _ exe: URL, _ args: [String], killWhenExists: String? = nil, afterMilliseconds delay: Int = 0
-    ) throws -> (status: Int32, output: String, killed: Bool) {
-        let p = Process()
-        p.executableURL = exe
-        p.arguments = args
-        p.currentDirectoryURL = Self.repo
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        var killed = false
-        if let path = killWhenExists {
-            while p.isRunning && !FileManager.default.fileExists(atPath: path) { usleep(2_000) }
-            usleep(UInt32(delay * 1000))
-            if p.isRunning { kill(p.processIdentifier, SIGKILL); killed = true }
-        }
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return (p.terminationStatus, output, killed)
+        try CLI.run(exe, args, killWhenExists: killWhenExists, afterMilliseconds: delay)
     }
 
     func testKilledFineTuneResumesBitIdentical() throws {
-        let exe = try binary()
+        let exe = try CLI.binary()
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let config = dir.appendingPathComponent("cfg.json").path
-        try
-            #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 10, "embed_dim": 16, "depth": 1, "num_heads": 2}"#
-            .write(toFile: config, atomically: true, encoding: .utf8)
+        let configJSON =
+            #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 10, "embed_dim": 16, "#
+            + #""depth": 1, "num_heads": 2}"#
+        try configJSON.write(toFile: config, atomically: true, encoding: .utf8)
         let start = dir.appendingPathComponent("start.safetensors").path
         XCTAssertEqual(try run(exe, ["init", "--config", config, "--seed", "3", "--output", start]).status, 0)
         func finetune(_ out: String, _ state: String, resume: Bool = false) -> [String] {
@@ -107,7 +65,7 @@ final class KillResumeTests: XCTestCase {
     }
 
     func testBadCommandLinesFailCleanlyAndLeaveFilesIntact() throws {
-        let exe = try binary()
+        let exe = try CLI.binary()
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let keep = dir.appendingPathComponent("existing.safetensors").path

@@ -1,0 +1,38 @@
+import CMallocCounter
+import ViTMergeCore
+import ViTMergeModel
+import ViTMergeTraining
+
+extension Bench {
+    /// Heap allocations per training step after warm-up (0 is the target), counted by the malloc
+    /// interposer (CMallocCounter) at 1 and 2 threads, whatever `--threads` says, for the demo
+    /// model's full and linearized steps at batch 32.
+    func allocationSuite() {
+        guard vm_malloc_count() > 0 else {
+            print("  note: heap allocations cannot be counted here (the counter needs glibc); allocations skipped")
+            return
+        }
+        let capacity = ThreadPool.shared.capacity
+        if capacity < 2 {
+            print(
+                "  note: the pool has \(capacity) thread(s) (set VITMERGE_THREADS=2); allocations at 2 threads skipped")
+        }
+        let (warmUp, counted) = (3, 10)
+        let config = ViTConfig.mini28()
+        let images = randomImages(config, count: 32)
+        for threads in [1, 2] where threads <= capacity {
+            ThreadPool.shared.threads = threads
+            for mode in [TrainMode.full, .linearized] {
+                let trainer = benchTrainer(ViT(config: config, seed: 1), images, mode)
+                for _ in 0..<warmUp { _ = trainer.step() }
+                let before = vm_malloc_count()
+                for _ in 0..<counted { _ = trainer.step() }
+                let perStep = Double(vm_malloc_count() - before) / Double(counted)
+                record(
+                    "allocs", "vit_mini28 \(mode.rawValue) step", [32], threads: threads,
+                    value: perStep, unit: "allocs/step")
+            }
+        }
+        ThreadPool.shared.threads = capacity
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import XCTest
+import ViTMergeModel
+
+/// What the end-to-end tests share: the repository, the `vitmerge` binary `swift test` builds
+/// (this target depends on it), and a way to run it.
+enum CLI {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    /// True under CI (`.ci/run` exports VITMERGE_CI=1): a missing tool is then a failure, never a skip.
+    static var underCI: Bool { ProcessInfo.processInfo.environment["VITMERGE_CI"] == "1" }
+
+    struct MissingTool: Error, CustomStringConvertible { let description: String }
+
+    /// The `vitmerge` executable built next to this test bundle. Missing is a failure: the
+    /// test target depends on the executable target, so `swift test` always builds it.
+    static func binary() throws -> URL {
+        let dir = Bundle.main.bundleURL.deletingLastPathComponent()
+        let candidate = dir.appendingPathComponent("vitmerge")
+        guard FileManager.default.isExecutableFile(atPath: candidate.path) else {
+            throw MissingTool(
+                description:
+                    "the vitmerge executable is not at \(candidate.path); ViTMergeCLITests depends on it, so `swift test` should have built it"
+            )
+        }
+        return candidate
+    }
+
+    /// A tool on PATH, or nil.
+    static func which(_ tool: String) -> String? {
+        let dirs = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
+        return dirs.map { "\($0)/\(tool)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    /// A tool the test needs: on a user's machine its absence skips the test (with `hint`); under
+    /// CI it fails it.
+    static func require(_ tool: String, hint: String) throws -> String {
+        if let path = which(tool) { return path }
+        let message = "\(tool) is not on PATH (\(hint))"
+        if underCI { throw MissingTool(description: message + "; CI must provide it") }
+        throw XCTSkip(message)
+    }
+
+    /// A new empty directory under the temporary directory.
+    static func temporaryDirectory(_ prefix: String) throws -> URL {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "\(prefix)-\(getpid())-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+        return d
+    }
+
+    /// Runs `exe args` in the repository (output and errors together); with `killWhenExists`,
+    /// SIGKILLs it `delay` ms after that file appears.
+    @discardableResult
+    static func run(
+        _ exe: URL, _ args: [String], killWhenExists: String? = nil, afterMilliseconds delay: Int = 0
+    ) throws -> (status: Int32, output: String, killed: Bool) {
+        let p = Process()
+        p.executableURL = exe
+        p.arguments = args
+        p.currentDirectoryURL = repo
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        var killed = false
+        if let path = killWhenExists {
+            while p.isRunning && !FileManager.default.fileExists(atPath: path) { usleep(2_000) }
+            usleep(UInt32(delay * 1000))
+            if p.isRunning { kill(p.processIdentifier, SIGKILL); killed = true }
+        }
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, output, killed)
+    }
+}
+
+/// Asserts two parameter sets are equal bit for bit (every value of the arena, padding included).
+func assertBitIdentical(
+    _ a: ViTParameters, _ b: ViTParameters, _ message: String, file: StaticString = #filePath, line: UInt = #line
+) {
+    let pa = UnsafeBufferPointer(start: a.base, count: a.arena.count),
+        pb = UnsafeBufferPointer(start: b.base, count: b.arena.count)
+    XCTAssertTrue(pa.elementsEqual(pb) { $0.bitPattern == $1.bitPattern }, message, file: file, line: line)
+}
