@@ -77,8 +77,8 @@ public final class MergeEvaluator {
 
     struct Loaded {
         let model: ViT
-        let acts: ViTActivations
-        let tangents: ViTTangents?
+        /// The one evaluation loop (Training's `Evaluator`), batches of 128, linearized when the merge is.
+        let evaluator: Evaluator
         /// Linearized: encoder − θ_pre over the encoder, 0 over the head (the model holds θ_pre).
         let tangent: Arena?
     }
@@ -103,8 +103,7 @@ public final class MergeEvaluator {
             tangent = Arena(layout: m.table.layout)
         }
         models[classes] = Loaded(
-            model: m, acts: m.makeActivations(capacity: 128),
-            tangents: linearized ? ViTTangents(config: c, capacity: 128) : nil, tangent: tangent)
+            model: m, evaluator: Evaluator(model: m, capacity: 128, linearized: linearized), tangent: tangent)
         return models[classes]!
     }
 
@@ -159,39 +158,16 @@ public final class MergeEvaluator {
     /// Accuracy of `encoder` with task `index`'s head on its split.
     public func accuracy(encoder: MergedEncoder, task index: Int, split: Split) -> Double {
         let l = load(encoder: encoder, task: index)
-        return evaluate(
-            l.model, on: split == .validation ? tasks[index].validation : tasks[index].test, acts: l.acts,
-            tangent: l.tangent.map { UnsafePointer($0.base) }, tangents: l.tangents
-        ).accuracy
+        let data = split == .validation ? tasks[index].validation : tasks[index].test
+        return l.evaluator.evaluate(data, tangent: l.tangent.map { UnsafePointer($0.base) }).accuracy
     }
 
     /// Predicted classes of `encoder` with task `index`'s head on the first `limit` images of its split.
     public func predictions(encoder: MergedEncoder, task index: Int, split: Split, limit: Int = .max) -> [Int] {
         let l = load(encoder: encoder, task: index)
-        let (m, acts) = (l.model, l.acts)
         let data = split == .validation ? tasks[index].validation : tasks[index].test
-        let n = min(limit, data.count)
-        let k = tasks[index].classes
-        var input = [Float](repeating: 0, count: acts.capacity * data.imageSize)
-        var out: [Int] = []
-        var start = 0
-        while start < n {
-            let b = min(acts.capacity, n - start)
-            input.withUnsafeMutableBufferPointer { inp in
-                data.fill(start..<(start + b), input: inp.baseAddress!, labels: nil)
-                m.forward(input: inp.baseAddress!, batch: b, acts: acts)
-                if let tangent = l.tangent, let tangents = l.tangents {
-                    m.addJVP(tangent: tangent.base, batch: b, acts: acts, tangents: tangents)
-                }
-            }
-            for i in 0..<b {
-                var best = 0
-                for j in 1..<k where acts.output[i * k + j] > acts.output[i * k + best] { best = j }
-                out.append(best)
-            }
-            start += b
-        }
-        return out
+        return l.evaluator.predictions(
+            data, range: 0..<min(limit, data.count), tangent: l.tangent.map { UnsafePointer($0.base) })
     }
 
     /// Normalized accuracy of `encoder` on `subset` of tasks: per task acc / fine-tuned acc

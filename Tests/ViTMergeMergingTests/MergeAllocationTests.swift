@@ -25,7 +25,7 @@ final class MergeAllocationTests: XCTestCase {
         let e = try F.evaluator(scaleB: 0.03)
         let tau = e.tasks[0].tau, data = e.tasks[0].validation, n = e.pretrained.table.encoderEnd
         let l = e.load(encoder: e.encoder([tau], [0.1]), task: 0)
-        let evaluation = allocations { _ in _ = evaluate(l.model, on: data, acts: l.acts) }
+        let evaluation = allocations { _ in _ = l.evaluator.evaluate(data) }
         let step = allocations { i in
             _ = e.accuracy(encoder: e.encoder([tau], [Float(i) * 0.05]), task: 0, split: .validation)
         }
@@ -40,7 +40,7 @@ final class MergeAllocationTests: XCTestCase {
                     count: n)
             }
             enc.withUnsafeBufferPointer { l.model.parameters.base.update(from: $0.baseAddress!, count: n) }
-            _ = evaluate(l.model, on: data, acts: l.acts)
+            _ = l.evaluator.evaluate(data)
         }
         print(
             "allocations per λ step: evaluation alone \(evaluation), in-place step \(step) (merge write \(write)), "
