@@ -21,7 +21,8 @@ enum CLI {
         guard FileManager.default.isExecutableFile(atPath: candidate.path) else {
             throw MissingTool(
                 description:
-                    "the vitmerge executable is not at \(candidate.path); ViTMergeCLITests depends on it, so `swift test` should have built it"
+                    "the vitmerge executable is not at \(candidate.path); ViTMergeCLITests depends on it, "
+                    + "so `swift test` should have built it"
             )
         }
         return candidate
