@@ -8,14 +8,20 @@ public struct RNG: Sendable {
 
     public init(seed: UInt64) {
         var x = seed
-        func splitMix() -> UInt64 {
-            x &+= 0x9E37_79B9_7F4A_7C15
-            var z = x
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        s0 = splitMix(); s1 = splitMix(); s2 = splitMix(); s3 = splitMix()
+        s0 = RNG.splitMix(&x)
+        s1 = RNG.splitMix(&x)
+        s2 = RNG.splitMix(&x)
+        s3 = RNG.splitMix(&x)
+    }
+
+    /// SplitMix64: advances `x` and returns the next output (seeds the xoshiro state).
+    @inline(__always)
+    static func splitMix(_ x: inout UInt64) -> UInt64 {
+        x &+= 0x9E37_79B9_7F4A_7C15
+        var z = x
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 
     /// A generator for stream `stream` of `seed`, independent of the others (e.g. one per task).

@@ -103,7 +103,8 @@ extension ViT {
         gradientReady?(blocksEnd..<tab.layout.count)
 
         // Blocks, last to first; dres holds dLoss/d(block output).
-        for l in stride(from: tab.blocks.count - 1, through: 0, by: -1) {
+        for r in 0..<tab.blocks.count {  // blocks in reverse (an index loop: stride allocates in debug builds)
+            let l = tab.blocks.count - 1 - r
             let o = tab.blocks[l], a = acts.blocks[l]
             let blockIn: UnsafePointer<Float> =
                 l > 0

@@ -31,7 +31,8 @@ extension ViT {
             x = UnsafePointer(acts.ptr(pre))
         }
 
-        for (l, o) in tab.blocks.enumerated() {
+        for l in 0..<tab.blocks.count {
+            let o = tab.blocks[l]  // (an index loop: enumerated() allocates in debug builds)
             let a = acts.blocks[l]
             LayerNorm.forward(
                 out: acts.ptr(a.ln1), mean: acts.ptr(a.ln1Mean), rstd: acts.ptr(a.ln1Rstd), inp: x,

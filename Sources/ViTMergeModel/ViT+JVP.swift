@@ -64,7 +64,8 @@ extension ViT {
             swap(&cur, &other)
         }
 
-        for (l, o) in tab.blocks.enumerated() {
+        for l in 0..<tab.blocks.count {
+            let o = tab.blocks[l]  // (an index loop: enumerated() allocates in debug builds)
             let a = acts.blocks[l]
             let blockIn: UnsafePointer<Float> =
                 l > 0
