@@ -16,8 +16,12 @@ enum CLI {
     /// The `vitmerge` executable built next to this test bundle. Missing is a failure: the
     /// test target depends on the executable target, so `swift test` always builds it.
     static func binary() throws -> URL {
-        let dir = Bundle.main.bundleURL.deletingLastPathComponent()
-        let candidate = dir.appendingPathComponent("vitmerge")
+        // The xctest runner's bundle is the build folder itself or a bundle inside it.
+        let main = Bundle.main.bundleURL
+        let inside = main.appendingPathComponent("vitmerge")
+        let candidate =
+            FileManager.default.isExecutableFile(atPath: inside.path)
+            ? inside : main.deletingLastPathComponent().appendingPathComponent("vitmerge")
         guard FileManager.default.isExecutableFile(atPath: candidate.path) else {
             throw MissingTool(
                 description:
