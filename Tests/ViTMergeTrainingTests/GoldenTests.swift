@@ -122,25 +122,12 @@ final class GoldenTests: XCTestCase {
 
     func testCorruptedGoldenFailsLoudlyWithWorstIndex() throws {
         // Perturb one logit of a real golden file: verification must fail and name it.
-        let path = Self.goldenFiles[0]
-        let file = try SafeTensorsFile.read(path: path)
-        var writer = SafeTensorsWriter(metadata: file.metadata)
-        for name in file.names {
-            let info = file.info(name)!
-            switch info.dtype {
-            case .f32:
-                var v = try file.floats(name)
-                if name == "grad.head.weight" || name == "grad.norm.weight" || name == "grad.fc_norm.weight" {
-                    v[3] += 0.01
-                }
-                try writer.add(name, floats: v, shape: info.shape)
-            case .i64: try writer.add(name, int64s: try file.int64s(name), shape: info.shape)
-            default: try writer.add(name, bytes: try file.bytes(name), shape: info.shape)
+        let tmp = try perturbedCopy(of: Self.goldenFiles[0], tag: "corrupt") { name, v in
+            if name == "grad.head.weight" || name == "grad.norm.weight" || name == "grad.fc_norm.weight" {
+                v[3] += 0.01
             }
         }
-        let tmp = NSTemporaryDirectory() + "vitmerge-corrupt-\(getpid()).safetensors"
         defer { try? FileManager.default.removeItem(atPath: tmp) }
-        try writer.write(to: tmp)
         let report = try Golden.verify(path: tmp)
         XCTAssertFalse(report.passed)
         let bad = try XCTUnwrap(report.rows.first { !$0.passed })
