@@ -89,7 +89,7 @@ let package = Package(
             name: "vitmerge-fuzz", dependencies: ["ViTMergeCore", "ViTMergeIO", "ViTMergeModel"],
             swiftSettings: simdSettings),
         .testTarget(
-            name: "ViTMergeCoreTests", dependencies: ["ViTMergeCore", "CMallocCounter"], swiftSettings: simdSettings),
+            name: "ViTMergeCoreTests", dependencies: ["ViTMergeCore"], swiftSettings: simdSettings),
         .testTarget(
             name: "ViTMergeKernelsTests", dependencies: ["ViTMergeKernels", "ViTMergeCore"],
             swiftSettings: simdSettings),

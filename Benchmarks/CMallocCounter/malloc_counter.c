@@ -3,7 +3,14 @@
 #include <errno.h>
 #include <stddef.h>
 
-#if defined(__linux__) && defined(__GLIBC__)
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define VM_SANITIZED 1  // the sanitizer runtime owns malloc; interposing it as well crashes at start
+#endif
+#endif
+
+#if defined(__linux__) && defined(__GLIBC__) && !defined(VM_SANITIZED)
+int vm_malloc_counting(void) { return 1; }
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
@@ -29,5 +36,7 @@ int posix_memalign(void **out, size_t align, size_t n) {
     return 0;
 }
 #else
-unsigned long vm_malloc_count(void) { return 0; }  // counting needs glibc; reported as unavailable
+// Counting needs glibc and no sanitizer; callers check vm_malloc_counting() and report it unavailable.
+int vm_malloc_counting(void) { return 0; }
+unsigned long vm_malloc_count(void) { return 0; }
 #endif

@@ -8,8 +8,8 @@ extension Bench {
     /// interposer (CMallocCounter) at 1 and 2 threads, whatever `--threads` says, for the demo
     /// model's full and linearized steps at batch 32.
     func allocationSuite() {
-        guard vm_malloc_count() > 0 else {
-            print("  note: heap allocations cannot be counted here (the counter needs glibc); allocations skipped")
+        guard vm_malloc_counting() != 0 else {
+            print("  note: heap allocations cannot be counted here (needs glibc, no sanitizer); allocations skipped")
             return
         }
         let capacity = ThreadPool.shared.capacity
