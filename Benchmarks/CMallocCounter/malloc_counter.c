@@ -1,6 +1,8 @@
 #include "malloc_counter.h"
 
 #include <errno.h>
+#include <execinfo.h>
+#include <unistd.h>
 #include <stddef.h>
 
 #if defined(__has_feature)
@@ -17,8 +19,27 @@ extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
 
 static unsigned long count;
+static int tracing;
+static __thread int in_trace;
 
-static inline void bump(void) { __atomic_fetch_add(&count, 1, __ATOMIC_RELAXED); }
+// With tracing on, every allocation prints its call stack to stderr (for finding the source of
+// an allocation; `swift demangle` reads the symbols). The guard skips backtrace's own mallocs.
+static void trace(void) {
+    if (!__atomic_load_n(&tracing, __ATOMIC_RELAXED) || in_trace) return;
+    in_trace = 1;
+    void *frames[24];
+    int n = backtrace(frames, 24);
+    (void)!write(2, "--- malloc\n", 11);
+    backtrace_symbols_fd(frames, n, 2);
+    in_trace = 0;
+}
+
+static inline void bump(void) {
+    __atomic_fetch_add(&count, 1, __ATOMIC_RELAXED);
+    trace();
+}
+
+void vm_malloc_trace(int on) { __atomic_store_n(&tracing, on, __ATOMIC_RELAXED); }
 
 unsigned long vm_malloc_count(void) { return __atomic_load_n(&count, __ATOMIC_RELAXED); }
 
@@ -39,4 +60,5 @@ int posix_memalign(void **out, size_t align, size_t n) {
 // Counting needs glibc and no sanitizer; callers check vm_malloc_counting() and report it unavailable.
 int vm_malloc_counting(void) { return 0; }
 unsigned long vm_malloc_count(void) { return 0; }
+void vm_malloc_trace(int on) { (void)on; }
 #endif

@@ -1,4 +1,5 @@
 import CMallocCounter
+import Foundation
 import ViTMergeCore
 import ViTMergeModel
 import ViTMergeTraining
@@ -28,6 +29,11 @@ extension Bench {
                 let before = vm_malloc_count()
                 for _ in 0..<counted { _ = trainer.step() }
                 let perStep = Double(vm_malloc_count() - before) / Double(counted)
+                if perStep > 0, ProcessInfo.processInfo.environment["VITMERGE_TRACE_ALLOCS"] != nil {
+                    vm_malloc_trace(1)  // one more step, printing each allocation's call stack
+                    _ = trainer.step()
+                    vm_malloc_trace(0)
+                }
                 record(
                     "allocs", "vit_mini28 \(mode.rawValue) step", [32], threads: threads,
                     value: perStep, unit: "allocs/step")

@@ -82,13 +82,25 @@ public struct RNG: Sendable {
         }
     }
 
-    /// Fisher–Yates shuffle of `array`, in place. Inlinable so it is specialized in the caller
-    /// (unspecialized, every `swapAt` allocates a coroutine frame).
+    /// Fisher–Yates shuffle of `array`, in place: for i = n−1 down to 1, swap i with a uniform
+    /// j ≤ i. Swaps through a buffer pointer in a while loop, so it allocates nothing even
+    /// unspecialized (`swapAt` allocates a coroutine frame per call there, `stride` a box).
     @inlinable
     public mutating func shuffle<T>(_ array: inout [T]) {
         guard array.count > 1 else { return }
-        for i in stride(from: array.count - 1, to: 0, by: -1) {
-            array.swapAt(i, int(below: i + 1))
+        array.withUnsafeMutableBufferPointer { shuffle($0) }
+    }
+
+    /// `shuffle` of the elements of a buffer.
+    @inlinable
+    public mutating func shuffle<T>(_ b: UnsafeMutableBufferPointer<T>) {
+        var i = b.count - 1
+        while i > 0 {
+            let j = int(below: i + 1)
+            let t = b[i]
+            b[i] = b[j]
+            b[j] = t
+            i -= 1
         }
     }
 

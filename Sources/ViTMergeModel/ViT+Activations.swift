@@ -1,10 +1,5 @@
 import ViTMergeCore
 
-/// Offsets of one block's saved activations and gradient scratch.
-struct BlockActivations {
-    let ln1, ln1Mean, ln1Rstd, qkv, att, attnOut, res1, ln2, ln2Mean, ln2Rstd, fc1, act, out: Int
-}
-
 /// Everything the forward pass saves for the backward pass, plus the backward's scratch, for up
 /// to `capacity` images; one arena allocated once (llm.c's ActivationTensors). Each region is
 /// batch-major, so a smaller batch uses the prefix of every region.
@@ -21,32 +16,24 @@ public final class ViTActivations: @unchecked Sendable {
     let fcOut: Int?, fcMean: Int?, fcRstd: Int?
     let logits: Int?, probs: Int?, losses: Int?
     // backward scratch
-    let dres, dln, dqkv, datt, dattnOut, dhidden, dpatches, dpooled, dfc, doutput: Int
+    let dres, dln, dpatches, dpooled, dfc, doutput: Int
+    let blockScratch: BlockScratch
 
     public init(config c: ViTConfig, capacity b: Int) {
         precondition(b >= 1, "ViTActivations: capacity must be ≥ 1")
         config = c
         capacity = b
-        let (t, d, f, h) = (c.tokens, c.embedDim, c.hiddenDim, c.numHeads)
+        let (t, d) = (c.tokens, c.embedDim)
         var l = Arena.Layout()
         patches = l.add("patches", [b, c.numPatches, c.patchDim])
         x0 = l.add("x0", [b, t, d])
         preOut = c.preNorm ? l.add("pre", [b, t, d]) : nil
         preMean = c.preNorm ? l.add("pre.mean", [b, t]) : nil
         preRstd = c.preNorm ? l.add("pre.rstd", [b, t]) : nil
+        let shape = c.blockShape
         var blocks: [BlockActivations] = []
         for i in 0..<c.depth {
-            let p = "blocks.\(i)."
-            blocks.append(
-                BlockActivations(
-                    ln1: l.add(p + "ln1", [b, t, d]), ln1Mean: l.add(p + "ln1.mean", [b, t]),
-                    ln1Rstd: l.add(p + "ln1.rstd", [b, t]),
-                    qkv: l.add(p + "qkv", [b, t, 3 * d]), att: l.add(p + "att", [b, h, t, t]),
-                    attnOut: l.add(p + "attnOut", [b, t, d]), res1: l.add(p + "res1", [b, t, d]),
-                    ln2: l.add(p + "ln2", [b, t, d]), ln2Mean: l.add(p + "ln2.mean", [b, t]),
-                    ln2Rstd: l.add(p + "ln2.rstd", [b, t]),
-                    fc1: l.add(p + "fc1", [b, t, f]), act: l.add(p + "act", [b, t, f]),
-                    out: l.add(p + "out", [b, t, d])))
+            blocks.append(BlockActivations(adding: &l, prefix: "blocks.\(i).", shape: shape, capacity: b))
         }
         self.blocks = blocks
         norm = c.fcNorm ? nil : l.add("norm", [b, t, d])
@@ -62,10 +49,7 @@ public final class ViTActivations: @unchecked Sendable {
         losses = k > 0 ? l.add("losses", [b]) : nil
         dres = l.add("d.res", [b, t, d])
         dln = l.add("d.ln", [b, t, d])
-        dqkv = l.add("d.qkv", [b, t, 3 * d])
-        datt = l.add("d.att", [b, h, t, t])
-        dattnOut = l.add("d.attnOut", [b, t, d])
-        dhidden = l.add("d.hidden", [b, t, f])
+        blockScratch = BlockScratch(adding: &l, prefix: "", shape: shape, capacity: b)
         dpatches = l.add("d.patches", [b, c.numPatches, c.patchDim])
         dpooled = l.add("d.pooled", [b, d])
         dfc = l.add("d.fc", [b, d])
@@ -74,6 +58,11 @@ public final class ViTActivations: @unchecked Sendable {
     }
 
     @inline(__always) func ptr(_ offset: Int) -> UnsafeMutablePointer<Float> { arena.base + offset }
+
+    /// The encoder blocks' input [B, T, D] (after norm_pre when present) and output.
+    var blocksInput: Int { preOut ?? x0 }
+    // (not `blocks.last`: it allocates in unoptimized builds)
+    var blocksOutput: Int { blocks.isEmpty ? blocksInput : blocks[blocks.count - 1].out }
 
     /// Bytes held by this activation arena.
     public var byteCount: Int { arena.count * 4 }
@@ -85,7 +74,7 @@ public final class ViTActivations: @unchecked Sendable {
     public var features: Int { fcOut ?? pooled }
     public var featuresPointer: UnsafeMutablePointer<Float> { ptr(features) }
     /// The final token representations [B, T, D] of the last forward (after `norm` when present).
-    public var tokensPointer: UnsafeMutablePointer<Float> { ptr(norm ?? blocks.last.map(\.out) ?? preOut ?? x0) }
+    public var tokensPointer: UnsafeMutablePointer<Float> { ptr(norm ?? blocksOutput) }
     /// Gradient of the loss w.r.t. `output`; set by `ViT.crossEntropy` or by the caller before `backward`.
     public var outputGradient: UnsafeMutablePointer<Float> { ptr(doutput) }
     /// Softmax of the logits from the last `crossEntropy` call.
@@ -95,7 +84,7 @@ public final class ViTActivations: @unchecked Sendable {
     public func activation(_ name: String) -> UnsafeMutablePointer<Float>? {
         switch name {
         case "patch_embed": return ptr(x0)
-        case "norm": return ptr(norm ?? blocks.last.map(\.out) ?? preOut ?? x0)
+        case "norm": return ptr(norm ?? blocksOutput)
         case "pooled": return ptr(features)
         default:
             if name.hasPrefix("blocks."), let i = Int(name.dropFirst(7)), blocks.indices.contains(i) {

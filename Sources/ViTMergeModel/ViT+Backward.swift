@@ -22,9 +22,7 @@ extension ViT {
     /// The backward consumes some saved activations as scratch (the MLP activations); run
     /// `forward` again before another backward.
     ///
-    /// The key third of each qkv bias gets an exactly-zero gradient: softmax is invariant to
-    /// the q·b_k shift it causes, so its true gradient is 0 (float rounding would give ~1e-8
-    /// noise that Adam amplifies; torch's golden runs zero it the same way).
+    /// The key third of each qkv bias gets an exactly-zero gradient (see `BlockStack.backward`).
     ///
     /// With `tokenGradient` [batch, T, D] the pass starts from a gradient on the final tokens
     /// (`acts.tokensPointer`, e.g. from a per-token decoder) instead: head, fc_norm and pooling
@@ -45,7 +43,7 @@ extension ViT {
             batch >= 1 && batch <= acts.capacity,
             "backward: batch \(batch) exceeds activation capacity \(acts.capacity)")
         let p = UnsafePointer(parameters.base), g = grads.base, tab = table
-        let (t, d, f, h) = (c.tokens, c.embedDim, c.hiddenDim, c.numHeads)
+        let (t, d) = (c.tokens, c.embedDim)
         let prefix = c.classToken ? 1 : 0
         let n = batch * t
         let needEncoder = options.encoder || gradInput != nil
@@ -90,9 +88,7 @@ extension ViT {
                 dx: dtop, dpooled: dpooled, mode: c.tokenPoolMode, batch: batch, tokens: t, prefix: prefix, dim: d,
                 pool: pool)
         }
-        let lastOut: UnsafePointer<Float> =
-            tab.blocks.isEmpty
-            ? UnsafePointer(acts.ptr(acts.preOut ?? acts.x0)) : UnsafePointer(acts.ptr(acts.blocks.last!.out))
+        let lastOut = UnsafePointer(acts.ptr(acts.blocksOutput))
         if let w = tab.normW, let bias = tab.normB {
             dres.update(repeating: 0, count: n * d)
             LayerNorm.backward(
@@ -102,60 +98,11 @@ extension ViT {
         let blocksEnd = tab.blocksEnd
         gradientReady?(blocksEnd..<tab.layout.count)
 
-        // Blocks, last to first; dres holds dLoss/d(block output).
-        for r in 0..<tab.blocks.count {  // blocks in reverse (an index loop: stride allocates in debug builds)
-            let l = tab.blocks.count - 1 - r
-            let o = tab.blocks[l], a = acts.blocks[l]
-            let blockIn: UnsafePointer<Float> =
-                l > 0
-                ? UnsafePointer(acts.ptr(acts.blocks[l - 1].out)) : UnsafePointer(acts.ptr(acts.preOut ?? acts.x0))
-            let dhidden = acts.ptr(acts.dhidden)
-            // MLP: out = res1 + fc2(act(fc1(ln2))) + b
-            // dhidden[B,T,F] = dres · W_fc2; dW_fc2 += dresᵀ · act; db_fc2 += Σ dres (the residual passes dres on)
-            Linear.backward(
-                dinp: dhidden, dweight: g + o.fc2W, dbias: nil, dout: dres, inp: acts.ptr(a.act), weight: p + o.fc2W,
-                rows: n, inFeatures: f, outFeatures: d, pool: pool)
-            Residual.backward(dbias: g + o.fc2B, dout: dres, rows: n, cols: d, pool: pool)
-            let dfc1 = acts.ptr(a.act)  // the activation is no longer needed: reuse it for dfc1
-            dfc1.update(repeating: 0, count: n * f)
-            switch c.activation {
-            case .gelu: GELU.backward(dinp: dfc1, inp: acts.ptr(a.fc1), dout: dhidden, count: n * f, pool: pool)
-            case .quickGELU:
-                QuickGELU.backward(dinp: dfc1, inp: acts.ptr(a.fc1), dout: dhidden, count: n * f, pool: pool)
-            }
-            Linear.backward(
-                dinp: dln, dweight: g + o.fc1W, dbias: g + o.fc1B, dout: dfc1, inp: acts.ptr(a.ln2), weight: p + o.fc1W,
-                rows: n, inFeatures: d, outFeatures: f, pool: pool)
-            LayerNorm.backward(
-                dinp: dres, dweight: g + o.norm2W, dbias: g + o.norm2B, dout: dln, inp: acts.ptr(a.res1),
-                weight: p + o.norm2W, mean: acts.ptr(a.ln2Mean), rstd: acts.ptr(a.ln2Rstd), rows: n, cols: d, pool: pool
-            )
-            // Attention: res1 = x + proj(attn(qkv(ln1(x)))) + b
-            let dattn = acts.ptr(acts.dattnOut), dqkv = acts.ptr(acts.dqkv)
-            Linear.backward(
-                dinp: dattn, dweight: g + o.projW, dbias: nil, dout: dres, inp: acts.ptr(a.attnOut),
-                weight: p + o.projW,
-                rows: n, inFeatures: d, outFeatures: d, pool: pool)
-            Residual.backward(dbias: g + o.projB, dout: dres, rows: n, cols: d, pool: pool)
-            dqkv.update(repeating: 0, count: n * 3 * d)
-            Attention.backward(
-                dqkv: dqkv, datt: acts.ptr(acts.datt), dout: dattn, qkv: acts.ptr(a.qkv), att: acts.ptr(a.att),
-                batch: batch, tokens: t, dim: d, heads: h, pool: pool)
-            Linear.backward(
-                dinp: dln, dweight: g + o.qkvW, dbias: nil, dout: dqkv, inp: acts.ptr(a.ln1), weight: p + o.qkvW,
-                rows: n, inFeatures: d, outFeatures: 3 * d, pool: pool)
-            if let qb = o.qkvB {
-                // q and v thirds; the key third's true gradient is exactly 0 (see above).
-                Elementwise.biasAddBackward(dbias: g + qb, dout: dqkv, rows: n, cols: d, ld: 3 * d, pool: pool)
-                Elementwise.biasAddBackward(
-                    dbias: g + qb + 2 * d, dout: dqkv + 2 * d, rows: n, cols: d, ld: 3 * d, pool: pool)
-            }
-            LayerNorm.backward(
-                dinp: dres, dweight: g + o.norm1W, dbias: g + o.norm1B, dout: dln, inp: blockIn,
-                weight: p + o.norm1W, mean: acts.ptr(a.ln1Mean), rstd: acts.ptr(a.ln1Rstd), rows: n, cols: d, pool: pool
-            )
-            gradientReady?(o.norm1W..<(l + 1 < tab.blocks.count ? tab.blocks[l + 1].norm1W : blocksEnd))
-        }
+        // Blocks, last to first; dres holds dLoss/d(block output), then dLoss/d(block-0 input).
+        tab.stack.backward(
+            dx: dres, dln: dln, x: acts.ptr(acts.blocksInput), batch: batch, params: p, grads: g,
+            acts: acts.blocks, scratch: acts.blockScratch, in: acts.arena.base, end: blocksEnd, pool: pool,
+            gradientReady: gradientReady)
 
         // dres now holds dLoss/d(block-0 input); through norm_pre to the embeddings.
         var dx = UnsafePointer(dres)

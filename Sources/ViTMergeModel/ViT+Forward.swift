@@ -13,7 +13,7 @@ extension ViT {
             batch >= 1 && batch <= acts.capacity, "forward: batch \(batch) exceeds activation capacity \(acts.capacity)"
         )
         let p = parameters.base, tab = table
-        let (t, d, f) = (c.tokens, c.embedDim, c.hiddenDim)
+        let (t, d) = (c.tokens, c.embedDim)
         let prefix = c.classToken ? 1 : 0
         let n = batch * t
 
@@ -31,48 +31,8 @@ extension ViT {
             x = UnsafePointer(acts.ptr(pre))
         }
 
-        for l in 0..<tab.blocks.count {
-            let o = tab.blocks[l]  // (an index loop: enumerated() allocates in debug builds)
-            let a = acts.blocks[l]
-            LayerNorm.forward(
-                out: acts.ptr(a.ln1), mean: acts.ptr(a.ln1Mean), rstd: acts.ptr(a.ln1Rstd), inp: x,
-                weight: p + o.norm1W, bias: p + o.norm1B, rows: n, cols: d, eps: c.normEps, pool: pool)
-            // qkv[B,T,3D] = ln1 · W_qkvᵀ (+ b)
-            Linear.forward(
-                out: acts.ptr(a.qkv), inp: acts.ptr(a.ln1), weight: p + o.qkvW,
-                bias: o.qkvB.map { UnsafePointer(p + $0) },
-                rows: n, inFeatures: d, outFeatures: 3 * d, pool: pool)
-            Attention.forward(
-                out: acts.ptr(a.attnOut), att: acts.ptr(a.att), qkv: acts.ptr(a.qkv),
-                batch: batch, tokens: t, dim: d, heads: c.numHeads, pool: pool)
-            // res1[B,T,D] = x + (attnOut · W_projᵀ + b_proj)
-            Linear.forward(
-                out: acts.ptr(a.res1), inp: acts.ptr(a.attnOut), weight: p + o.projW, bias: nil, rows: n, inFeatures: d,
-                outFeatures: d, pool: pool)
-            Residual.forward(
-                out: acts.ptr(a.res1), residual: x, inp: acts.ptr(a.res1), bias: p + o.projB, rows: n, cols: d,
-                pool: pool)
-            LayerNorm.forward(
-                out: acts.ptr(a.ln2), mean: acts.ptr(a.ln2Mean), rstd: acts.ptr(a.ln2Rstd), inp: acts.ptr(a.res1),
-                weight: p + o.norm2W, bias: p + o.norm2B, rows: n, cols: d, eps: c.normEps, pool: pool)
-            // fc1[B,T,F] = ln2 · W_fc1ᵀ + b; act = gelu(fc1)
-            Linear.forward(
-                out: acts.ptr(a.fc1), inp: acts.ptr(a.ln2), weight: p + o.fc1W, bias: p + o.fc1B, rows: n,
-                inFeatures: d,
-                outFeatures: f, pool: pool)
-            switch c.activation {
-            case .gelu: GELU.forward(out: acts.ptr(a.act), inp: acts.ptr(a.fc1), count: n * f, pool: pool)
-            case .quickGELU: QuickGELU.forward(out: acts.ptr(a.act), inp: acts.ptr(a.fc1), count: n * f, pool: pool)
-            }
-            // out[B,T,D] = res1 + (act · W_fc2ᵀ + b_fc2)
-            Linear.forward(
-                out: acts.ptr(a.out), inp: acts.ptr(a.act), weight: p + o.fc2W, bias: nil, rows: n, inFeatures: f,
-                outFeatures: d, pool: pool)
-            Residual.forward(
-                out: acts.ptr(a.out), residual: acts.ptr(a.res1), inp: acts.ptr(a.out), bias: p + o.fc2B, rows: n,
-                cols: d, pool: pool)
-            x = UnsafePointer(acts.ptr(a.out))
-        }
+        // x[B,T,D] = blocks(x): x += attn(ln1(x)); x += mlp(ln2(x)), per block
+        x = tab.stack.forward(x: x, batch: batch, params: p, acts: acts.blocks, in: acts.arena.base, pool: pool)
 
         if let norm = acts.norm, let w = tab.normW, let bias = tab.normB {
             LayerNorm.forward(

@@ -6,23 +6,18 @@ public final class ViTTangents: @unchecked Sendable {
     public let config: ViTConfig
     public let capacity: Int
     let arena: Arena
-    let streamA, streamB, ln, qkv, att, attnOut, proj, hidden, act, pooled, fc, out: Int
+    let streamA, streamB, pooled, fc, out: Int
+    let block: BlockTangents
 
     public init(config c: ViTConfig, capacity b: Int) {
         precondition(b >= 1, "ViTTangents: capacity must be ≥ 1")
         config = c
         capacity = b
-        let (t, d, f, h) = (c.tokens, c.embedDim, c.hiddenDim, c.numHeads)
+        let (t, d) = (c.tokens, c.embedDim)
         var l = Arena.Layout()
         streamA = l.add("stream.a", [b, t, d])
         streamB = l.add("stream.b", [b, t, d])
-        ln = l.add("ln", [b, t, d])
-        qkv = l.add("qkv", [b, t, 3 * d])
-        att = l.add("att", [b, h, t, t])
-        attnOut = l.add("attnOut", [b, t, d])
-        proj = l.add("proj", [b, t, d])
-        hidden = l.add("hidden", [b, t, f])
-        act = l.add("act", [b, t, f])
+        block = BlockTangents(adding: &l, prefix: "", shape: c.blockShape, capacity: b)
         pooled = l.add("pooled", [b, d])
         fc = l.add("fc", [b, d])
         out = l.add("out", [b, max(c.numClasses, d)])
@@ -46,7 +41,7 @@ extension ViT {
         precondition(tg.config == c && acts.config == c, "jvp: activations or tangents were made for another config")
         precondition(batch >= 1 && batch <= min(acts.capacity, tg.capacity), "jvp: batch \(batch) exceeds a capacity")
         let p = UnsafePointer(parameters.base), tab = table
-        let (t, d, f) = (c.tokens, c.embedDim, c.hiddenDim)
+        let (t, d) = (c.tokens, c.embedDim)
         let prefix = c.classToken ? 1 : 0
         let n = batch * t
 
@@ -64,51 +59,13 @@ extension ViT {
             swap(&cur, &other)
         }
 
-        for l in 0..<tab.blocks.count {
-            let o = tab.blocks[l]  // (an index loop: enumerated() allocates in debug builds)
-            let a = acts.blocks[l]
-            let blockIn: UnsafePointer<Float> =
-                l > 0
-                ? UnsafePointer(acts.ptr(acts.blocks[l - 1].out)) : UnsafePointer(acts.ptr(acts.preOut ?? acts.x0))
-            let tln = tg.ptr(tg.ln), tqkv = tg.ptr(tg.qkv), tattn = tg.ptr(tg.attnOut), tproj = tg.ptr(tg.proj)
-            LayerNorm.jvp(
-                tout: tln, tinp: cur, inp: blockIn, mean: acts.ptr(a.ln1Mean), rstd: acts.ptr(a.ln1Rstd),
-                weight: p + o.norm1W, tweight: v + o.norm1W, tbias: v + o.norm1B, rows: n, cols: d, pool: pool)
-            Linear.jvp(
-                tout: tqkv, tinp: tln, inp: acts.ptr(a.ln1), weight: p + o.qkvW, tweight: v + o.qkvW,
-                tbias: o.qkvB.map { UnsafePointer(v + $0) }, rows: n, inFeatures: d, outFeatures: 3 * d, pool: pool)
-            Attention.jvp(
-                tout: tattn, tatt: tg.ptr(tg.att), tqkv: tqkv, qkv: acts.ptr(a.qkv), att: acts.ptr(a.att),
-                batch: batch, tokens: t, dim: d, heads: c.numHeads, pool: pool)
-            // t_res1 = t_x + (t_attn · W_projᵀ + attn · t_W_projᵀ + t_b_proj)
-            Linear.jvp(
-                tout: tproj, tinp: tattn, inp: acts.ptr(a.attnOut), weight: p + o.projW, tweight: v + o.projW,
-                tbias: nil, rows: n, inFeatures: d, outFeatures: d, pool: pool)
-            Residual.jvp(tout: other, tresidual: cur, tinp: tproj, tbias: v + o.projB, rows: n, cols: d, pool: pool)
-            LayerNorm.jvp(
-                tout: tln, tinp: other, inp: acts.ptr(a.res1), mean: acts.ptr(a.ln2Mean), rstd: acts.ptr(a.ln2Rstd),
-                weight: p + o.norm2W, tweight: v + o.norm2W, tbias: v + o.norm2B, rows: n, cols: d, pool: pool)
-            let thidden = tg.ptr(tg.hidden), tact = tg.ptr(tg.act)
-            Linear.jvp(
-                tout: thidden, tinp: tln, inp: acts.ptr(a.ln2), weight: p + o.fc1W, tweight: v + o.fc1W,
-                tbias: v + o.fc1B, rows: n, inFeatures: d, outFeatures: f, pool: pool)
-            tact.update(repeating: 0, count: n * f)
-            switch c.activation {  // t_act = act'(fc1) ⊙ t_fc1: the backward kernel with dout = t_fc1
-            case .gelu: GELU.backward(dinp: tact, inp: acts.ptr(a.fc1), dout: thidden, count: n * f, pool: pool)
-            case .quickGELU:
-                QuickGELU.backward(dinp: tact, inp: acts.ptr(a.fc1), dout: thidden, count: n * f, pool: pool)
-            }
-            // t_out = t_res1 + (t_act · W_fc2ᵀ + act · t_W_fc2ᵀ + t_b_fc2)
-            Linear.jvp(
-                tout: tproj, tinp: tact, inp: acts.ptr(a.act), weight: p + o.fc2W, tweight: v + o.fc2W, tbias: nil,
-                rows: n, inFeatures: f, outFeatures: d, pool: pool)
-            Residual.jvp(tout: cur, tresidual: other, tinp: tproj, tbias: v + o.fc2B, rows: n, cols: d, pool: pool)
-        }
+        // t_x[B,T,D] through the blocks (the stream stays in `cur`)
+        tab.stack.jvp(
+            tx: cur, tscratch: other, x: acts.ptr(acts.blocksInput), batch: batch, params: p, tangent: v,
+            acts: acts.blocks, in: acts.arena.base, tangents: tg.block, in: tg.arena.base, pool: pool)
 
         if acts.norm != nil, let w = tab.normW, let bias = tab.normB {
-            let lastOut: UnsafePointer<Float> =
-                tab.blocks.isEmpty
-                ? UnsafePointer(acts.ptr(acts.preOut ?? acts.x0)) : UnsafePointer(acts.ptr(acts.blocks.last!.out))
+            let lastOut = UnsafePointer(acts.ptr(acts.blocksOutput))
             LayerNorm.jvp(
                 tout: other, tinp: cur, inp: lastOut, mean: acts.ptr(acts.normMean!), rstd: acts.ptr(acts.normRstd!),
                 weight: p + w, tweight: v + w, tbias: v + bias, rows: n, cols: d, pool: pool)

@@ -1,13 +1,6 @@
 import ViTMergeCore
 import ViTMergeKernels
 
-/// Offsets (in floats, from the arena base) of one transformer block's tensors.
-public struct BlockOffsets: Sendable {
-    public let norm1W, norm1B, qkvW: Int
-    public let qkvB: Int?
-    public let projW, projB, norm2W, norm2B, fc1W, fc1B, fc2W, fc2B: Int
-}
-
 /// Where every parameter of a `ViTConfig` lives in one flat arena, under timm's state-dict names
 /// and in timm's order. The same table indexes the parameter, gradient and optimizer arenas.
 public struct ParameterTable: Sendable {
@@ -18,7 +11,9 @@ public struct ParameterTable: Sendable {
     public let patchW: Int
     public let patchB: Int?
     public let normPreW: Int?, normPreB: Int?
-    public let blocks: [BlockOffsets]
+    /// The encoder's transformer blocks.
+    public let stack: BlockStack
+    public var blocks: [BlockOffsets] { stack.params }
     public let normW: Int?, normB: Int?
     public let fcNormW: Int?, fcNormB: Int?
     public let headW: Int?, headB: Int?
@@ -32,22 +27,10 @@ public struct ParameterTable: Sendable {
         patchB = c.preNorm ? nil : l.add("patch_embed.proj.bias", [d])
         normPreW = c.preNorm ? l.add("norm_pre.weight", [d]) : nil
         normPreB = c.preNorm ? l.add("norm_pre.bias", [d]) : nil
+        let shape = c.blockShape
         var blocks: [BlockOffsets] = []
-        for i in 0..<c.depth {
-            let p = "blocks.\(i)."
-            let n1w = l.add(p + "norm1.weight", [d]), n1b = l.add(p + "norm1.bias", [d])
-            let qw = l.add(p + "attn.qkv.weight", [3 * d, d])
-            let qb = c.qkvBias ? l.add(p + "attn.qkv.bias", [3 * d]) : nil
-            let pw = l.add(p + "attn.proj.weight", [d, d]), pb = l.add(p + "attn.proj.bias", [d])
-            let n2w = l.add(p + "norm2.weight", [d]), n2b = l.add(p + "norm2.bias", [d])
-            let f1w = l.add(p + "mlp.fc1.weight", [c.hiddenDim, d]), f1b = l.add(p + "mlp.fc1.bias", [c.hiddenDim])
-            let f2w = l.add(p + "mlp.fc2.weight", [d, c.hiddenDim]), f2b = l.add(p + "mlp.fc2.bias", [d])
-            blocks.append(
-                BlockOffsets(
-                    norm1W: n1w, norm1B: n1b, qkvW: qw, qkvB: qb, projW: pw, projB: pb,
-                    norm2W: n2w, norm2B: n2b, fc1W: f1w, fc1B: f1b, fc2W: f2w, fc2B: f2b))
-        }
-        self.blocks = blocks
+        for i in 0..<c.depth { blocks.append(BlockOffsets(adding: &l, prefix: "blocks.\(i).", shape: shape)) }
+        stack = BlockStack(shape: shape, params: blocks)
         normW = c.fcNorm ? nil : l.add("norm.weight", [d])
         normB = c.fcNorm ? nil : l.add("norm.bias", [d])
         fcNormW = c.fcNorm ? l.add("fc_norm.weight", [d]) : nil

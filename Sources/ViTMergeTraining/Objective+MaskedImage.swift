@@ -60,19 +60,6 @@ public final class MaskedImageObjective: TrainingObjective {
     /// Patches masked per image.
     func maskedCount(patches np: Int) -> Int { min(np, max(1, Int((Double(np) * maskRatio).rounded()))) }
 
-    /// `rng.shuffle(&order)` (the same draws and swaps) without its generic calls, which
-    /// allocate in unoptimized builds.
-    func shuffleOrder(_ rng: inout RNG) {
-        var i = patches - 1
-        while i > 0 {
-            let j = rng.int(below: i + 1)
-            let t = order[i]
-            order[i] = order[j]
-            order[j] = t
-            i -= 1
-        }
-    }
-
     /// Draws the global batch's masks for `step`; for this rank's images, keeps the masked
     /// patches' pixels of `x` [count, C, H, W] as targets and overwrites them with −1.
     func mask(_ x: UnsafeMutablePointer<Float>, config c: ViTConfig, step: Int, share: Range<Int>) {
@@ -81,7 +68,7 @@ public final class MaskedImageObjective: TrainingObjective {
         var rng = RNG(seed: seed, stream: 0x4D49_4D00 &+ UInt64(step))
         for j in 0..<np { order[j] = j }
         for image in 0..<share.upperBound {
-            shuffleOrder(&rng)
+            rng.shuffle(UnsafeMutableBufferPointer(start: order, count: np))
             guard image >= share.lowerBound else { continue }
             let i = image - share.lowerBound
             for j in 0..<np { isMasked[i * np + j] = false }

@@ -9,3 +9,6 @@ unsigned long vm_malloc_count(void);
 
 /// 1 when allocations are counted (glibc, no sanitizer), else 0 and vm_malloc_count() stays 0.
 int vm_malloc_counting(void);
+
+/// With `on` nonzero, every counted allocation prints its call stack to stderr.
+void vm_malloc_trace(int on);

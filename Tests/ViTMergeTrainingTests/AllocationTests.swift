@@ -1,0 +1,51 @@
+import CMallocCounter
+import Foundation
+import XCTest
+import ViTMergeCore
+import ViTMergeIO
+import ViTMergeModel
+@testable import ViTMergeTraining
+
+/// After warm-up a training step allocates nothing (STYLE.md), in every mode, at 1 and 2 threads
+/// (explicit pools, never the shared one, which is clamped to the core count). With
+/// VITMERGE_TRACE_ALLOCS set, a failing case prints each allocation's call stack.
+final class AllocationTests: XCTestCase {
+    func testTrainingStepsAllocateNothingAfterWarmUp() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let task = try TaskDataset.load(path: repo.appendingPathComponent("data/tasks/mnist.safetensors").path)
+        // 24 images in batches of 8: three steps per epoch, so the measured steps cross an epoch.
+        let data = task.train.take(Array(0..<24))
+        try XCTSkipIf(vm_malloc_counting() == 0, "allocations are not counted under a sanitizer or without glibc")
+        let traceOnFailure = ProcessInfo.processInfo.environment["VITMERGE_TRACE_ALLOCS"] != nil
+        var failures: [String] = []
+        for threads in [1, 2] {
+            let pool = ThreadPool(threads: threads)
+            for mode in TrainMode.allCases {
+                var config = ViTConfig(
+                    imageSize: 28, patchSize: 7, inChannels: 1, numClasses: 10, embedDim: 16, depth: 2, numHeads: 2,
+                    mlpRatio: 2)
+                if mode == .masked { config.numClasses = config.patchDim }
+                let model = ViT(config: config, seed: 3, pool: pool)
+                let trainer = Trainer(
+                    model: model, train: data, mode: mode,
+                    settings: TrainSettings(steps: 100, batchSize: 8, lr: 1e-3, seed: 1, maskRatio: 0.5))
+                for _ in 0..<2 { _ = trainer.step() }  // warm-up
+                let steps = 4
+                let before = vm_malloc_count()
+                for _ in 0..<steps { _ = trainer.step() }
+                let perStep = Double(vm_malloc_count() - before) / Double(steps)
+                print("allocations per training step, \(mode.rawValue), \(threads) thread(s): \(perStep)")
+                if perStep != 0 {
+                    if traceOnFailure {
+                        vm_malloc_trace(1)
+                        _ = trainer.step()
+                        vm_malloc_trace(0)
+                    }
+                    failures.append("\(mode.rawValue) at \(threads) thread(s): \(perStep) per step")
+                }
+            }
+        }
+        XCTAssertTrue(failures.isEmpty, "heap allocations after warm-up: " + failures.joined(separator: "; "))
+    }
+}
