@@ -1,7 +1,7 @@
-/// Pillow's `Image.resize` for 8-bit images (src/libImaging/Resample.c), reproduced operation by
-/// operation so results are bit-identical: a separable, antialiased convolution (the filter's
-/// support is scaled by the downscale factor), horizontal pass first over the rows the vertical
-/// pass needs, coefficients computed in Double and rounded to fixed point with 22 fractional bits,
+/// Pillow's `Image.resize` for 8-bit images (src/libImaging/Resample.c, Pillow 13), reproduced
+/// operation by operation so results are bit-identical: a separable, antialiased convolution (the
+/// filter's support is scaled by the downscale factor), horizontal pass first over the rows the
+/// vertical pass needs (vertical first when the height shrinks by more than twice the width), coefficients computed in Double and rounded to fixed point with 22 fractional bits,
 /// each pass rounded and clipped to 0…255. Nearest is Pillow's affine nearest-neighbour path.
 extension RGBImage {
     /// A source rectangle in pixels (Pillow's integer `box`, or an `Image.crop` before resizing).
@@ -27,6 +27,19 @@ extension RGBImage {
         if filter == .nearest { return resizedNearest(width: outW, height: outH, region: r) }
         let cubic = filter == .bicubic
         let vert = Coefficients(inSize: r.height, outSize: outH, cubic: cubic)
+        // Pillow ≥ 12's pass order: vertical first when the height shrinks by more than twice the
+        // number of pixels the width does.
+        let dh = r.height - outH, dw = r.width - outW
+        if dh > 0 && dh > dw * 2 {
+            let source = r == Region(x: 0, y: 0, width: width, height: height) ? self : cropped(r)
+            var temp = RGBImage(width: r.width, height: outH, pixels: [UInt8](repeating: 0, count: r.width * outH * 3))
+            source.vertical(vert, shift: 0, into: &temp.pixels)
+            if outW == r.width { return temp }
+            let horiz = Coefficients(inSize: r.width, outSize: outW, cubic: cubic)
+            var out = RGBImage(width: outW, height: outH, pixels: [UInt8](repeating: 0, count: outW * outH * 3))
+            temp.horizontal(Region(x: 0, y: 0, width: r.width, height: outH), horiz, into: &out.pixels)
+            return out
+        }
         // Rows of the source the vertical pass reads (Pillow's ybox_first ..< ybox_last).
         let first = vert.bounds[0], last = vert.bounds[2 * outH - 2] + vert.bounds[2 * outH - 1]
         var temp: RGBImage
