@@ -75,7 +75,8 @@ extension TaskDataset {
 
     /// Writes the task in the task-file format (FORMATS.md "Datasets"), atomically.
     public func write(to path: String, extraMetadata: [String: String] = [:]) throws(IOError) {
-        let classesJSON = String(decoding: (try? JSONSerialization.data(withJSONObject: classes)) ?? Data(), as: UTF8.self)
+        let classesJSON = String(
+            decoding: (try? JSONSerialization.data(withJSONObject: classes)) ?? Data(), as: UTF8.self)
         var w = SafeTensorsWriter(metadata: ["classes": classesJSON, "source": source, "license": license])
         for (k, v) in extraMetadata { w.metadata[k] = v }
         for (prefix, s) in [("train", train), ("test", test)] + (validation.map { [("val", $0)] } ?? []) {

@@ -63,7 +63,8 @@ public struct ImageFolder: Sendable, Equatable {
         let validation = try split("val", required: false)
         for (name, other) in [("test", test.classes), ("val", validation?.classes)] {
             guard let other, other != train.classes else { continue }
-            let missing = train.classes.filter { !other.contains($0) }, extra = other.filter { !train.classes.contains($0) }
+            let missing = train.classes.filter { !other.contains($0) },
+                extra = other.filter { !train.classes.contains($0) }
             throw .invalidImageFolder(
                 path: path,
                 reason: "train/ and \(name)/ have different classes (\(name)/ lacks \(missing), has extra \(extra))",

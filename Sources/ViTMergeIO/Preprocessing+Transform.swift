@@ -51,7 +51,8 @@ extension Preprocessing {
     public func evalCrop(_ image: RGBImage) -> [UInt8] {
         let (rw, rh) = resizedSize(width: image.width, height: image.height)
         let resized = image.resized(width: rw, height: rh, filter: interpolation)
-        return Self.crop(resized, top: Self.centerCropOrigin(size: rh, crop: inputSize[1]),
+        return Self.crop(
+            resized, top: Self.centerCropOrigin(size: rh, crop: inputSize[1]),
             left: Self.centerCropOrigin(size: rw, crop: inputSize[2]), height: inputSize[1], width: inputSize[2])
     }
 

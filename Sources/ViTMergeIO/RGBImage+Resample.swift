@@ -46,7 +46,8 @@ extension RGBImage {
         if outW != r.width {
             let horiz = Coefficients(inSize: r.width, outSize: outW, cubic: cubic)
             let rows = Region(x: r.x, y: r.y + first, width: r.width, height: last - first)
-            temp = RGBImage(width: outW, height: rows.height, pixels: [UInt8](repeating: 0, count: outW * rows.height * 3))
+            temp = RGBImage(
+                width: outW, height: rows.height, pixels: [UInt8](repeating: 0, count: outW * rows.height * 3))
             horizontal(rows, horiz, into: &temp.pixels)
         } else {
             temp = cropped(Region(x: r.x, y: r.y + first, width: r.width, height: last - first))

@@ -23,13 +23,17 @@ public struct RGBImage: Sendable, Equatable {
                 bytes.count >= offset + m.count && Array(bytes[offset..<(offset + m.count)]) == m
             }
             self =
-                if starts([0xFF, 0xD8, 0xFF]) { .jpeg }
-                else if starts([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) { .png }
-                else if starts(Array("GIF8".utf8)) { .gif }
-                else if starts(Array("BM".utf8)) { .bmp }
-                else if starts(Array("RIFF".utf8)) && starts(Array("WEBP".utf8), at: 8) { .webp }
-                else if starts([0x49, 0x49, 0x2A, 0x00]) || starts([0x4D, 0x4D, 0x00, 0x2A]) { .tiff }
-                else { .unknown }
+                if starts([0xFF, 0xD8, 0xFF]) {
+                    .jpeg
+                } else if starts([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) {
+                    .png
+                } else if starts(Array("GIF8".utf8)) { .gif } else if starts(Array("BM".utf8)) {
+                    .bmp
+                } else if starts(Array("RIFF".utf8)) && starts(Array("WEBP".utf8), at: 8) {
+                    .webp
+                } else if starts([0x49, 0x49, 0x2A, 0x00]) || starts([0x4D, 0x4D, 0x00, 0x2A]) { .tiff } else {
+                    .unknown
+                }
         }
     }
 
