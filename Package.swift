@@ -67,7 +67,8 @@ let package = Package(
             name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .target(
-            name: "CImage", dependencies: ["CJPEG", "CPNG"], path: "Sources/CImage", cSettings: [.unsafeFlags(["-O2"])]),
+            name: "CImage", dependencies: ["CJPEG", "CPNG"], path: "Sources/CImage",
+            cSettings: [.unsafeFlags(["-O2"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "mpi-c", providers: [.apt(["libopenmpi-dev"])]),
         .target(
