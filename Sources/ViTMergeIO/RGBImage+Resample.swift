@@ -2,7 +2,8 @@
 /// operation by operation so results are bit-identical: a separable, antialiased convolution (the
 /// filter's support is scaled by the downscale factor), horizontal pass first over the rows the
 /// vertical pass needs (vertical first when the height shrinks by more than twice the width),
-/// coefficients computed in Double and rounded to fixed point with 22 fractional bits, each pass rounded and clipped to 0…255. Nearest is Pillow's affine nearest-neighbour path.
+/// coefficients computed in Double and rounded to fixed point with 22 fractional bits, each pass
+/// rounded and clipped to 0…255. Nearest is Pillow's affine nearest-neighbour path.
 extension RGBImage {
     /// A source rectangle in pixels (Pillow's integer `box`, or an `Image.crop` before resizing).
     public struct Region: Sendable, Equatable {
