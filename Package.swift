@@ -43,7 +43,7 @@ let package = Package(
         .target(
             name: "ViTMergeIO",
             dependencies: [
-                "ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "CZlib",
+                "ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "CZlib", "CImage",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: simdSettings),
@@ -61,6 +61,14 @@ let package = Package(
                 "ViTMergeCore", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining", "ViTMergeMerging", "ViTMergeReport",
             ],
             swiftSettings: simdSettings),
+        // Image decoding (ImageFolder): libjpeg-turbo and libpng through a small C target, since
+        // both report errors by longjmp.
+        .systemLibrary(
+            name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .target(
+            name: "CImage", dependencies: ["CJPEG", "CPNG"], path: "Sources/CImage",
+            cSettings: [.unsafeFlags(["-O2"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "mpi-c", providers: [.apt(["libopenmpi-dev"])]),
         .target(

@@ -12,6 +12,13 @@ public enum IOError: Error, CustomStringConvertible, Equatable {
     case dtypeMismatch(path: String, tensor: String, expected: String, found: String)
     case configMismatch(path: String, file: String, given: String)
     case duplicateTensor(name: String)
+    /// An image file that its decoder (libjpeg-turbo, libpng) rejects: truncated or corrupt.
+    case invalidImage(path: String, reason: String)
+    /// A valid image in a format or color model that is not decoded (GIF, CMYK JPEG, 16-bit gray PNG, …).
+    case unsupportedImage(path: String, format: String, hint: String)
+    /// An image-folder task that is not in torchvision's ImageFolder layout (a missing split, an empty
+    /// class folder, splits with different classes, …).
+    case invalidImageFolder(path: String, reason: String, hint: String)
 
     public var description: String {
         switch self {
@@ -32,6 +39,10 @@ public enum IOError: Error, CustomStringConvertible, Equatable {
             "\(path): its config \(file) differs from the given config \(given); "
                 + "drop the config option or use the matching file"
         case .duplicateTensor(let name): "tensor '\(name)' added twice; every tensor name must be unique"
+        case .invalidImage(let path, let reason):
+            "\(path): cannot decode the image: \(reason); re-save it (e.g. with Pillow) or remove it from the folder"
+        case .unsupportedImage(let path, let format, let hint): "\(path): unsupported image (\(format)); \(hint)"
+        case .invalidImageFolder(let path, let reason, let hint): "\(path): \(reason); \(hint)"
         }
     }
 
