@@ -12,6 +12,8 @@ public enum IOError: Error, CustomStringConvertible, Equatable {
     case dtypeMismatch(path: String, tensor: String, expected: String, found: String)
     case configMismatch(path: String, file: String, given: String)
     case duplicateTensor(name: String)
+    /// The file asks for a model feature or a format ViTMerge does not implement (refused, never approximated).
+    case unsupported(path: String, what: String, hint: String)
 
     public var description: String {
         switch self {
@@ -32,6 +34,8 @@ public enum IOError: Error, CustomStringConvertible, Equatable {
             "\(path): its config \(file) differs from the given config \(given); "
                 + "drop the config option or use the matching file"
         case .duplicateTensor(let name): "tensor '\(name)' added twice; every tensor name must be unique"
+        case .unsupported(let path, let what, let hint):
+            "\(path): \(what) is not implemented in ViTMerge (refused rather than approximated); \(hint)"
         }
     }
 
