@@ -45,7 +45,9 @@ extension HubSnapshot {
         if pickleExtensions.contains((path as NSString).pathExtension.lowercased()) { throw pickleRefusal(path) }
         let file = try SafeTensorsFile.read(path: path)
         let beside = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent(configFile).path
-        if file.metadata["config"] == nil && fm.fileExists(atPath: beside) { return .hub(config: beside, weights: file) }
+        if file.metadata["config"] == nil && fm.fileExists(atPath: beside) {
+            return .hub(config: beside, weights: file)
+        }
         return .checkpoint(file)
     }
 
@@ -80,14 +82,16 @@ extension HubSnapshot {
         _ parameters: ViTParameters, metadata: [String: String], to directory: String
     ) throws -> (architecture: String, modelArgs: [String: JSONValue]) {
         let c = parameters.config
-        guard let (architecture, modelArgs) = TimmArchitectures.exportArchitecture(
-            for: c, preferred: metadata["architecture"])
+        guard
+            let (architecture, modelArgs) = TimmArchitectures.exportArchitecture(
+                for: c, preferred: metadata["architecture"])
         else {
             throw IOError.unsupported(
                 path: directory, what: "exporting norm_eps \(c.normEps)",
                 hint: "timm's plain ViTs use LayerNorm eps 1e-6 (or 1e-5 in the CLIP towers); export a model with one")
         }
-        let p = try Checkpoint.preprocessing(metadata)
+        let p =
+            try Checkpoint.preprocessing(metadata)
             ?? .unit(channels: c.inChannels, height: c.imageHeight, width: c.imageWidth)
         guard p.inputSize == [c.inChannels, c.imageHeight, c.imageWidth], p.mean.count == c.inChannels,
             p.std.count == c.inChannels

@@ -92,7 +92,7 @@ public enum HubSnapshot {
         guard input == size else {
             throw invalid("input_size \(input) disagrees with the model's in_chans and img_size \(size)")
         }
-        func choice<T: RawRepresentable<String>>(_ key: String, _ fallback: T) throws(IOError) -> T {
+        func choice<T: RawRepresentable>(_ key: String, _ fallback: T) throws(IOError) -> T where T.RawValue == String {
             guard let v = p[key], v != .null else { return fallback }
             guard let s = v.string, let t = T(rawValue: s) else {
                 throw .unsupported(path: path, what: "pretrained_cfg \(key) \(v)", hint: "fix config.json")

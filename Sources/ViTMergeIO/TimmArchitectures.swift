@@ -125,7 +125,8 @@ public enum TimmArchitectures {
             globalPool: pool, fcNorm: fcNorm, preNorm: try bool("pre_norm", false), activation: act, normEps: eps)
         c.imageWidth = w
         do { try c.validate() } catch {
-            throw .invalidFile(path: path, reason: "the model it describes is invalid: \(error)", hint: "fix config.json")
+            throw .invalidFile(
+                path: path, reason: "the model it describes is invalid: \(error)", hint: "fix config.json")
         }
         return c
     }
