@@ -15,7 +15,7 @@ public enum Checkpoint {
     ) throws -> (parameters: ViTParameters, metadata: [String: String]) {
         switch try HubSnapshot.locate(path) {
         case .checkpoint(let file): try load(file: file, config: given)
-        case .hub(let config, let weights): try HubSnapshot.load(config: config, weights: weights, config: given)
+        case .hub(let config, let weights): try HubSnapshot.load(config: config, weights: weights, given: given)
         }
     }
 

@@ -54,7 +54,7 @@ extension HubSnapshot {
     /// Loads a snapshot's weights with the model its config.json describes. The metadata returned
     /// holds `architecture` and `pretrained_cfg` (our Preprocessing JSON) for the checkpoints made from it.
     static func load(
-        config configPath: String, weights file: SafeTensorsFile, config given: ViTConfig?
+        config configPath: String, weights file: SafeTensorsFile, given: ViTConfig?
     ) throws -> (parameters: ViTParameters, metadata: [String: String]) {
         let hub = try parseConfig(path: configPath)
         if let given, given != hub.config {
@@ -82,14 +82,12 @@ extension HubSnapshot {
         _ parameters: ViTParameters, metadata: [String: String], to directory: String
     ) throws -> (architecture: String, modelArgs: [String: JSONValue]) {
         let c = parameters.config
-        guard
-            let (architecture, modelArgs) = TimmArchitectures.exportArchitecture(
-                for: c, preferred: metadata["architecture"])
-        else {
+        guard let chosen = TimmArchitectures.exportArchitecture(for: c, preferred: metadata["architecture"]) else {
             throw IOError.unsupported(
                 path: directory, what: "exporting norm_eps \(c.normEps)",
                 hint: "timm's plain ViTs use LayerNorm eps 1e-6 (or 1e-5 in the CLIP towers); export a model with one")
         }
+        let (architecture, modelArgs) = chosen
         let p =
             try Checkpoint.preprocessing(metadata)
             ?? .unit(channels: c.inChannels, height: c.imageHeight, width: c.imageWidth)

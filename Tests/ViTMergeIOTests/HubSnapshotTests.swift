@@ -94,7 +94,7 @@ final class HubSnapshotTests: XCTestCase {
         for (name, option) in [
             ("deit3_base_patch16_224", "init_values"), ("vit_base_patch14_reg4_dinov2", "init_values"),
             ("vit_base_patch16_siglip_224", "global_pool"), ("deit_base_distilled_patch16_224", "distilled"),
-            ("vit_base_patch16_reg4_gap_256", "no_embed_class"),
+            ("vit_base_patch16_reg4_gap_256", "reg_tokens"), ("flexivit_base", "no_embed_class"),
         ] {
             XCTAssertThrowsError(try config(name), name) { XCTAssertTrue("\($0)".contains(option), "\($0)") }
         }
