@@ -37,6 +37,7 @@ final class HubSnapshotTests: XCTestCase {
         XCTAssertEqual(p.inputSize, [3, 32, 32])
         XCTAssertEqual(p.mean, [0.5, 0.5, 0.5])
         let err = try maxLogitError(params, snapshot: dir)
+        print("max abs logit error vs timm: \(err)")
         XCTAssertLessThan(err, 1e-4, "max abs logit error vs timm \(err)")
         // The weights file alone finds its config.json beside it.
         let (same, _) = try Checkpoint.load(path: dir + "/model.safetensors")
@@ -53,6 +54,7 @@ final class HubSnapshotTests: XCTestCase {
         XCTAssertEqual(c.globalPool, .avg)
         XCTAssertTrue(c.fcNorm)
         let err = try maxLogitError(params, snapshot: dir)
+        print("max abs logit error vs timm: \(err)")
         XCTAssertLessThan(err, 1e-4, "max abs logit error vs timm \(err)")
     }
 
@@ -135,7 +137,12 @@ final class HubSnapshotTests: XCTestCase {
         expect(try snapshot("pool") { args(&$0, "global_pool", "map") }, ["global_pool", "map"])
         // Tensors that disagree with config.json: depth 3 wants blocks.2.*.
         expect(try snapshot("depth") { args(&$0, "depth", .int(3)) }, ["blocks.2", "config.json", "disagree"])
-        expect(try snapshot("dim") { args(&$0, "embed_dim", .int(64)) }, ["shape", "config.json"])
+        expect(try snapshot("features") { args(&$0, "embed_dim", .int(64)) }, ["num_features", "embed_dim 64"])
+        expect(
+            try snapshot("dim") {
+                args(&$0, "embed_dim", .int(64))
+                $0["num_features"] = .int(64)
+            }, ["shape", "config.json", "disagree"])
         // Only a pickle: refused with the conversion, never opened.
         let pickle = tmp("pickle")
         try FileManager.default.createDirectory(atPath: pickle, withIntermediateDirectories: true)
