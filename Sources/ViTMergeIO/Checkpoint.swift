@@ -5,13 +5,44 @@ import ViTMergeModel
 /// Model checkpoints: safetensors with timm's state-dict names and the config as JSON under
 /// `__metadata__["config"]` (FORMATS.md).
 public enum Checkpoint {
-    /// Loads a checkpoint. The config comes from the file's metadata, or from `config` when the
-    /// file has none (if both exist they must agree). Every tensor must be present with the
-    /// config's shape, and no unknown tensor may appear.
+    /// Loads a checkpoint: one of ours, or a timm hub snapshot (its directory with config.json and
+    /// model.safetensors, or that model.safetensors with the config.json beside it; see HubSnapshot).
+    /// The config comes from the file's metadata (or config.json), or from `config` when the file
+    /// has none (if both exist they must agree). Every tensor must be present with the config's
+    /// shape, and no unknown tensor may appear. A PyTorch pickle is refused, never opened.
     public static func load(
         path: String, config given: ViTConfig? = nil
     ) throws -> (parameters: ViTParameters, metadata: [String: String]) {
-        try load(file: SafeTensorsFile.read(path: path), config: given)
+        switch try HubSnapshot.locate(path) {
+        case .checkpoint(let file): try load(file: file, config: given)
+        case .hub(let config, let weights): try HubSnapshot.load(config: config, weights: weights, given: given)
+        }
+    }
+
+    /// Metadata keys a checkpoint made from another keeps (fine-tuned, probed, merged): the timm
+    /// architecture it came from and its preprocessing (`pretrained_cfg`, a Preprocessing JSON).
+    public static let lineageKeys = ["architecture", "pretrained_cfg"]
+
+    /// The lineage entries of `metadata` (see `lineageKeys`), to pass on to a derived checkpoint.
+    public static func lineage(_ metadata: [String: String]) -> [String: String] {
+        metadata.filter { lineageKeys.contains($0.key) }
+    }
+
+    /// The checkpoint's preprocessing (`metadata["pretrained_cfg"]`), nil when it has none.
+    public static func preprocessing(_ metadata: [String: String]) throws(IOError) -> Preprocessing? {
+        guard let json = metadata["pretrained_cfg"] else { return nil }
+        do { return try JSONDecoder().decode(Preprocessing.self, from: Data(json.utf8)) } catch {
+            throw .invalidFile(
+                path: metadata["source"] ?? "checkpoint", reason: "its pretrained_cfg metadata is invalid: \(error)",
+                hint: "fix or remove __metadata__[\"pretrained_cfg\"]")
+        }
+    }
+
+    /// `value` as compact JSON with sorted keys (how metadata values are stored).
+    static func json<T: Encodable>(_ value: T) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: (try? encoder.encode(value)) ?? Data("{}".utf8), as: UTF8.self)
     }
 
     /// `load(path:config:)` for a file already read (`file.path` names it in errors).
@@ -34,7 +65,8 @@ public enum Checkpoint {
         } else {
             throw IOError.invalidFile(
                 path: path, reason: "no model config in the metadata",
-                hint: "pass the config (--config cfg.json), or export with scripts/export_timm.py")
+                hint: "put timm's config.json beside it (a hub snapshot), pass the config (--config cfg.json), "
+                    + "or export with scripts/export_timm.py")
         }
         // Every parameter must be in the file with its shape and dtype: checked before the model is
         // allocated, so a config in the header cannot make us allocate more than the file holds.

@@ -19,6 +19,8 @@ public enum IOError: Error, CustomStringConvertible, Equatable {
     /// An image-folder task that is not in torchvision's ImageFolder layout (a missing split, an empty
     /// class folder, splits with different classes, …).
     case invalidImageFolder(path: String, reason: String, hint: String)
+    /// The file asks for a model feature or a format ViTMerge does not implement (refused, never approximated).
+    case unsupported(path: String, what: String, hint: String)
 
     public var description: String {
         switch self {
@@ -43,6 +45,8 @@ public enum IOError: Error, CustomStringConvertible, Equatable {
             "\(path): cannot decode the image: \(reason); re-save it (e.g. with Pillow) or remove it from the folder"
         case .unsupportedImage(let path, let format, let hint): "\(path): unsupported image (\(format)); \(hint)"
         case .invalidImageFolder(let path, let reason, let hint): "\(path): \(reason); \(hint)"
+        case .unsupported(let path, let what, let hint):
+            "\(path): \(what) is not implemented in ViTMerge (refused rather than approximated); \(hint)"
         }
     }
 

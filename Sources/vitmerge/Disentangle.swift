@@ -30,7 +30,7 @@ struct Disentangle: ParsableCommand {
     }
 
     func run() throws {
-        let (ev, names) = try inputs.load()
+        let (ev, names, _) = try inputs.load()
         let alphas = stride(from: -range, through: range + 1e-9, by: alphaStep).map { ($0 * 1000).rounded() / 1000 }
         let xi = ev.disentanglement(0, 1, alphas: alphas, limit: images)
         let chart = SVG.heatmap(

@@ -41,7 +41,7 @@ struct FineTune: ParsableCommand {
         Interrupt.install()  // Ctrl-C: save the state, stop, say how to resume
         let splits = try TaskSplits(path: task, seed: train.seed)
         try checkShares(batchSize: train.batchSize, train: splits.train, group: group)
-        let (start, _) = try Checkpoint.load(path: checkpoint)
+        let (start, startMeta) = try Checkpoint.load(path: checkpoint)
         try splits.check(fits: start.config, checkpoint: checkpoint)
         let classes = splits.dataset.classes.count
         if mode != .full && start.config.numClasses != classes {
@@ -86,7 +86,7 @@ struct FineTune: ParsableCommand {
                 "command": CommandLine.arguments.joined(separator: " "), "task": splits.dataset.name,
                 "mode": mode.rawValue,
                 "base": checkpoint, "val_accuracy": String(format: "%.4f", acc),
-            ])
+            ].merging(Checkpoint.lineage(startMeta)) { a, _ in a })
         print(String(format: "wrote %@ (validation accuracy %.4f)", output, acc))
     }
 }

@@ -27,7 +27,7 @@ struct MergeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (ev, names) = try inputs.load()
+        let (ev, names, lineage) = try inputs.load()
         let all = Array(names.indices)
         // Averaging is a fixed merge (λ = 1 on the mean) unless a λ is given.
         let candidates = method == .ties ? [keep] : method == .dare ? [drop] : []
@@ -42,7 +42,7 @@ struct MergeCommand: ParsableCommand {
                     metadata: [
                         "stage": "merge \(method.rawValue) λ=\(r.lambda)",
                         "command": CommandLine.arguments.joined(separator: " "),
-                    ])
+                    ].merging(lineage) { a, _ in a })
             }
         }
         if json {

@@ -36,10 +36,11 @@ struct MergeInputs: ParsableArguments {
         }
     }
 
-    /// The evaluator over all tasks, with the fine-tuned accuracies measured here.
-    func load() throws -> (MergeEvaluator, [String]) {
+    /// The evaluator over all tasks, with the fine-tuned accuracies measured here, and the
+    /// pre-trained model's lineage metadata (architecture, preprocessing) for the merged checkpoints.
+    func load() throws -> (MergeEvaluator, [String], lineage: [String: String]) {
         runtime.apply()
-        let pre = try Checkpoint.load(path: pretrained).parameters
+        let (pre, preMeta) = try Checkpoint.load(path: pretrained)
         let base = parameterHash(pre)
         var merged: [MergeTask] = []
         for (i, path) in finetuned.enumerated() {
@@ -70,6 +71,6 @@ struct MergeInputs: ParsableArguments {
             }
             merged.append(t)
         }
-        return (MergeEvaluator(pretrained: pre, tasks: merged), merged.map(\.name))
+        return (MergeEvaluator(pretrained: pre, tasks: merged), merged.map(\.name), Checkpoint.lineage(preMeta))
     }
 }

@@ -22,7 +22,7 @@ struct Probe: ParsableCommand {
         runtime.apply()
         try ensureWritable(output)
         let splits = try TaskSplits(path: task, seed: train.seed)
-        let (base, _) = try Checkpoint.load(path: checkpoint)
+        let (base, baseMeta) = try Checkpoint.load(path: checkpoint)
         try splits.check(fits: base.config, checkpoint: checkpoint)
         let model = ViT(parameters: withHead(base, classes: splits.dataset.classes.count))
         let features = extractFeatures(model, splits.train)
@@ -35,7 +35,7 @@ struct Probe: ParsableCommand {
                 "command": CommandLine.arguments.joined(separator: " "), "task": splits.dataset.name,
                 "base": checkpoint,
                 "val_accuracy": String(format: "%.4f", acc),
-            ])
+            ].merging(Checkpoint.lineage(baseMeta)) { a, _ in a })
         print(String(format: "wrote %@ (validation accuracy %.4f)", output, acc))
     }
 }

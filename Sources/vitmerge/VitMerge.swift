@@ -11,7 +11,8 @@ struct VitMerge: ParsableCommand {
         abstract: "Vision Transformers, fine-tuning and task arithmetic on the CPU, in pure Swift.",
         version: version,
         subcommands: [
-            Demo.self, Experiment.self, Doctor.self, VerifyGolden.self, Init.self, Forward.self, Pretrain.self,
+            Demo.self, Experiment.self, Doctor.self, VerifyGolden.self, Init.self, Forward.self, Export.self,
+            Pretrain.self,
             Probe.self, FineTune.self, Eval.self, TaskVectorCommand.self, MergeCommand.self, Disentangle.self,
         ])
 

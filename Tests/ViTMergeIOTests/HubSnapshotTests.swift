@@ -1,0 +1,188 @@
+import Foundation
+import XCTest
+import ViTMergeCore
+@testable import ViTMergeIO
+@testable import ViTMergeModel
+
+/// timm hub snapshots: the committed ones timm's save_for_hf wrote (scripts/make_hub_fixture.py),
+/// hand-written config.json files of real hub models, export and the refusals.
+final class HubSnapshotTests: XCTestCase {
+    static let hub = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("data/hub")
+    func fixture(_ name: String) -> String { Self.hub.appendingPathComponent(name).path }
+    func tmp(_ name: String) -> String { NSTemporaryDirectory() + "vitmerge-hub-\(getpid())-\(name)" }
+
+    /// Max |ours − timm| of the logits for the fixture's check input.
+    func maxLogitError(_ params: ViTParameters, snapshot: String) throws -> Float {
+        let check = try SafeTensorsFile.read(path: snapshot + "/check.safetensors")
+        let input = try check.floats("input"), expected = try check.floats("logits")
+        let batch = check.info("input")!.shape[0]
+        let model = ViT(parameters: params)
+        let acts = model.makeActivations(capacity: batch)
+        input.withUnsafeBufferPointer { model.forward(input: $0.baseAddress!, batch: batch, acts: acts) }
+        let ours = Array(UnsafeBufferPointer(start: acts.output, count: expected.count))
+        return zip(ours, expected).map { abs($0 - $1) }.max()!
+    }
+
+    func testSaveForHFSnapshotLoadsAndMatchesTimmLogits() throws {
+        let dir = fixture("vit_tiny_e32_d2_32")
+        let (params, meta) = try Checkpoint.load(path: dir)
+        let c = params.config
+        XCTAssertEqual(
+            [c.imageHeight, c.imageWidth, c.patchSize, c.embedDim, c.depth, c.numHeads, c.numClasses, c.inChannels],
+            [32, 32, 8, 32, 2, 2, 5, 3])
+        XCTAssertEqual(c.normEps, 1e-6)
+        XCTAssertEqual(meta["architecture"], "vit_tiny_patch16_224")
+        let p = try XCTUnwrap(Checkpoint.preprocessing(meta))
+        XCTAssertEqual(p.inputSize, [3, 32, 32])
+        XCTAssertEqual(p.mean, [0.5, 0.5, 0.5])
+        let err = try maxLogitError(params, snapshot: dir)
+        print("max abs logit error vs timm: \(err)")
+        XCTAssertLessThan(err, 1e-4, "max abs logit error vs timm \(err)")
+        // The weights file alone finds its config.json beside it.
+        let (same, _) = try Checkpoint.load(path: dir + "/model.safetensors")
+        XCTAssertEqual(same.arena.buffer.map(\.bitPattern), params.arena.buffer.map(\.bitPattern))
+    }
+
+    func testClipQuickGELUTowerSnapshot() throws {
+        let dir = fixture("vit_clip_quickgelu_e32_d2_32")
+        let (params, _) = try Checkpoint.load(path: dir)
+        let c = params.config
+        XCTAssertTrue(c.preNorm)
+        XCTAssertEqual(c.activation, .quickGELU)
+        XCTAssertEqual(c.normEps, 1e-5)
+        XCTAssertEqual(c.globalPool, .avg)
+        XCTAssertTrue(c.fcNorm)
+        let err = try maxLogitError(params, snapshot: dir)
+        print("max abs logit error vs timm: \(err)")
+        XCTAssertLessThan(err, 1e-4, "max abs logit error vs timm \(err)")
+    }
+
+    func testRealHubConfigsParse() throws {
+        let augreg = try HubSnapshot.parseConfig(
+            path: fixture("configs/vit_base_patch16_224.augreg2_in21k_ft_in1k.json"))
+        XCTAssertEqual(augreg.architecture, "vit_base_patch16_224")
+        XCTAssertEqual(augreg.config, .vitBase(numClasses: 1000))
+        XCTAssertEqual(augreg.preprocessing, Preprocessing.inception)
+        let clip = try HubSnapshot.parseConfig(path: fixture("configs/vit_base_patch16_clip_224.openai.json"))
+        XCTAssertEqual(clip.config.numClasses, 512)
+        XCTAssertTrue(clip.config.preNorm)
+        XCTAssertEqual(clip.config.normEps, 1e-5)
+        XCTAssertEqual(clip.config.activation, .gelu)
+        XCTAssertEqual(clip.preprocessing, Preprocessing.clip)
+        // DINOv2 uses LayerScale: refused, naming it.
+        XCTAssertThrowsError(
+            try HubSnapshot.parseConfig(path: fixture("configs/vit_small_patch14_dinov2.lvd142m.json"))
+        ) { error in
+            XCTAssertTrue("\(error)".contains("init_values"), "\(error)")
+            XCTAssertTrue("\(error)".contains("LayerScale"), "\(error)")
+            XCTAssertTrue("\(error)".contains("vit_small_patch14_dinov2"), "\(error)")
+        }
+    }
+
+    func testTableCoversThePlainFamilies() throws {
+        func config(_ name: String) throws -> ViTConfig {
+            try TimmArchitectures.config(arguments: XCTUnwrap(TimmArchitectures.arguments(of: name)), path: name)
+        }
+        XCTAssertEqual(try config("vit_small_patch16_224.augreg_in21k"), .vitSmall())
+        XCTAssertEqual(try config("deit_tiny_patch16_224"), .vitTiny())
+        let large = try config("vit_large_patch14_clip_quickgelu_336")
+        XCTAssertEqual(
+            [large.embedDim, large.depth, large.numHeads, large.patchSize, large.imageHeight], [1024, 24, 16, 14, 336])
+        XCTAssertEqual(large.activation, .quickGELU)
+        let gap = try config("vit_base_patch16_gap_224")
+        XCTAssertEqual([gap.classToken, gap.fcNorm], [false, false])
+        XCTAssertEqual(gap.globalPool, .avg)
+        for (name, option) in [
+            ("deit3_base_patch16_224", "init_values"), ("vit_base_patch14_reg4_dinov2", "init_values"),
+            ("vit_base_patch16_siglip_224", "global_pool"), ("deit_base_distilled_patch16_224", "distilled"),
+            ("vit_base_patch16_reg4_gap_256", "reg_tokens"), ("flexivit_base", "no_embed_class"),
+        ] {
+            XCTAssertThrowsError(try config(name), name) { XCTAssertTrue("\($0)".contains(option), "\($0)") }
+        }
+    }
+
+    /// Writes config.json (with `edit` applied to the committed tiny one) and the tiny weights into a fresh dir.
+    func snapshot(_ name: String, edit: (inout [String: JSONValue]) -> Void) throws -> String {
+        let dir = tmp(name)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let src = fixture("vit_tiny_e32_d2_32")
+        var cfg = try JSONDecoder().decode(
+            [String: JSONValue].self, from: Data(contentsOf: URL(fileURLWithPath: src + "/config.json")))
+        edit(&cfg)
+        try JSONEncoder().encode(cfg).write(to: URL(fileURLWithPath: dir + "/config.json"))
+        try FileManager.default.copyItem(atPath: src + "/model.safetensors", toPath: dir + "/model.safetensors")
+        return dir
+    }
+
+    func testBadSnapshotsAreRefusedNamingFileAndOption() throws {
+        func expect(_ dir: String, _ words: [String]) {
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            XCTAssertThrowsError(try Checkpoint.load(path: dir)) { e in
+                for w in words { XCTAssertTrue("\(e)".contains(w), "'\(w)' not in: \(e)") }
+            }
+        }
+        func args(_ c: inout [String: JSONValue], _ k: String, _ v: JSONValue) {
+            var m = c["model_args"]!.object!
+            m[k] = v
+            c["model_args"] = .object(m)
+        }
+        expect(
+            try snapshot("arch") { $0["architecture"] = "vit_base_patch16_rope_224" },
+            ["vit_base_patch16_rope_224", "config.json"])
+        expect(try snapshot("ls") { args(&$0, "init_values", .number(1e-5)) }, ["init_values", "LayerScale"])
+        expect(try snapshot("qk") { args(&$0, "qk_norm", .bool(true)) }, ["qk_norm"])
+        expect(try snapshot("opt") { args(&$0, "frobnicate", .int(1)) }, ["frobnicate"])
+        expect(try snapshot("key") { $0["weird"] = .int(1) }, ["weird"])
+        expect(try snapshot("pool") { args(&$0, "global_pool", "map") }, ["global_pool", "map"])
+        // Tensors that disagree with config.json: depth 3 wants blocks.2.*.
+        expect(try snapshot("depth") { args(&$0, "depth", .int(3)) }, ["blocks.2", "config.json", "disagree"])
+        expect(try snapshot("features") { args(&$0, "embed_dim", .int(64)) }, ["num_features", "embed_dim 64"])
+        expect(
+            try snapshot("dim") {
+                args(&$0, "embed_dim", .int(64))
+                $0["num_features"] = .int(64)
+            }, ["shape", "config.json", "disagree"])
+        // Only a pickle: refused with the conversion, never opened.
+        let pickle = tmp("pickle")
+        try FileManager.default.createDirectory(atPath: pickle, withIntermediateDirectories: true)
+        try Data("not really a pickle".utf8).write(to: URL(fileURLWithPath: pickle + "/pytorch_model.bin"))
+        expect(pickle, ["pytorch_model.bin", "pickle", "safetensors.torch", "weights_only=True"])
+    }
+
+    func testExportRoundTripKeepsArchitectureAndPreprocessing() throws {
+        let (params, meta) = try Checkpoint.load(path: fixture("vit_clip_quickgelu_e32_d2_32"))
+        // Through one of our checkpoints (as a fine-tuned model would be), then exported.
+        let ours = tmp("ours.safetensors"), out = tmp("export")
+        defer { for p in [ours, out] { try? FileManager.default.removeItem(atPath: p) } }
+        try Checkpoint.save(params, to: ours, metadata: Checkpoint.lineage(meta))
+        let (again, meta2) = try Checkpoint.load(path: ours)
+        let (arch, modelArgs) = try HubSnapshot.write(again, metadata: meta2, to: out)
+        XCTAssertEqual(arch, "vit_base_patch16_clip_quickgelu_224")
+        XCTAssertEqual(modelArgs["depth"], .int(2))
+        let (back, meta3) = try Checkpoint.load(path: out)
+        XCTAssertEqual(back.config, params.config)
+        XCTAssertEqual(back.arena.buffer.map(\.bitPattern), params.arena.buffer.map(\.bitPattern))
+        XCTAssertEqual(try Checkpoint.preprocessing(meta3), try Checkpoint.preprocessing(meta))
+    }
+
+    func testExportOfOurModelPicksAnArchitecture() throws {
+        for config in [
+            ViTConfig.mini28(),
+            ViTConfig(
+                imageSize: 12, patchSize: 3, inChannels: 1, numClasses: 3, embedDim: 24,
+                depth: 2, numHeads: 2, qkvBias: false, classToken: false, globalPool: .avg),
+            ViTConfig(
+                imageSize: 16, patchSize: 4, inChannels: 3, numClasses: 0, embedDim: 16, depth: 1, numHeads: 2,
+                globalPool: .avg, fcNorm: false, preNorm: true, activation: .quickGELU, normEps: 1e-5),
+        ] {
+            let (arch, args) = try XCTUnwrap(TimmArchitectures.exportArchitecture(for: config), config.json)
+            var merged = try XCTUnwrap(TimmArchitectures.arguments(of: arch))
+            merged.merge(args) { $1 }
+            XCTAssertEqual(try TimmArchitectures.config(arguments: merged, path: arch), config, arch)
+        }
+        var odd = ViTConfig.mini28()
+        odd.normEps = 1e-3
+        XCTAssertNil(TimmArchitectures.exportArchitecture(for: odd))
+    }
+}
