@@ -1,6 +1,6 @@
 """Writes the committed image-folder task data/images/shapes/ and its golden file.
 
-    /work/venv/bin/python scripts/make_image_golden.py            # task + data/golden/images_shapes.safetensors
+    /work/venv/bin/python scripts/make_image_golden.py            # task + data/images/shapes_preprocessing.safetensors
     /work/venv/bin/python scripts/make_image_golden.py --full OUT.safetensors [FILES...]
         # a larger golden (every image of the task at every config, plus FILES) for a one-off check:
         # VITMERGE_IMAGE_GOLDEN=OUT.safetensors swift test --filter ViTMergeIOTests.ImageFolderGoldenTests
@@ -32,7 +32,7 @@ from timm.data.transforms_factory import transforms_imagenet_eval
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 TASK = os.path.join(ROOT, "data", "images", "shapes")
-GOLDEN = os.path.join(ROOT, "data", "golden", "images_shapes.safetensors")
+GOLDEN = os.path.join(ROOT, "data", "images", "shapes_preprocessing.safetensors")
 CLASSES = ["disc", "square", "stripes"]
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # (name, input size, interpolation, crop_pct, crop_mode)

@@ -23,7 +23,7 @@ final class ImageFolderGoldenTests: XCTestCase {
     func testGoldenParity() throws {
         let path =
             ProcessInfo.processInfo.environment["VITMERGE_IMAGE_GOLDEN"]
-            ?? Self.root.appendingPathComponent("data/golden/images_shapes.safetensors").path
+            ?? Self.root.appendingPathComponent("data/images/shapes_preprocessing.safetensors").path
         let golden = try SafeTensorsFile.read(path: path)
         let configs = try JSONDecoder().decode([Config].self, from: Data(golden.metadata["configs"]!.utf8))
         var compared = 0, exact = 0, pixels = 0, offByOne = 0
