@@ -37,7 +37,9 @@ let package = Package(
         .systemLibrary(
             name: "CSleef", path: "Sources/CSleef", pkgConfig: "sleef",
             providers: [.apt(["libsleef-dev"])]),
-        .target(name: "ViTMergeCore", dependencies: ["CSleef"], swiftSettings: simdSettings),
+        // The thread pool hands the caller's closure to its workers through CClosure (no heap box).
+        .target(name: "CClosure", path: "Sources/CClosure", cSettings: [.unsafeFlags(["-O2"])]),
+        .target(name: "ViTMergeCore", dependencies: ["CSleef", "CClosure"], swiftSettings: simdSettings),
         .target(name: "ViTMergeKernels", dependencies: ["ViTMergeCore", "CSleef"], swiftSettings: simdSettings),
         .target(name: "ViTMergeModel", dependencies: ["ViTMergeCore", "ViTMergeKernels"], swiftSettings: simdSettings),
         .target(

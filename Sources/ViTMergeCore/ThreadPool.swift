@@ -1,5 +1,13 @@
 import Foundation
+import CClosure
 import Synchronization
+
+// CClosure's two functions, declared with the Swift types they are called with: a closure
+// argument is passed as the (function, context) pair the C side stores and calls.
+@_silgen_name("vm_closure_store")
+private func closureStore(_ slot: UnsafeMutablePointer<vm_closure>, _ body: (Int, Int) -> Void)
+@_silgen_name("vm_closure_call")
+private func closureCall(_ slot: UnsafePointer<vm_closure>, _ ith: Int, _ nth: Int)
 
 /// A persistent pool of worker threads for coarse data-parallel work (ggml-style ith/nth).
 ///
@@ -41,9 +49,10 @@ public final class ThreadPool: @unchecked Sendable {
     private let shutdown = Atomic<Bool>(false)
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let cond: UnsafeMutablePointer<pthread_cond_t>
-    /// The running region's body. Not Optional: a closure stored in an Optional is kept at the
-    /// generic abstraction, and converting to it allocated a thunk context on every `run`.
-    private nonisolated(unsafe) var job: (Int, Int) -> Void = ThreadPool.idle
+    /// The running region's body: the caller's closure as its two words (CClosure), valid while
+    /// `run` waits. Stored this way, not as a closure property, because `withoutActuallyEscaping`
+    /// boxes the closure in a heap thunk on every call (one allocation per parallel region).
+    private let job: UnsafeMutablePointer<vm_closure>
     private nonisolated(unsafe) var jobThreads = 1
     private static let spinLimit = 20_000
 
@@ -51,6 +60,8 @@ public final class ThreadPool: @unchecked Sendable {
         precondition(threads >= 1, "ThreadPool needs at least one thread, got \(threads)")
         capacity = threads
         activeThreads = Atomic(threads)
+        job = .allocate(capacity: 1)
+        job.initialize(to: vm_closure(function: nil, context: nil))
         mutex = .allocate(capacity: 1)
         cond = .allocate(capacity: 1)
         pthread_mutex_init(mutex, nil)
@@ -76,7 +87,7 @@ public final class ThreadPool: @unchecked Sendable {
         // Workers hold an unretained `self`: wait until they have all left their loops.
         while remaining.load(ordering: .acquiring) > 0 { sched_yield() }
         pthread_cond_destroy(cond); pthread_mutex_destroy(mutex)
-        cond.deallocate(); mutex.deallocate()
+        cond.deallocate(); mutex.deallocate(); job.deallocate()
     }
 
     /// Runs `body(ith, nth)` for ith in 0..<nth on nth threads (the caller runs ith 0) and returns
@@ -87,26 +98,22 @@ public final class ThreadPool: @unchecked Sendable {
             for i in 0..<(n == 1 ? 1 : n) { body(i, n) }
             return
         }
-        withoutActuallyEscaping(body) { body in
-            job = body
-            jobThreads = n
-            remaining.store(capacity - 1, ordering: .relaxed)
-            generation.add(1, ordering: .sequentiallyConsistent)
-            if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
-                pthread_mutex_lock(mutex); pthread_cond_broadcast(cond); pthread_mutex_unlock(mutex)
-            }
-            body(0, n)
-            var spins = 0
-            while remaining.load(ordering: .acquiring) > 0 {
-                spins &+= 1
-                if spins > ThreadPool.spinLimit { sched_yield() }
-            }
-            job = ThreadPool.idle
+        closureStore(job, body)
+        jobThreads = n
+        remaining.store(capacity - 1, ordering: .relaxed)
+        generation.add(1, ordering: .sequentiallyConsistent)
+        if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+            pthread_mutex_lock(mutex); pthread_cond_broadcast(cond); pthread_mutex_unlock(mutex)
         }
+        body(0, n)
+        var spins = 0
+        while remaining.load(ordering: .acquiring) > 0 {
+            spins &+= 1
+            if spins > ThreadPool.spinLimit { sched_yield() }
+        }
+        job.pointee = vm_closure(function: nil, context: nil)
         busy.store(false, ordering: .releasing)
     }
-
-    private static let idle: @Sendable (Int, Int) -> Void = { _, _ in }
 
     private func workerLoop(ith: Int) {
         // Workers are created in init, when the generation is 0. Reading it here instead would
@@ -133,7 +140,7 @@ public final class ThreadPool: @unchecked Sendable {
                 remaining.subtract(1, ordering: .releasing)
                 return
             }
-            if ith < jobThreads { job(ith, jobThreads) }
+            if ith < jobThreads { closureCall(job, ith, jobThreads) }
             remaining.subtract(1, ordering: .releasing)
         }
     }

@@ -8,9 +8,8 @@ import ViTMergeModel
 
 /// After warm-up a training step allocates nothing (STYLE.md), in every mode, at 1 and 2 threads
 /// (explicit pools, never the shared one, which is clamped to the core count), in the build the
-/// tests run (debug). The release benchmark (`vitmerge-bench --suite allocations`) still counts
-/// allocations at 2 threads: the optimizer gives the closures handed to `ThreadPool.run` heap
-/// contexts (open in issue 16). With VITMERGE_TRACE_ALLOCS set, a failing case prints each
+/// tests run (debug); the release benchmark (`vitmerge-bench --suite allocations`) counts the
+/// same in an optimized build. With VITMERGE_TRACE_ALLOCS set, a failing case prints each
 /// allocation's call stack.
 final class AllocationTests: XCTestCase {
     func testTrainingStepsAllocateNothingAfterWarmUp() throws {
