@@ -7,10 +7,11 @@ import ViTMergeReport
 extension ExperimentPipeline {
     /// Stage 2 for one fine-tuning mode: saves the task vectors, then task addition, accuracy vs number of tasks,
     /// negation, disentanglement and (on the aligned vectors, or each mode's when aligned did not run) the other
-    /// merges, into `results`. Returns the λ curve and the task-count curve for the plots.
+    /// merges, into `results`, and each scored model's test outcomes into `outcomes`. Returns the λ curve and the
+    /// task-count curve for the plots.
     func merge(
         mode: ExperimentMode, pre: ViTParameters, splits: [TaskSplits], names: [String], fineTuned: FineTuned,
-        into results: inout ExperimentResults
+        into results: inout ExperimentResults, outcomes: inout Outcomes
     ) throws -> (curve: SVG.Series, count: SVG.Series) {
         let s = settings, m = mode.rawValue
         let all = Array(splits.indices)
@@ -36,6 +37,8 @@ extension ExperimentPipeline {
             testAbsolute: byTask(names, add.testAbsolute), testNormalizedPerTask: byTask(names, add.testPerTask),
             curve: add.curve.map { CurvePoint($0.0, $0.1) })
         let curve = SVG.Series(name: m, points: add.curve.map { (x: $0.0, y: $0.1) })
+        let sum = Merges.sum(tasks.map(\.tau))
+        record(ev, ev.encoder([sum], [Float(add.lambda)]), "addition.\(m)", tasks: all, into: &outcomes)
 
         // Accuracy vs number of tasks: every subset of size k, λ on a coarser grid.
         var perK: [TaskCount] = []
@@ -57,6 +60,10 @@ extension ExperimentPipeline {
             targetAccuracy: neg.targetAccuracy, controlAccuracy: neg.controlAccuracy,
             targetPretrainedAccuracy: neg.targetPretrainedAccuracy,
             controlPretrainedAccuracy: neg.controlPretrainedAccuracy)
+        let pair = [neg.target, neg.control]
+        record(
+            ev, ev.encoder([tasks[neg.target].tau], [Float(-neg.lambda)]), "negated.\(m)", tasks: pair, into: &outcomes)
+        record(ev, ev.encoder([], []), "pretrained.\(m)", tasks: pair, into: &outcomes)
 
         // Weight disentanglement error for the first two tasks.
         let alphas = stride(from: -3.0, through: 3.0001, by: s.alphaStep).map { ($0 * 1000).rounded() / 1000 }
@@ -72,7 +79,8 @@ extension ExperimentPipeline {
 
         // Other merges on the aligned task vectors (hyper-parameter and λ on validation).
         if mode == .aligned || !s.modes.contains(.aligned) {
-            results.merges = compareMerges(ev, names: names, taskArithmetic: (add.lambda, add.test))
+            results.merges = compareMerges(
+                ev, names: names, taskArithmetic: (add.lambda, add.test), mode: mode, outcomes: &outcomes)
             let r = results.merges
             log(
                 String(
@@ -84,12 +92,15 @@ extension ExperimentPipeline {
 
     /// Averaging (λ = 1), TIES (keep 0.1, 0.2, 0.5) and DARE (drop 0.5, 0.9) next to plain task arithmetic.
     func compareMerges(
-        _ ev: MergeEvaluator, names: [String], taskArithmetic: (lambda: Double, test: Double)
+        _ ev: MergeEvaluator, names: [String], taskArithmetic: (lambda: Double, test: Double), mode: ExperimentMode,
+        outcomes: inout Outcomes
     )
         -> MergeComparison
     {
         var out = MergeComparison()
+        let all = Array(names.indices)
         let avg = ev.merge(.average)
+        record(ev, ev.encoder([avg.direction], [Float(avg.lambda)]), "merge.average", tasks: all, into: &outcomes)
         out.average = AverageMerge(testNormalized: avg.test, testAbsolute: byTask(names, avg.testAbsolute))
         out.taskArithmetic = TaskArithmeticMerge(lambda: taskArithmetic.lambda, testNormalized: taskArithmetic.test)
         func tuned(_ r: MergeSearchResult) -> TunedMerge {
@@ -99,9 +110,25 @@ extension ExperimentPipeline {
                 lambda: r.lambda, valNormalized: r.validation, testNormalized: r.test,
                 testAbsolute: byTask(names, r.testAbsolute))
         }
-        out.ties = tuned(ev.merge(.ties, candidates: [0.1, 0.2, 0.5]))
-        out.dare = tuned(ev.merge(.dare, candidates: [0.5, 0.9], seed: settings.seed))
+        let ties = ev.merge(.ties, candidates: [0.1, 0.2, 0.5])
+        let dare = ev.merge(.dare, candidates: [0.5, 0.9], seed: settings.seed)
+        for (name, r) in [("ties", ties), ("dare", dare)] {
+            record(ev, ev.encoder([r.direction], [Float(r.lambda)]), "merge.\(name)", tasks: all, into: &outcomes)
+        }
+        out.ties = tuned(ties)
+        out.dare = tuned(dare)
+        outcomes.alias("merge.task_arithmetic", to: "addition.\(mode.rawValue)")
         return out
+    }
+
+    /// Records `encoder`'s test predictions on each of `tasks` (with the task's head) as model `name`.
+    func record(
+        _ ev: MergeEvaluator, _ encoder: MergedEncoder, _ name: String, tasks: [Int], into outcomes: inout Outcomes
+    ) {
+        for i in tasks {
+            let predictions = ev.predictions(encoder: encoder, task: i, split: .test)
+            outcomes.record(name, task: i, predictions: predictions, labels: ev.tasks[i].test.labels)
+        }
     }
 }
 

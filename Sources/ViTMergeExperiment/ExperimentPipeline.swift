@@ -35,6 +35,8 @@ public final class ExperimentPipeline {
         var models: [ExperimentMode: [ViTParameters]] = [:]
         var validation: [ExperimentMode: [Double]] = [:]
         var test: [ExperimentMode: [Double]] = [:]
+        /// Which test images each model classifies correctly (for the bootstrap).
+        var outcomes = Outcomes()
     }
 
     /// Runs everything (`job` nil) and returns the results, or runs one job of the plan and returns nil.
@@ -76,7 +78,8 @@ public final class ExperimentPipeline {
             }
             let probe = perMode[0].1
             for (mode, p) in perMode {
-                let (v, t) = evaluate(p, mode: mode, probe: probe, split)
+                let (v, t, predictions) = evaluate(p, mode: mode, probe: probe, split)
+                fineTuned.outcomes.record(mode.rawValue, task: i, predictions: predictions, labels: split.test.labels)
                 accuracy[mode, default: [:]][names[i]] = t
                 fineTuned.models[mode, default: []].append(p)
                 fineTuned.validation[mode, default: []].append(v)
@@ -94,12 +97,15 @@ public final class ExperimentPipeline {
 
         // Stage 2: merges per fine-tuning mode (probe-only task vectors are zero: nothing to merge).
         var curves: [SVG.Series] = [], countCurves: [SVG.Series] = []
+        var outcomes = fineTuned.outcomes
         for mode in s.modes where mode != .probe {
             let (curve, count) = try merge(
-                mode: mode, pre: pre, splits: splits, names: names, fineTuned: fineTuned, into: &results)
+                mode: mode, pre: pre, splits: splits, names: names, fineTuned: fineTuned, into: &results,
+                outcomes: &outcomes)
             curves.append(curve)
             countCurves.append(count)
         }
+        results.statistics = statistics(outcomes, results: results, testSizes: splits.map(\.test.count))
         if !curves.isEmpty {
             try write(
                 SVG.lineChart(
@@ -209,26 +215,24 @@ public final class ExperimentPipeline {
         return perMode
     }
 
-    /// Validation and test accuracy of a fine-tuned model; linearized: f(θ_probe) + J(θ_probe)·(θ − θ_probe).
+    /// Validation and test accuracy of a fine-tuned model, and its test predictions; linearized:
+    /// f(θ_probe) + J(θ_probe)·(θ − θ_probe).
     func evaluate(
         _ p: ViTParameters, mode: ExperimentMode, probe: ViTParameters, _ split: TaskSplits
-    ) -> (
-        Double, Double
-    ) {
-        if mode == .linearized {
-            let m = ViT(parameters: probe)
-            return p.difference(from: probe).withUnsafeBufferPointer { tv in
-                (
-                    ViTMergeTraining.evaluate(m, on: split.validation, tangent: tv.baseAddress!).accuracy,
-                    ViTMergeTraining.evaluate(m, on: split.test, tangent: tv.baseAddress!).accuracy
-                )
-            }
+    ) -> (validation: Double, test: Double, predictions: [Int]) {
+        let linearized = mode == .linearized
+        let m = ViT(parameters: linearized ? probe : p)
+        let tangent = linearized ? p.difference(from: probe) : []
+        return tangent.withUnsafeBufferPointer { tv in
+            let t = linearized ? tv.baseAddress! : nil
+            let evaluator = Evaluator(model: m, capacity: min(128, max(split.test.count, 1)), linearized: linearized)
+            let predictions = evaluator.predictions(split.test, range: 0..<split.test.count, tangent: t)
+            let correct = zip(predictions, split.test.labels).filter { $0 == Int($1) }.count
+            return (
+                ViTMergeTraining.evaluate(m, on: split.validation, tangent: t).accuracy,
+                Double(correct) / Double(max(split.test.count, 1)), predictions
+            )
         }
-        let m = ViT(parameters: p)
-        return (
-            ViTMergeTraining.evaluate(m, on: split.validation).accuracy,
-            ViTMergeTraining.evaluate(m, on: split.test).accuracy
-        )
     }
 
     /// Loads `path` if a previous run finished it, else runs `make` and saves atomically.

@@ -53,10 +53,12 @@ public struct ExperimentResults: Codable, Sendable {
     public var negation: PerMode<Negation>
     public var disentanglement: PerMode<Disentanglement>
     public var merges: MergeComparison
+    /// Bootstrap intervals of the accuracies and differences above (absent in results written before them).
+    public var statistics: Statistics?
     public var environment: Environment
 
     enum CodingKeys: String, CodingKey {
-        case pretraining, tasks, seed, accuracy, negation, disentanglement, merges, environment
+        case pretraining, tasks, seed, accuracy, negation, disentanglement, merges, statistics, environment
         case taskAddition = "task_addition", taskCount = "task_count"
     }
 
@@ -64,7 +66,7 @@ public struct ExperimentResults: Codable, Sendable {
         pretraining: String, tasks: [String], seed: UInt64, accuracy: Accuracies = .init(),
         taskAddition: PerMode<TaskAddition> = .init(), taskCount: PerMode<[TaskCount]> = .init(),
         negation: PerMode<Negation> = .init(), disentanglement: PerMode<Disentanglement> = .init(),
-        merges: MergeComparison = .init(), environment: Environment
+        merges: MergeComparison = .init(), statistics: Statistics? = nil, environment: Environment
     ) {
         self.pretraining = pretraining
         self.tasks = tasks
@@ -75,6 +77,7 @@ public struct ExperimentResults: Codable, Sendable {
         self.negation = negation
         self.disentanglement = disentanglement
         self.merges = merges
+        self.statistics = statistics
         self.environment = environment
     }
 

@@ -33,6 +33,12 @@ public struct ReportWriter {
     /// A fraction with three decimals, "–" when absent.
     func f(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "–" }
 
+    /// " [low, high]" of the estimate `key` when the results have statistics, else "".
+    func ci(_ key: StatisticKey) -> String {
+        guard let e = results.statistics?[key] else { return "" }
+        return " [\(f(e.low)), \(f(e.high))]"
+    }
+
     /// The mean over the experiment's tasks (in task order) of a per-task map; nil when empty.
     func mean(_ d: [String: Double]?) -> Double? {
         guard let d, !d.isEmpty else { return nil }
@@ -51,10 +57,10 @@ public struct ReportWriter {
         s += "\(o.batchSize), lr \(o.lr).\n"
         s += "Machine: \(r.environment.cpu), \(r.environment.threads) threads.\n"
         s += accuracySection() + additionSection() + countSection() + negationSection()
-        s += disentanglementSection() + mergeSection()
+        s += disentanglementSection() + mergeSection() + differencesSection()
         s += "\n## The papers' findings on our data\n\n"
         for (claim, verdict, numbers) in findings() {
-            s += "- **\(verdict ? "holds" : "does not hold")** — \(claim) \(numbers)\n"
+            s += "- **\(verdict.rawValue)** — \(claim) \(numbers)\n"
         }
         return s
     }
@@ -68,7 +74,13 @@ public struct ReportWriter {
             ("linearized", acc.modes.linearized),
         ]
         for case (let mode, let a?) in rows {
-            s += "| \(mode) | " + tasks.map { f(a[$0]) }.joined(separator: " | ") + " | \(f(mean(a))) |\n"
+            s += "| \(mode) | " + tasks.map { f(a[$0]) }.joined(separator: " | ")
+            s += " | \(f(mean(a)))\(ci(.meanAccuracy(mode))) |\n"
+        }
+        if let st = results.statistics {
+            s += "\nIntervals: \(Int(100 * st.level))% percentile bootstrap over each task's test images "
+            s += "(\(st.replicates) resamples, seed \(st.seed); every model scored on the same resamples, so "
+            s += "differences are paired). Per task and model they are in results.json (`statistics`).\n"
         }
         return s
     }
@@ -77,8 +89,9 @@ public struct ReportWriter {
         var s = "\n## Task addition (λ chosen on validation)\n\n"
         s += "| mode | λ | val normalized | test normalized | test absolute (mean) |\n|---|---|---|---|---|\n"
         for (mode, a) in results.taskAddition.sorted {
-            s += "| \(mode.rawValue) | \(f(a.lambda)) | \(f(a.valNormalized)) | \(f(a.testNormalized)) | "
-            s += "\(f(mean(a.testAbsolute))) |\n"
+            s += "| \(mode.rawValue) | \(f(a.lambda)) | \(f(a.valNormalized)) | "
+            s += "\(f(a.testNormalized))\(ci(.additionNormalized(mode))) | "
+            s += "\(f(mean(a.testAbsolute)))\(ci(.additionAbsolute(mode))) |\n"
         }
         return s + "\n![λ curves](lambda_curves.svg)\n"
     }
@@ -100,8 +113,8 @@ public struct ReportWriter {
         s += "|---|---|---|---|---|---|\n"
         for (mode, n) in results.negation.sorted {
             s += "| \(mode.rawValue) | \(n.target) | \(n.control) | \(f(n.lambda)) | "
-            s += "\(f(n.targetPretrainedAccuracy)) → \(f(n.targetAccuracy)) | "
-            s += "\(f(n.controlPretrainedAccuracy)) → \(f(n.controlAccuracy)) |\n"
+            s += "\(f(n.targetPretrainedAccuracy)) → \(f(n.targetAccuracy))\(ci(.negation(mode, "target"))) | "
+            s += "\(f(n.controlPretrainedAccuracy)) → \(f(n.controlAccuracy))\(ci(.negation(mode, "control"))) |\n"
         }
         return s
     }
@@ -120,10 +133,30 @@ public struct ReportWriter {
         let m = results.merges
         var s = "\n## Other merges (test normalized accuracy)\n\n"
         s += "| method | hyper-parameter | λ | test normalized |\n|---|---|---|---|\n"
-        if let a = m.taskArithmetic { s += "| task_arithmetic | – | \(f(a.lambda)) | \(f(a.testNormalized)) |\n" }
-        if let a = m.average { s += "| average | – | – | \(f(a.testNormalized)) |\n" }
-        if let t = m.ties { s += "| ties | keep \(f(t.keep)) | \(f(t.lambda)) | \(f(t.testNormalized)) |\n" }
-        if let d = m.dare { s += "| dare | drop \(f(d.drop)) | \(f(d.lambda)) | \(f(d.testNormalized)) |\n" }
+        if let a = m.taskArithmetic {
+            s += "| task_arithmetic | – | \(f(a.lambda)) | \(f(a.testNormalized))\(ci(.merge("task_arithmetic"))) |\n"
+        }
+        if let a = m.average { s += "| average | – | – | \(f(a.testNormalized))\(ci(.merge("average"))) |\n" }
+        if let t = m.ties {
+            s += "| ties | keep \(f(t.keep)) | \(f(t.lambda)) | \(f(t.testNormalized))\(ci(.merge("ties"))) |\n"
+        }
+        if let d = m.dare {
+            s += "| dare | drop \(f(d.drop)) | \(f(d.lambda)) | \(f(d.testNormalized))\(ci(.merge("dare"))) |\n"
+        }
+        return s
+    }
+
+    /// Every paired difference of the statistics, in name order (difference of accuracies; fractions).
+    func differencesSection() -> String {
+        guard let st = results.statistics else { return "" }
+        let prefix = "difference."
+        let rows = st.estimates.filter { $0.key.hasPrefix(prefix) }.sorted { $0.key < $1.key }
+        guard !rows.isEmpty else { return "" }
+        var s = "\n## Paired differences (test, \(Int(100 * st.level))% bootstrap intervals)\n\n"
+        s += "| difference | value | interval |\n|---|---|---|\n"
+        for (key, e) in rows {
+            s += "| \(key.dropFirst(prefix.count)) | \(f(e.value)) | [\(f(e.low)), \(f(e.high))] |\n"
+        }
         return s
     }
 }

@@ -104,4 +104,31 @@ final class ExperimentResultsTests: XCTestCase {
         XCTAssertTrue(md.contains("- **does not hold** — Negation (aligned) lowers"), md)
         XCTAssertTrue(md.contains("- **holds** — TIES-merging beats plain task arithmetic"), md)
     }
+
+    /// With statistics, verdicts follow the intervals: TIES's +2.5 points with an interval reaching below +1
+    /// is inconclusive, and the tables show the intervals.
+    func testVerdictsUseIntervals() {
+        var r = Self.sample()
+        var st = Statistics(replicates: 1000, level: 0.95, seed: 7)
+        st[.difference("ties_vs_task_arithmetic")] = Estimate(0.025, low: 0.004, high: 0.046)
+        st[.difference("finetune_vs_probe.aligned.mnist")] = Estimate(0.25, low: 0.2, high: 0.3)
+        st[.difference("finetune_vs_probe.aligned.fashion")] = Estimate(0.25, low: -0.01, high: 0.5)
+        st[.meanAccuracy("aligned")] = Estimate(0.625, low: 0.6, high: 0.65)
+        r.statistics = st
+        let settings = ReportSettings(
+            pretrained: "p", seed: 7, probeSteps: 1, finetuneSteps: 1, batchSize: 8, lr: 3e-4)
+        let md = ReportWriter(results: r, settings: settings).markdown()
+        XCTAssertTrue(md.contains("- **inconclusive** — TIES-merging beats plain task arithmetic"), md)
+        XCTAssertTrue(md.contains("difference +2.5 [+0.4, +4.6] points)"), md)
+        XCTAssertTrue(md.contains("- **inconclusive** — Fine-tuning (aligned) beats"), md)
+        XCTAssertTrue(md.contains("per task: fashion inconclusive"), md)
+        XCTAssertTrue(md.contains("| aligned | 0.750 | 0.500 | 0.625 [0.600, 0.650] |\n"), md)
+        XCTAssertTrue(md.contains("| ties_vs_task_arithmetic | 0.025 | [0.004, 0.046] |\n"), md)
+        st[.difference("ties_vs_task_arithmetic")] = Estimate(0.025, low: 0.011, high: 0.046)
+        r.statistics = st
+        let md2 = ReportWriter(results: r, settings: settings).markdown()
+        XCTAssertTrue(md2.contains("- **holds** — TIES-merging beats plain task arithmetic"), md2)
+        let back = try? ExperimentResults.decode(r.json())
+        XCTAssertEqual(back?.statistics?[.difference("ties_vs_task_arithmetic")]?.low, 0.011)
+    }
 }
