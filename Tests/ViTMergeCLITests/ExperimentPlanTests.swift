@@ -94,5 +94,28 @@ final class ExperimentPlanTests: XCTestCase {
         }
         XCTAssertEqual(
             try results(one), try results(fan), "the fanned-out experiment's results differ from the single run's")
+        // The bootstrap's point estimates come from per-image outcomes recorded apart from the accuracies the
+        // evaluator reported: they must agree exactly, and every interval must contain its value.
+        let r = try results(one)
+        let stats = try XCTUnwrap((r["statistics"] as? [String: Any])?["estimates"] as? [String: [String: Double]])
+        func value(_ key: String) -> Double? { stats[key]?["value"] }
+        let acc = r["accuracy"] as! [String: [String: Double]]
+        let add = (r["task_addition"] as! [String: [String: Any]])["aligned"]!
+        let merges = r["merges"] as! [String: [String: Any]]
+        for task in ["digits", "clothes"] {
+            XCTAssertEqual(value("accuracy.aligned.\(task)"), acc["aligned"]![task])
+            XCTAssertEqual(value("accuracy.pretrained_probe.\(task)"), acc["pretrained_probe"]![task])
+        }
+        XCTAssertEqual(value("task_addition.aligned.test_normalized"), add["test_normalized"] as? Double)
+        for m in ["ties", "dare", "average", "task_arithmetic"] {
+            XCTAssertEqual(value("merges.\(m).test_normalized"), merges[m]!["test_normalized"] as? Double, m)
+        }
+        let negation = (r["negation"] as! [String: [String: Any]])["aligned"]!
+        XCTAssertEqual(value("negation.aligned.target"), negation["target_accuracy"] as? Double)
+        XCTAssertNotNil(value("difference.ties_vs_task_arithmetic"))
+        for (key, e) in stats {
+            XCTAssertLessThanOrEqual(e["low"]!, e["value"]! + 1e-12, key)
+            XCTAssertGreaterThanOrEqual(e["high"]!, e["value"]! - 1e-12, key)
+        }
     }
 }
