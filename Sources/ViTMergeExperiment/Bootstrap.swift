@@ -15,6 +15,11 @@ struct Outcomes {
         correct[model, default: [:]][task] = zip(predictions, labels).map { $0 == Int($1) }
     }
 
+    /// Adds every model of `other` under the name `prefix` + its name.
+    mutating func add(_ other: Outcomes, prefix: String) {
+        for (model, byTask) in other.correct { correct[prefix + model] = byTask }
+    }
+
     /// Makes `name` another name of `model`'s outcomes.
     mutating func alias(_ name: String, to model: String) { correct[name] = correct[model] }
 }

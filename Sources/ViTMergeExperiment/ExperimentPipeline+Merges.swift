@@ -111,7 +111,7 @@ extension ExperimentPipeline {
                 testAbsolute: byTask(names, r.testAbsolute))
         }
         let ties = ev.merge(.ties, candidates: [0.1, 0.2, 0.5])
-        let dare = ev.merge(.dare, candidates: [0.5, 0.9], seed: settings.seed)
+        let dare = ev.merge(.dare, candidates: [0.5, 0.9], seed: settings.fineTuneSeed)
         for (name, r) in [("ties", ties), ("dare", dare)] {
             record(ev, ev.encoder([r.direction], [Float(r.lambda)]), "merge.\(name)", tasks: all, into: &outcomes)
         }

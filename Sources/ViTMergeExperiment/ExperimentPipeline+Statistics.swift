@@ -3,10 +3,21 @@ import ViTMergeReport
 
 extension ExperimentPipeline {
     /// Bootstrap intervals for every accuracy the results report and for the differences the findings compare,
-    /// from the models' per-image test outcomes (1000 paired resamples, 95%, seeded by the run's seed).
-    func statistics(_ outcomes: Outcomes, results r: ExperimentResults, testSizes: [Int]) -> Statistics {
+    /// from the models' per-image test outcomes (1000 paired resamples, 95%, seeded by the run's seed). With
+    /// several fine-tuning runs (`runs`: the prefixes of their model names in `outcomes`), each estimate is the
+    /// mean over the runs of the statistic, resampled over the (shared) test images.
+    func statistics(
+        _ outcomes: Outcomes, results r: ExperimentResults, testSizes: [Int], runs: [String] = [""]
+    ) -> Statistics {
         let boot = Bootstrap(sizes: testSizes, seed: settings.seed)
         var out = Statistics(replicates: boot.replicates, level: boot.level, seed: boot.seed)
+        func estimate(_ statistic: (_ accuracy: (String, Int) -> Double) -> Double) -> Estimate? {
+            boot.estimate(outcomes) { acc in
+                withoutActuallyEscaping(acc) { acc in
+                    runs.map { run in statistic { model, t in acc(run + model, t) } }.reduce(0, +) / Double(runs.count)
+                }
+            }
+        }
         let tasks = Array(r.tasks.indices)
         func mean(_ f: (Int) -> Double, over subset: [Int] = tasks) -> Double {
             subset.map(f).reduce(0, +) / Double(max(subset.count, 1))
@@ -15,47 +26,47 @@ extension ExperimentPipeline {
         let fineTunedModes = [ExperimentMode.aligned, .full, .linearized].filter { settings.modes.contains($0) }
         for (model, key) in [("probe", "pretrained_probe")] + fineTunedModes.map({ ($0.rawValue, $0.rawValue) }) {
             for t in tasks {
-                out[.accuracy(key, task: r.tasks[t])] = boot.estimate(outcomes) { acc in acc(model, t) }
+                out[.accuracy(key, task: r.tasks[t])] = estimate { acc in acc(model, t) }
             }
-            out[.meanAccuracy(key)] = boot.estimate(outcomes) { acc in mean { acc(model, $0) } }
+            out[.meanAccuracy(key)] = estimate { acc in mean { acc(model, $0) } }
         }
         for mode in fineTunedModes {
             let m = mode.rawValue
             for t in tasks {
-                out[.difference("finetune_vs_probe.\(m).\(r.tasks[t])")] = boot.estimate(outcomes) { acc in
+                out[.difference("finetune_vs_probe.\(m).\(r.tasks[t])")] = estimate { acc in
                     acc(m, t) - acc("probe", t)
                 }
             }
-            out[.difference("finetune_vs_probe.\(m).mean")] = boot.estimate(outcomes) { acc in
+            out[.difference("finetune_vs_probe.\(m).mean")] = estimate { acc in
                 mean { acc(m, $0) - acc("probe", $0) }
             }
             // Task addition at the chosen λ, normalized by the same resample's fine-tuned accuracy.
-            out[.additionNormalized(mode)] = boot.estimate(outcomes) { acc in
+            out[.additionNormalized(mode)] = estimate { acc in
                 mean { normalized(acc("addition.\(m)", $0), acc(m, $0)) }
             }
-            out[.additionAbsolute(mode)] = boot.estimate(outcomes) { acc in mean { acc("addition.\(m)", $0) } }
+            out[.additionAbsolute(mode)] = estimate { acc in mean { acc("addition.\(m)", $0) } }
             if let n = r.negation[mode], let target = r.tasks.firstIndex(of: n.target),
                 let control = r.tasks.firstIndex(of: n.control)
             {
-                out[.negation(mode, "target")] = boot.estimate(outcomes) { acc in acc("negated.\(m)", target) }
-                out[.negation(mode, "control")] = boot.estimate(outcomes) { acc in acc("negated.\(m)", control) }
-                out[.difference("negation_target_drop.\(m)")] = boot.estimate(outcomes) { acc in
+                out[.negation(mode, "target")] = estimate { acc in acc("negated.\(m)", target) }
+                out[.negation(mode, "control")] = estimate { acc in acc("negated.\(m)", control) }
+                out[.difference("negation_target_drop.\(m)")] = estimate { acc in
                     acc("pretrained.\(m)", target) - acc("negated.\(m)", target)
                 }
-                out[.difference("negation_control_retained.\(m)")] = boot.estimate(outcomes) { acc in
+                out[.difference("negation_control_retained.\(m)")] = estimate { acc in
                     normalized(acc("negated.\(m)", control), acc("pretrained.\(m)", control))
                 }
             }
         }
         func additionDifference(_ a: ExperimentMode, _ b: ExperimentMode) -> Estimate? {
-            boot.estimate(outcomes) { acc in
+            estimate { acc in
                 mean { normalized(acc("addition.\(a.rawValue)", $0), acc(a.rawValue, $0)) }
                     - mean { normalized(acc("addition.\(b.rawValue)", $0), acc(b.rawValue, $0)) }
             }
         }
         out[.difference("aligned_vs_full.task_addition")] = additionDifference(.aligned, .full)
         out[.difference("linearized_vs_aligned.task_addition")] = additionDifference(.linearized, .aligned)
-        out[.difference("probe_vs_aligned_addition.absolute")] = boot.estimate(outcomes) { acc in
+        out[.difference("probe_vs_aligned_addition.absolute")] = estimate { acc in
             mean { acc("probe", $0) - acc("addition.aligned", $0) }
         }
         // The other merges, normalized by the fine-tuned models of the mode they merged.
@@ -64,10 +75,10 @@ extension ExperimentPipeline {
             mean { normalized(acc("merge.\(method)", $0), acc(mergeMode, $0)) }
         }
         for method in ["average", "task_arithmetic", "ties", "dare"] {
-            out[.merge(method)] = boot.estimate(outcomes) { acc in mergeNormalized(method, acc) }
+            out[.merge(method)] = estimate { acc in mergeNormalized(method, acc) }
         }
         for method in ["ties", "dare", "average"] {
-            out[.difference("\(method)_vs_task_arithmetic")] = boot.estimate(outcomes) { acc in
+            out[.difference("\(method)_vs_task_arithmetic")] = estimate { acc in
                 mergeNormalized(method, acc) - mergeNormalized("task_arithmetic", acc)
             }
         }

@@ -19,6 +19,9 @@ public final class ExperimentPipeline {
     /// One progress line.
     let log: (String) -> Void
     let start = Date()
+    /// After `run`: every scored model's test outcomes, and the test split sizes (for a seed sweep's bootstrap).
+    var outcomes = Outcomes()
+    var testSizes: [Int] = []
 
     public init(
         settings: ExperimentSettings, pretrainConfig: ViTConfig?, arguments: [String],
@@ -105,7 +108,9 @@ public final class ExperimentPipeline {
             curves.append(curve)
             countCurves.append(count)
         }
-        results.statistics = statistics(outcomes, results: results, testSizes: splits.map(\.test.count))
+        testSizes = splits.map(\.test.count)
+        results.statistics = statistics(outcomes, results: results, testSizes: testSizes)
+        self.outcomes = outcomes
         if !curves.isEmpty {
             try write(
                 SVG.lineChart(
@@ -205,7 +210,7 @@ public final class ExperimentPipeline {
                     .full,
                     try stage("\(dir)/full.safetensors", "full fine-tuning \(name)", task: name) {
                         let p = withHead(pre, classes: classes)
-                        reinitializeHead(p, seed: s.seed &+ UInt64(i))
+                        reinitializeHead(p, seed: s.fineTuneSeed &+ UInt64(i))
                         let model = ViT(parameters: p)
                         try Trainer(model: model, train: split.train, mode: .full, settings: fine).run()
                         return model.parameters

@@ -23,8 +23,13 @@ public struct ExperimentSettings: Sendable {
     public var batchSize: Int
     public var lr: Float
     public var probeLr: Float
-    /// Seed of the validation split, batches, heads and DARE.
+    /// Seed of the validation split, pre-training and the bootstrap; fine-tuning (batches, heads) and DARE use
+    /// `fineTuneSeed`.
     public var seed: UInt64
+    /// Fine-tuning runs of the sweep (`--seeds`): run r fine-tunes with seed + r; 1 is a single run.
+    public var seedCount = 1
+    /// Which run of the sweep these settings are for (0 for the first or only one).
+    public var replicate = 0
     /// Disentanglement grid step over [−3, 3].
     public var alphaStep: Double
     /// Validation images per task for the disentanglement error.
@@ -55,11 +60,27 @@ public struct ExperimentSettings: Sendable {
     /// The pre-trained model's path: written by the run with `scheme`, else `pretrained`.
     public var pretrainedPath: String { scheme.map { "\(out)/pretrained_\($0.rawValue).safetensors" } ?? pretrained }
 
+    /// The seed of fine-tuning's batches and heads and of DARE's drops: `seed` + `replicate`.
+    public var fineTuneSeed: UInt64 { seed &+ UInt64(replicate) }
+
+    /// The settings of run `r` of the seed sweep, writing into `<out>/seed-<r>` (run 0 into `out` itself).
+    public func replicate(_ r: Int) -> ExperimentSettings {
+        var s = self
+        s.replicate = r
+        if r > 0 {
+            s.out = "\(out)/seed-\(r)"
+            // Every run fine-tunes the same pre-trained model: run 0's (pre-trained by it with a scheme).
+            s.pretrained = pretrainedPath
+            s.scheme = nil
+        }
+        return s
+    }
+
     /// Training settings of a probe or fine-tuning stage: warm-up 10% of the steps, clip 1.
     func training(_ steps: Int, lr: Float, weightDecay: Float) -> TrainSettings {
         TrainSettings(
             steps: steps, batchSize: batchSize, lr: lr, warmupSteps: max(1, steps / 10), weightDecay: weightDecay,
-            clipNorm: 1, seed: seed)
+            clipNorm: 1, seed: fineTuneSeed)
     }
 
     /// Pre-training settings: batch 64, lr 1e-3, warm-up 5%, weight decay 0.05, state every 250 steps.

@@ -55,10 +55,12 @@ public struct ExperimentResults: Codable, Sendable {
     public var merges: MergeComparison
     /// Bootstrap intervals of the accuracies and differences above (absent in results written before them).
     public var statistics: Statistics?
+    /// With `experiment --seeds N` (N > 1): the spread over the fine-tuning runs and the pooled intervals.
+    public var seeds: SeedSummary?
     public var environment: Environment
 
     enum CodingKeys: String, CodingKey {
-        case pretraining, tasks, seed, accuracy, negation, disentanglement, merges, statistics, environment
+        case pretraining, tasks, seed, accuracy, negation, disentanglement, merges, statistics, seeds, environment
         case taskAddition = "task_addition", taskCount = "task_count"
     }
 

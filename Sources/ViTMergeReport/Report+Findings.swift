@@ -9,7 +9,8 @@ extension ReportWriter {
     /// measured (a mode not run) are left out.
     func findings() -> [(String, Verdict, String)] {
         let r = results, tasks = r.tasks, acc = r.accuracy, add = r.taskAddition
-        let st = r.statistics
+        // Over a seed sweep, the intervals of the mean over the runs; else this run's.
+        let st = r.seeds?.pooled ?? r.statistics
         var out: [(String, Verdict, String)] = []
         for mode in [ExperimentMode.aligned, .full, .linearized] {
             guard let a = acc.modes[mode], let p = acc.pretrainedProbe else { continue }

@@ -57,7 +57,7 @@ public struct ReportWriter {
         s += "\(o.batchSize), lr \(o.lr).\n"
         s += "Machine: \(r.environment.cpu), \(r.environment.threads) threads.\n"
         s += accuracySection() + additionSection() + countSection() + negationSection()
-        s += disentanglementSection() + mergeSection() + differencesSection()
+        s += disentanglementSection() + mergeSection() + differencesSection() + seedsSection()
         s += "\n## The papers' findings on our data\n\n"
         for (claim, verdict, numbers) in findings() {
             s += "- **\(verdict.rawValue)** — \(claim) \(numbers)\n"
@@ -142,6 +142,24 @@ public struct ReportWriter {
         }
         if let d = m.dare {
             s += "| dare | drop \(f(d.drop)) | \(f(d.lambda)) | \(f(d.testNormalized))\(ci(.merge("dare"))) |\n"
+        }
+        return s
+    }
+
+    /// Over a seed sweep: each summary estimate (means over tasks, merges, differences; not per-task values) as
+    /// mean ± standard deviation over the runs, with the bootstrap interval of the mean.
+    func seedsSection() -> String {
+        guard let sweep = results.seeds else { return "" }
+        let tasks = Set(results.tasks)
+        let keys = sweep.spread.keys.filter { !tasks.contains(String($0.split(separator: ".").last ?? "")) }.sorted()
+        var s = "\n## Across fine-tuning seeds\n\n"
+        s += "\(sweep.seeds.count) runs with fine-tuning seeds \(sweep.seeds.map(String.init).joined(separator: ", ")) "
+        s += "(the tables above are the first run's). The findings use the interval of the mean over the runs.\n\n"
+        s += "| estimate | mean ± std over runs | interval of the mean |\n|---|---|---|\n"
+        for key in keys {
+            let v = sweep.spread[key]!
+            let e = sweep.pooled.estimates[key]
+            s += "| \(key) | \(f(v.mean)) ± \(f(v.std)) | \(e.map { "[\(f($0.low)), \(f($0.high))]" } ?? "–") |\n"
         }
         return s
     }

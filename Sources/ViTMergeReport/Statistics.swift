@@ -98,3 +98,34 @@ public struct StatisticKey: Hashable, Sendable {
     /// A paired difference (see the pipeline's list of comparisons).
     public static func difference(_ name: String) -> Self { .init(name: "difference.\(name)") }
 }
+
+/// One estimate's value in each fine-tuning run of a seed sweep, with their mean and sample standard deviation.
+public struct SeedSpread: Codable, Sendable, Equatable {
+    public var values: [Double]
+    public var mean: Double
+    /// Sample standard deviation (n − 1); 0 for one run.
+    public var std: Double
+
+    public init(_ values: [Double]) {
+        self.values = values
+        let n = Double(values.count)
+        mean = values.reduce(0, +) / max(n, 1)
+        let m = mean
+        std = values.count > 1 ? (values.map { ($0 - m) * ($0 - m) }.reduce(0, +) / (n - 1)).squareRoot() : 0
+    }
+}
+
+/// `experiment --seeds N`: the fine-tuning seeds, every estimate's spread over the runs (keyed like
+/// `Statistics.estimates`), and the bootstrap intervals of the mean over the runs (test images resampled, the
+/// same resample for every run and model), which the verdicts use.
+public struct SeedSummary: Codable, Sendable {
+    public var seeds: [UInt64]
+    public var spread: [String: SeedSpread]
+    public var pooled: Statistics
+
+    public init(seeds: [UInt64], spread: [String: SeedSpread], pooled: Statistics) {
+        self.seeds = seeds
+        self.spread = spread
+        self.pooled = pooled
+    }
+}

@@ -28,7 +28,12 @@ struct ExperimentOptions: ParsableArguments {
     @Option(help: "Fine-tuning batch size.") var batchSize = 64
     @Option(help: "Fine-tuning peak learning rate.") var lr: Float = 3e-4
     @Option(help: "Linear-probe peak learning rate.") var probeLr: Float = 3e-3
-    @Option(help: "Seed (validation split, batches, heads).") var seed: UInt64 = 0
+    @Option(help: "Seed (validation split, pre-training, bootstrap; fine-tuning uses seed + run).") var seed: UInt64 = 0
+    @Option(
+        help: ArgumentHelp(
+            "Fine-tuning runs with seeds seed … seed + N − 1 (run r > 0 in <out>/seed-<r>); results.json adds the "
+                + "mean ± std over runs and the verdicts use the intervals of the mean."))
+    var seeds = 1
     @Option(help: "Disentanglement grid step over [−3, 3].") var alphaStep = 0.5
     @Option(help: "Validation images per task for the disentanglement error.") var disentangleImages = 100
     @Flag(
@@ -63,15 +68,21 @@ struct ExperimentOptions: ParsableArguments {
         }
         if !(alphaStep > 0) { throw ValidationError("--alpha-step must be positive") }
         if pretrainSteps < 1 { throw ValidationError("--pretrain-steps must be ≥ 1") }
+        if seeds < 1 { throw ValidationError("--seeds must be ≥ 1") }
+        if seeds > 1 && (plan || job != nil) {
+            throw ValidationError("--plan and --job fan out one run; give them without --seeds (or --seeds 1)")
+        }
     }
 
     /// The pipeline's settings (after `validate`).
     func settings() throws -> ExperimentSettings {
-        ExperimentSettings(
+        var s = ExperimentSettings(
             out: out, tasks: tasks, modes: try parseModes(modes), pretrained: pretrained, scheme: scheme,
             pretrainData: pretrainData, pretrainSteps: pretrainSteps, probeSteps: probeSteps,
             finetuneSteps: finetuneSteps, batchSize: batchSize, lr: lr, probeLr: probeLr, seed: seed,
             alphaStep: alphaStep, disentangleImages: disentangleImages)
+        s.seedCount = seeds
+        return s
     }
 
     /// Runs the plan, one job, or the whole experiment, printing progress with the elapsed time.
@@ -86,11 +97,16 @@ struct ExperimentOptions: ParsableArguments {
         }
         let start = Date()
         let config = settings.scheme == nil ? nil : try loadConfig(pretrainConfig)
-        let pipeline = ExperimentPipeline(settings: settings, pretrainConfig: config, arguments: CommandLine.arguments)
-        {
+        let log: (String) -> Void = {
             print("[\(formatSeconds(Date().timeIntervalSince(start)))] \($0)")
             fflush(nil)
         }
+        if settings.seedCount > 1 {
+            try SeedSweep(settings: settings, pretrainConfig: config, arguments: CommandLine.arguments, log: log).run()
+            return
+        }
+        let pipeline = ExperimentPipeline(
+            settings: settings, pretrainConfig: config, arguments: CommandLine.arguments, log: log)
         try pipeline.run(job: job.flatMap(ExperimentJob.init))
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import ViTMergeIO
 import ViTMergeModel
 
 /// What the end-to-end tests share: the repository, the `vitmerge` binary `swift test` builds
@@ -88,4 +89,23 @@ func assertBitIdentical(
     let pa = UnsafeBufferPointer(start: a.base, count: a.arena.count),
         pb = UnsafeBufferPointer(start: b.base, count: b.arena.count)
     XCTAssertTrue(pa.elementsEqual(pb) { $0.bitPattern == $1.bitPattern }, message, file: file, line: line)
+}
+
+extension CLI {
+    /// A small task: the first `train`/`test` images of an embedded task.
+    static func smallTask(_ source: String, _ path: String, train: Int, test: Int) throws {
+        let t = try TaskDataset.load(path: CLI.repo.appendingPathComponent(source).path)
+        var w = SafeTensorsWriter(metadata: [
+            "classes": String(decoding: try JSONEncoder().encode(t.classes), as: UTF8.self),
+            "name": URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent,
+        ])
+        for (split, data, n) in [("train", t.train, train), ("test", t.test, test)] {
+            let size = data.channels * data.height * data.width
+            try w.add(
+                "\(split).images", bytes: Array(data.images.prefix(n * size)),
+                shape: [n, data.channels, data.height, data.width])
+            try w.add("\(split).labels", int64s: data.labels.prefix(n).map(Int64.init), shape: [n])
+        }
+        try w.write(to: path)
+    }
 }

@@ -6,23 +6,6 @@ import ViTMergeIO
 /// `experiment --plan` fan-out: the planned per-task jobs, run concurrently as separate
 /// processes, then the merge command, must give exactly what one `experiment` run gives.
 final class ExperimentPlanTests: XCTestCase {
-    /// A small task: the first `train`/`test` images of an embedded task.
-    func smallTask(_ source: String, _ path: String, train: Int, test: Int) throws {
-        let t = try TaskDataset.load(path: CLI.repo.appendingPathComponent(source).path)
-        var w = SafeTensorsWriter(metadata: [
-            "classes": String(decoding: try JSONEncoder().encode(t.classes), as: UTF8.self),
-            "name": URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent,
-        ])
-        for (split, data, n) in [("train", t.train, train), ("test", t.test, test)] {
-            let size = data.channels * data.height * data.width
-            try w.add(
-                "\(split).images", bytes: Array(data.images.prefix(n * size)),
-                shape: [n, data.channels, data.height, data.width])
-            try w.add("\(split).labels", int64s: data.labels.prefix(n).map(Int64.init), shape: [n])
-        }
-        try w.write(to: path)
-    }
-
     func testPlannedJobsThenMergeEqualOneRun() throws {
         let exe = try CLI.binary()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
@@ -31,8 +14,8 @@ final class ExperimentPlanTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let a = dir.appendingPathComponent("digits.safetensors").path,
             b = dir.appendingPathComponent("clothes.safetensors").path
-        try smallTask("data/tasks/mnist.safetensors", a, train: 60, test: 20)
-        try smallTask("data/tasks/fashion.safetensors", b, train: 60, test: 20)
+        try CLI.smallTask("data/tasks/mnist.safetensors", a, train: 60, test: 20)
+        try CLI.smallTask("data/tasks/fashion.safetensors", b, train: 60, test: 20)
         // A tiny model keeps the merge stages fast in a debug build.
         let config = dir.appendingPathComponent("cfg.json").path,
             pre = dir.appendingPathComponent("pre.safetensors").path
