@@ -1,4 +1,5 @@
 import Foundation
+import ViTMergeCore
 import ViTMergeIO
 import ViTMergeMerging
 import ViTMergeModel
@@ -7,12 +8,12 @@ import ViTMergeReport
 extension ExperimentPipeline {
     /// Stage 2 for one fine-tuning mode: saves the task vectors, then task addition, accuracy vs number of tasks,
     /// negation, disentanglement and (on the aligned vectors, or each mode's when aligned did not run) the other
-    /// merges, into `results`, and each scored model's test outcomes into `outcomes`. Returns the λ curve and the
-    /// task-count curve for the plots.
+    /// merges, into `results`, and each scored model's test outcomes into `outcomes`. Returns the λ curve for the
+    /// plot.
     func merge(
         mode: ExperimentMode, pre: ViTParameters, splits: [TaskSplits], names: [String], fineTuned: FineTuned,
         into results: inout ExperimentResults, outcomes: inout Outcomes
-    ) throws -> (curve: SVG.Series, count: SVG.Series) {
+    ) throws -> SVG.Series {
         let s = settings, m = mode.rawValue
         let all = Array(splits.indices)
         let tasks = try all.map { i in
@@ -40,14 +41,25 @@ extension ExperimentPipeline {
         let sum = Merges.sum(tasks.map(\.tau))
         record(ev, ev.encoder([sum], [Float(add.lambda)]), "addition.\(m)", tasks: all, into: &outcomes)
 
-        // Accuracy vs number of tasks: every subset of size k, λ on a coarser grid.
+        // Accuracy vs number of tasks: every subset of size k, or a seeded sample; λ on a coarser grid.
         var perK: [TaskCount] = []
         let coarse = (0...10).map { Double($0) / 10 }
         for k in 2...splits.count {
-            let subsets = combinations(all, k)
-            let scores = subsets.map { ev.addition(tasks: $0, grid: coarse).test }
+            let every = combinations(all, k)
+            let subsets = sample(every, count: s.taskCountSubsets, stream: UInt64(k))
+            var scores: [Double] = []
+            for (j, subset) in subsets.enumerated() {
+                let r = ev.addition(tasks: subset, grid: coarse)
+                scores.append(r.test)
+                let sum = Merges.sum(subset.map { tasks[$0].tau })
+                record(
+                    ev, ev.encoder([sum], [Float(r.lambda)]), "count.\(m).k\(k).s\(j)", tasks: subset, into: &outcomes)
+            }
             let mean = scores.reduce(0, +) / Double(scores.count)
-            perK.append(TaskCount(k: k, testNormalized: mean, subsets: scores.count))
+            perK.append(
+                TaskCount(
+                    k: k, testNormalized: mean, subsets: subsets.count, possible: every.count,
+                    tasks: subsets.map { $0.map { names[$0] } }))
         }
         results.taskCount[mode] = perK
         let points = perK.map { (x: Double($0.k), y: $0.testNormalized) }
@@ -87,7 +99,7 @@ extension ExperimentPipeline {
                     format: "merges (%@): average %.3f, task arithmetic %.3f, TIES %.3f, DARE %.3f (test normalized)",
                     m, r.average!.testNormalized, add.test, r.ties!.testNormalized, r.dare!.testNormalized))
         }
-        return (curve, SVG.Series(name: m, points: points))
+        return curve
     }
 
     /// Averaging (λ = 1), TIES (keep 0.1, 0.2, 0.5) and DARE (drop 0.5, 0.9) next to plain task arithmetic.
@@ -119,6 +131,16 @@ extension ExperimentPipeline {
         out.dare = tuned(dare)
         outcomes.alias("merge.task_arithmetic", to: "addition.\(mode.rawValue)")
         return out
+    }
+
+    /// All of `items` when there are at most `count`, else `count` of them drawn without replacement (seeded by
+    /// the run's seed and `stream`), in their original order.
+    func sample(_ items: [[Int]], count: Int, stream: UInt64) -> [[Int]] {
+        guard items.count > count else { return items }
+        var order = Array(items.indices)
+        var rng = RNG(seed: settings.seed, stream: 0x7A5C_0000 &+ stream)
+        rng.shuffle(&order)
+        return order.prefix(count).sorted().map { items[$0] }
     }
 
     /// Records `encoder`'s test predictions on each of `tasks` (with the task's head) as model `name`.

@@ -44,6 +44,15 @@ extension ExperimentPipeline {
             out[.additionNormalized(mode)] = estimate { acc in
                 mean { normalized(acc("addition.\(m)", $0), acc(m, $0)) }
             }
+            for c in r.taskCount[mode] ?? [] {
+                let subsets = (c.tasks ?? []).map { $0.compactMap { r.tasks.firstIndex(of: $0) } }
+                guard !subsets.isEmpty else { continue }
+                out[.taskCount(mode, k: c.k)] = estimate { acc in
+                    subsets.enumerated().map { j, subset in
+                        mean({ normalized(acc("count.\(m).k\(c.k).s\(j)", $0), acc(m, $0)) }, over: subset)
+                    }.reduce(0, +) / Double(subsets.count)
+                }
+            }
             out[.additionAbsolute(mode)] = estimate { acc in mean { acc("addition.\(m)", $0) } }
             if let n = r.negation[mode], let target = r.tasks.firstIndex(of: n.target),
                 let control = r.tasks.firstIndex(of: n.control)

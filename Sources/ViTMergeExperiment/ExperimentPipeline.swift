@@ -99,14 +99,13 @@ public final class ExperimentPipeline {
         for mode in s.modes { results.accuracy.modes[mode] = accuracy[mode] }
 
         // Stage 2: merges per fine-tuning mode (probe-only task vectors are zero: nothing to merge).
-        var curves: [SVG.Series] = [], countCurves: [SVG.Series] = []
+        var curves: [SVG.Series] = []
         var outcomes = fineTuned.outcomes
         for mode in s.modes where mode != .probe {
-            let (curve, count) = try merge(
-                mode: mode, pre: pre, splits: splits, names: names, fineTuned: fineTuned, into: &results,
-                outcomes: &outcomes)
-            curves.append(curve)
-            countCurves.append(count)
+            curves.append(
+                try merge(
+                    mode: mode, pre: pre, splits: splits, names: names, fineTuned: fineTuned, into: &results,
+                    outcomes: &outcomes))
         }
         testSizes = splits.map(\.test.count)
         results.statistics = statistics(outcomes, results: results, testSizes: testSizes)
@@ -117,11 +116,7 @@ public final class ExperimentPipeline {
                     title: "Task addition: validation normalized accuracy vs λ", xLabel: "λ",
                     yLabel: "mean normalized accuracy (val)", series: curves, yMin: 0, yMax: 1.05),
                 "lambda_curves.svg")
-            try write(
-                SVG.lineChart(
-                    title: "Task addition vs number of tasks", xLabel: "tasks added",
-                    yLabel: "mean normalized accuracy (test)", series: countCurves, yMin: 0, yMax: 1.05),
-                "task_count.svg")
+            try write(taskCountChart(results), "task_count.svg")
         }
         results.environment = Environment(
             cpu: Machine.cpuModel, threads: ThreadPool.shared.threads, isa: Machine.buildISA,
@@ -130,6 +125,21 @@ public final class ExperimentPipeline {
         try write(ReportWriter(results: results, settings: s.report).markdown(), "report.md")
         log("wrote \(s.out)/results.json, \(s.out)/report.md and SVG plots; the report is \(s.out)/report.md")
         return results
+    }
+
+    /// Test normalized accuracy against the number of tasks added, per mode, with 95% bootstrap intervals.
+    func taskCountChart(_ r: ExperimentResults) -> String {
+        let series = r.taskCount.sorted.map { mode, counts in
+            let errors = counts.map { c in
+                r.statistics?[.taskCount(mode, k: c.k)].map { (low: $0.low, high: $0.high) }
+                    ?? (low: c.testNormalized, high: c.testNormalized)
+            }
+            return SVG.Series(
+                name: mode.rawValue, points: counts.map { (x: Double($0.k), y: $0.testNormalized) }, errors: errors)
+        }
+        return SVG.lineChart(
+            title: "Task addition vs number of tasks (95% bootstrap intervals)", xLabel: "tasks added",
+            yLabel: "mean normalized accuracy (test)", series: series, yMin: 0, yMax: 1.05)
     }
 
     /// Pre-trains with `scheme` (resumable state in the output directory) and saves the model to `path`.

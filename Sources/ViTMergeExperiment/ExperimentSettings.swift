@@ -26,6 +26,9 @@ public struct ExperimentSettings: Sendable {
     /// Seed of the validation split, pre-training and the bootstrap; fine-tuning (batches, heads) and DARE use
     /// `fineTuneSeed`.
     public var seed: UInt64
+    /// Task subsets evaluated per size k for the task-count curve: all when there are at most this many, else a
+    /// seeded sample of this many.
+    public var taskCountSubsets = 10
     /// Fine-tuning runs of the sweep (`--seeds`): run r fine-tunes with seed + r; 1 is a single run.
     public var seedCount = 1
     /// Which run of the sweep these settings are for (0 for the first or only one).

@@ -169,21 +169,28 @@ public struct CurvePoint: Codable, Sendable, Equatable {
     }
 }
 
-/// Mean test normalized accuracy of task addition over every subset of `k` tasks.
+/// Mean test normalized accuracy of task addition over the subsets of `k` tasks evaluated: all of them, or a
+/// seeded sample of `subsets` of the `possible` ones (`experiment --task-count-subsets`).
 public struct TaskCount: Codable, Sendable {
     public var k: Int
     public var testNormalized: Double
     public var subsets: Int
+    /// How many subsets of k tasks exist (absent in results written before sampling).
+    public var possible: Int?
+    /// The subsets evaluated, by task name.
+    public var tasks: [[String]]?
 
     enum CodingKeys: String, CodingKey {
-        case k, subsets
+        case k, subsets, possible, tasks
         case testNormalized = "test_normalized"
     }
 
-    public init(k: Int, testNormalized: Double, subsets: Int) {
+    public init(k: Int, testNormalized: Double, subsets: Int, possible: Int? = nil, tasks: [[String]]? = nil) {
         self.k = k
         self.testNormalized = testNormalized
         self.subsets = subsets
+        self.possible = possible
+        self.tasks = tasks
     }
 }
 

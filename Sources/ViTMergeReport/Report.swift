@@ -102,7 +102,15 @@ public struct ReportWriter {
         var s = "\n## Number of tasks\n\n| mode | " + first.map { "k = \($0.k)" }.joined(separator: " | ")
         s += " |\n|---|" + String(repeating: "---|", count: first.count) + "\n"
         for (mode, c) in counts {
-            s += "| \(mode.rawValue) | " + c.map { f($0.testNormalized) }.joined(separator: " | ") + " |\n"
+            s += "| \(mode.rawValue) | "
+            s += c.map { f($0.testNormalized) + ci(.taskCount(mode, k: $0.k)) }.joined(separator: " | ") + " |\n"
+        }
+        let sampled = first.filter { ($0.possible ?? $0.subsets) > $0.subsets }
+        if !sampled.isEmpty {
+            s +=
+                "\nSubsets evaluated: "
+                + first.map { "k = \($0.k): \($0.subsets) of \($0.possible ?? $0.subsets)" }
+                .joined(separator: ", ") + " (a seeded sample where not all).\n"
         }
         return s + "\n![task count](task_count.svg)\n"
     }

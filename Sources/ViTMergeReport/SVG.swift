@@ -5,9 +5,13 @@ public enum SVG {
     public struct Series {
         public let name: String
         public let points: [(x: Double, y: Double)]
-        public init(name: String, points: [(x: Double, y: Double)]) {
+        /// Optional error bars: the interval [low, high] at each point (same order as `points`).
+        public let errors: [(low: Double, high: Double)]?
+        public init(name: String, points: [(x: Double, y: Double)], errors: [(low: Double, high: Double)]? = nil) {
+            precondition(errors == nil || errors!.count == points.count, "one error bar per point")
             self.name = name
             self.points = points
+            self.errors = errors
         }
     }
 
@@ -60,6 +64,12 @@ public enum SVG {
             let pts = se.points.map { "\(px($0.x)),\(py($0.y))" }.joined(separator: " ")
             s += "<polyline fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\" points=\"\(pts)\"/>\n"
             for p in se.points { s += "<circle cx=\"\(px(p.x))\" cy=\"\(py(p.y))\" r=\"3\" fill=\"\(c)\"/>" }
+            for (p, e) in zip(se.points, se.errors ?? []) {
+                let x = px(p.x), lo = py(e.low), hi = py(e.high)
+                s += "<line x1=\"\(x)\" y1=\"\(lo)\" x2=\"\(x)\" y2=\"\(hi)\" stroke=\"\(c)\"/>"
+                s += "<line x1=\"\(x - 4)\" y1=\"\(lo)\" x2=\"\(x + 4)\" y2=\"\(lo)\" stroke=\"\(c)\"/>"
+                s += "<line x1=\"\(x - 4)\" y1=\"\(hi)\" x2=\"\(x + 4)\" y2=\"\(hi)\" stroke=\"\(c)\"/>"
+            }
             let ly = t + 10 + Double(i) * 20
             s +=
                 "\n<line x1=\"\(l + pw + 12)\" y1=\"\(ly)\" x2=\"\(l + pw + 32)\" y2=\"\(ly)\" stroke=\"\(c)\" "

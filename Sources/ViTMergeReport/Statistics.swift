@@ -95,6 +95,10 @@ public struct StatisticKey: Hashable, Sendable {
     public static func negation(_ mode: ExperimentMode, _ role: String) -> Self {
         .init(name: "negation.\(mode.rawValue).\(role)")
     }
+    /// Task addition over the evaluated subsets of k tasks: mean test normalized accuracy.
+    public static func taskCount(_ mode: ExperimentMode, k: Int) -> Self {
+        .init(name: "task_count.\(mode.rawValue).k\(k)")
+    }
     /// A paired difference (see the pipeline's list of comparisons).
     public static func difference(_ name: String) -> Self { .init(name: "difference.\(name)") }
 }

@@ -36,6 +36,8 @@ struct ExperimentOptions: ParsableArguments {
     var seeds = 1
     @Option(help: "Disentanglement grid step over [−3, 3].") var alphaStep = 0.5
     @Option(help: "Validation images per task for the disentanglement error.") var disentangleImages = 100
+    @Option(help: "Task subsets per size k for the task-count curve (all when fewer; else a seeded sample).")
+    var taskCountSubsets = 10
     @Flag(
         help: ArgumentHelp(
             "Print the independent per-task jobs as commands (for a job array, e.g. scripts/slurm_experiment.sh) "
@@ -69,6 +71,7 @@ struct ExperimentOptions: ParsableArguments {
         if !(alphaStep > 0) { throw ValidationError("--alpha-step must be positive") }
         if pretrainSteps < 1 { throw ValidationError("--pretrain-steps must be ≥ 1") }
         if seeds < 1 { throw ValidationError("--seeds must be ≥ 1") }
+        if taskCountSubsets < 1 { throw ValidationError("--task-count-subsets must be ≥ 1") }
         if seeds > 1 && (plan || job != nil) {
             throw ValidationError("--plan and --job fan out one run; give them without --seeds (or --seeds 1)")
         }
@@ -82,6 +85,7 @@ struct ExperimentOptions: ParsableArguments {
             finetuneSteps: finetuneSteps, batchSize: batchSize, lr: lr, probeLr: probeLr, seed: seed,
             alphaStep: alphaStep, disentangleImages: disentangleImages)
         s.seedCount = seeds
+        s.taskCountSubsets = taskCountSubsets
         return s
     }
 

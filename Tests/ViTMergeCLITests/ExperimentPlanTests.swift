@@ -96,6 +96,9 @@ final class ExperimentPlanTests: XCTestCase {
         let negation = (r["negation"] as! [String: [String: Any]])["aligned"]!
         XCTAssertEqual(value("negation.aligned.target"), negation["target_accuracy"] as? Double)
         XCTAssertNotNil(value("difference.ties_vs_task_arithmetic"))
+        let count = (r["task_count"] as! [String: [[String: Any]]])["aligned"]!
+        XCTAssertEqual(value("task_count.aligned.k2"), count[0]["test_normalized"] as? Double)
+        XCTAssertEqual(count[0]["tasks"] as? [[String]], [["digits", "clothes"]])
         for (key, e) in stats {
             XCTAssertLessThanOrEqual(e["low"]!, e["value"]! + 1e-12, key)
             XCTAssertGreaterThanOrEqual(e["high"]!, e["value"]! - 1e-12, key)

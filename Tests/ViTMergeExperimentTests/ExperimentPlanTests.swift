@@ -45,4 +45,17 @@ final class ExperimentPlanCommandTests: XCTestCase {
         XCTAssertEqual(formatSeconds(187), "3m07s")
         XCTAssertEqual(formatSeconds(.infinity), "?")
     }
+
+    func testTaskCountSampleIsSeededAndKeepsAllWhenFew() {
+        let pipeline = ExperimentPipeline(settings: settings(), pretrainConfig: nil, arguments: []) { _ in }
+        let subsets = combinations(Array(0..<8), 3)
+        XCTAssertEqual(subsets.count, 56)
+        let a = pipeline.sample(subsets, count: 10, stream: 3), b = pipeline.sample(subsets, count: 10, stream: 3)
+        XCTAssertEqual(a, b)
+        XCTAssertEqual(a.count, 10)
+        XCTAssertEqual(Set(a).count, 10, "drawn without replacement")
+        XCTAssertNotEqual(a, pipeline.sample(subsets, count: 10, stream: 4))
+        XCTAssertNotEqual(a, Array(subsets.prefix(10)), "a sample, not the first subsets")
+        XCTAssertEqual(pipeline.sample(Array(subsets.prefix(6)), count: 10, stream: 3), Array(subsets.prefix(6)))
+    }
 }
