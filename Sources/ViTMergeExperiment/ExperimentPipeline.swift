@@ -61,7 +61,8 @@ public final class ExperimentPipeline {
         log(
             "pre-trained encoder \(prePath) (\(meta["scheme"] ?? "unknown scheme"), "
                 + "\(pre.table.parameterCount) parameters)")
-        let splits = try s.tasks.map { try TaskSplits(path: $0, seed: s.seed) }
+        let preprocessing = try Checkpoint.preprocessing(meta, config: pre.config)
+        let splits = try s.tasks.map { try TaskSplits(path: $0, seed: s.seed, preprocessing: preprocessing) }
         for t in splits { try t.check(fits: pre.config, checkpoint: prePath) }
         let names = splits.map(\.dataset.name)
         var results = ExperimentResults(

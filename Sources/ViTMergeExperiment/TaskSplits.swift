@@ -32,9 +32,13 @@ public struct TaskSplits {
     public let dataset: TaskDataset
     public let train: LabeledImages, validation: LabeledImages, test: LabeledImages
 
-    /// Opens `path`; its validation split, or `validationFraction` of train drawn with `seed`.
-    public init(path: String, seed: UInt64, validationFraction: Double = 0.2) throws {
-        dataset = try TaskDataset.open(path: path)
+    /// Opens `path` (a task file, an IDX directory, or an image folder read with `preprocessing`, cached in
+    /// `cache`); its validation split, or `validationFraction` of train drawn with `seed`.
+    public init(
+        path: String, seed: UInt64, validationFraction: Double = 0.2, preprocessing: Preprocessing? = nil,
+        cache: String? = nil
+    ) throws {
+        dataset = try TaskDataset.load(path: path, preprocessing: preprocessing, cache: cache)
         if let v = dataset.validation {
             train = dataset.train
             validation = v

@@ -28,6 +28,15 @@ public enum Checkpoint {
         metadata.filter { lineageKeys.contains($0.key) }
     }
 
+    /// The preprocessing image folders get for a model: its checkpoint's `pretrained_cfg`, else pixels scaled to
+    /// [0, 1] at the model's input size (bilinear resize, no crop margin; what the embedded tasks use).
+    public static func preprocessing(
+        _ metadata: [String: String], config: ViTConfig
+    ) throws(IOError) -> Preprocessing {
+        try preprocessing(metadata)
+            ?? .unit(channels: config.inChannels, height: config.imageHeight, width: config.imageWidth)
+    }
+
     /// The checkpoint's preprocessing (`metadata["pretrained_cfg"]`), nil when it has none.
     public static func preprocessing(_ metadata: [String: String]) throws(IOError) -> Preprocessing? {
         guard let json = metadata["pretrained_cfg"] else { return nil }

@@ -6,6 +6,11 @@ import Foundation
 /// data (type 0x08), rank 1…4, is accepted; sizes are checked before anything is allocated beyond
 /// `maxBytes`.
 public enum IDX {
+    /// True when `path` is a directory holding MNIST-layout IDX files (`train-images-idx3-ubyte`, raw or .gz).
+    public static func isTaskDirectory(_ path: String) -> Bool {
+        ["", ".gz"].contains { FileManager.default.fileExists(atPath: "\(path)/train-images-idx3-ubyte\($0)") }
+    }
+
     /// Largest decompressed file accepted (1 GiB; the whole of MNIST is 55 MB).
     public static let maxBytes = 1 << 30
 

@@ -26,7 +26,7 @@ extension TaskDataset {
             let file = try? SafeTensorsFile.read(path: cacheFile), file.metadata["cache_key"] == key,
             let cached = try? TaskDataset.load(file: file)
         {
-            return cached.renamed(name)
+            return cached.renamed(name).normalized(Normalization(preprocessing))
         }
         let splits = [folder.train, folder.test] + (folder.validation.map { [$0] } ?? [])
         let files = splits.flatMap(\.files)
@@ -49,22 +49,35 @@ extension TaskDataset {
             }
             try task.write(to: cacheFile, extraMetadata: ["cache_key": key, "preprocessing": pre])
         }
-        return task
+        return task.normalized(Normalization(preprocessing))
     }
 
-    /// `load(path:)` for a task file or, when `path` is a directory, an image folder loaded with
-    /// `preprocessing` (required then: the model's, e.g. `Checkpoint`'s) and `cache`.
+    /// `load(path:)` for a task file, an IDX directory (`loadIDX`) or, for another directory, an image folder
+    /// loaded with `preprocessing` (required then: the model's, e.g. `Checkpoint`'s) and `cache`.
     public static func load(
         path: String, preprocessing: Preprocessing?, cache: String? = nil,
         progress: (@Sendable (_ done: Int, _ total: Int) -> Void)? = nil
     ) throws -> TaskDataset {
         guard ImageFolder.isDirectory(path) else { return try load(path: path) }
+        if IDX.isTaskDirectory(path) { return try loadIDX(directory: path) }
         guard let preprocessing else {
             throw IOError.invalidImageFolder(
                 path: path, reason: "an image folder needs the model's preprocessing (input size, crop, mean/std)",
                 hint: "load it with a checkpoint that records its preprocessing, or give one")
         }
         return try load(imageFolder: path, preprocessing: preprocessing, cache: cache, progress: progress)
+    }
+
+    /// The task with every split's `normalization` set to `n`.
+    func normalized(_ n: Normalization?) -> TaskDataset {
+        func set(_ x: LabeledImages) -> LabeledImages {
+            var x = x
+            x.normalization = n
+            return x
+        }
+        return TaskDataset(
+            name: name, classes: classes, source: source, license: license, train: set(train), test: set(test),
+            validation: validation.map(set))
     }
 
     func renamed(_ name: String) -> TaskDataset {

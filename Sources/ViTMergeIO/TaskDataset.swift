@@ -6,14 +6,40 @@ public struct LabeledImages: Sendable, Equatable {
     public let count, channels, height, width: Int
     public var images: [UInt8]
     public var labels: [Int32]
+    /// Per-channel mean and std applied when batches are filled: x = (u8 / 255 − mean) / std, as timm's
+    /// ToTensor + Normalize. nil: x = u8 / 255 (the embedded tasks and models trained on them).
+    public var normalization: Normalization?
 
-    public init(count: Int, channels: Int, height: Int, width: Int, images: [UInt8], labels: [Int32]) {
+    public init(
+        count: Int, channels: Int, height: Int, width: Int, images: [UInt8], labels: [Int32],
+        normalization: Normalization? = nil
+    ) {
+        precondition(normalization.map { $0.mean.count == channels } ?? true, "one mean and std per channel")
         self.count = count
         self.channels = channels
         self.height = height
         self.width = width
         self.images = images
         self.labels = labels
+        self.normalization = normalization
+    }
+}
+
+/// Per-channel mean and standard deviation of pixels scaled to [0, 1].
+public struct Normalization: Sendable, Equatable {
+    public let mean: [Float]
+    public let std: [Float]
+
+    public init(mean: [Float], std: [Float]) {
+        precondition(mean.count == std.count && std.allSatisfy { $0 > 0 }, "normalization: bad mean/std")
+        self.mean = mean
+        self.std = std
+    }
+
+    /// The normalization of `preprocessing`; nil when it is the identity (mean 0, std 1).
+    public init?(_ preprocessing: Preprocessing) {
+        if preprocessing.mean.allSatisfy({ $0 == 0 }) && preprocessing.std.allSatisfy({ $0 == 1 }) { return nil }
+        self.init(mean: preprocessing.mean, std: preprocessing.std)
     }
 }
 
@@ -107,6 +133,6 @@ extension LabeledImages {
         for i in indices { images += self.images[(i * size)..<((i + 1) * size)] }
         return LabeledImages(
             count: indices.count, channels: channels, height: height, width: width, images: images,
-            labels: indices.map { labels[$0] })
+            labels: indices.map { labels[$0] }, normalization: normalization)
     }
 }

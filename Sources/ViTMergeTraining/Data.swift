@@ -64,13 +64,23 @@ extension LabeledImages {
         for j in 0..<indices.count { fill(image: first + j, at: j, input: input, labels: labels) }
     }
 
-    /// Image `i` scaled to [0, 1] into `input[j]` [C, H, W], its label into `labels[j]`.
+    /// Image `i` scaled to [0, 1] (then normalized, with `normalization`) into `input[j]` [C, H, W], its label
+    /// into `labels[j]`.
     @inline(__always)
     func fill(image i: Int, at j: Int, input: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Int32>?) {
         let size = imageSize
         images.withUnsafeBufferPointer { src in
             let s = src.baseAddress! + i * size, d = input + j * size
-            for p in 0..<size { d[p] = Float(s[p]) * (1 / 255) }
+            if let n = normalization {
+                // torch's order of operations: ToTensor divides by 255, Normalize subtracts and divides.
+                let plane = height * width
+                for c in 0..<channels {
+                    let (m, sd) = (n.mean[c], n.std[c])
+                    for p in (c * plane)..<((c + 1) * plane) { d[p] = (Float(s[p]) / 255 - m) / sd }
+                }
+            } else {
+                for p in 0..<size { d[p] = Float(s[p]) * (1 / 255) }
+            }
         }
         labels?[j] = self.labels[i]
     }

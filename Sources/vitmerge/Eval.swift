@@ -11,19 +11,27 @@ struct Eval: ParsableCommand {
         abstract: "Accuracy and mean cross-entropy of a checkpoint on a task split.")
 
     @Option(help: "Checkpoint with a head for the task.") var checkpoint: String
-    @Option(help: "Task file (.safetensors).") var task: String
+    @Option(
+        help: ArgumentHelp(
+            "Task: a task file (.safetensors), an IDX directory, or an image folder (train/<class>/…, "
+                + "test/<class>/…) read with the checkpoint's preprocessing."))
+    var task: String
     @Option(help: "The split to evaluate.") var split = DataSplit.test
     @Option(help: "Seed of the validation split (as used in training).") var seed: UInt64 = 0
     @Option(help: "Linearized checkpoints: the starting model θ0 (default: the 'base' recorded in the checkpoint).")
     var base: String?
     @Flag(help: "Print JSON.") var json = false
+    @Option(help: "Image folders: cache the decoded, preprocessed images in this directory (reused when unchanged).")
+    var imageCache: String?
     @OptionGroup var runtime: RuntimeOptions
 
     func run() throws {
         runtime.apply()
-        let splits = try TaskSplits(path: task, seed: seed)
-        let data = splits.images(split)
         let (params, meta) = try Checkpoint.load(path: checkpoint)
+        let splits = try TaskSplits(
+            path: task, seed: seed, preprocessing: Checkpoint.preprocessing(meta, config: params.config),
+            cache: imageCache)
+        let data = splits.images(split)
         try splits.check(fits: params.config, checkpoint: checkpoint)
         guard params.config.numClasses == splits.dataset.classes.count else {
             throw ValidationError(

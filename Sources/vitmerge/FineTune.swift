@@ -18,7 +18,11 @@ struct FineTune: ParsableCommand {
     @Option(help: "The fine-tuning mode.") var mode: TrainMode
     @Option(help: "Starting checkpoint: the probed model for aligned and linearized, the pre-trained encoder for full.")
     var checkpoint: String
-    @Option(help: "Task file (.safetensors).") var task: String
+    @Option(
+        help: ArgumentHelp(
+            "Task: a task file (.safetensors), an IDX directory, or an image folder (train/<class>/…, "
+                + "test/<class>/…) read with the checkpoint's preprocessing."))
+    var task: String
     @Option(help: "Output checkpoint.") var output: String
     @OptionGroup var stateOptions: StateOptions
     @OptionGroup var train: TrainOptions
@@ -39,9 +43,11 @@ struct FineTune: ParsableCommand {
         let root = group.isRoot  // rank 0 checks and writes the files and the log
         if root { try ensureWritable(output, state) }
         Interrupt.install()  // Ctrl-C: save the state, stop, say how to resume
-        let splits = try TaskSplits(path: task, seed: train.seed)
-        try checkShares(batchSize: train.batchSize, train: splits.train, group: group)
         let (start, startMeta) = try Checkpoint.load(path: checkpoint)
+        let splits = try TaskSplits(
+            path: task, seed: train.seed, preprocessing: Checkpoint.preprocessing(startMeta, config: start.config),
+            cache: train.imageCache)
+        try checkShares(batchSize: train.batchSize, train: splits.train, group: group)
         try splits.check(fits: start.config, checkpoint: checkpoint)
         let classes = splits.dataset.classes.count
         if mode != .full && start.config.numClasses != classes {

@@ -17,8 +17,10 @@ struct MergeInputs: ParsableArguments {
     var finetuned: [String]
     @Option(
         parsing: .upToNextOption,
-        help: "Task data (.safetensors or IDX directory), one per fine-tuned checkpoint, same order.")
+        help: "Task data (task file, IDX directory or image folder), one per fine-tuned checkpoint, same order.")
     var tasks: [String]
+    @Option(help: "Image folders: cache the decoded, preprocessed images in this directory (reused when unchanged).")
+    var imageCache: String?
     @Option(
         parsing: .upToNextOption,
         help: "Task vectors to use instead of θ_ft − θ_pre (checked against the base's hash), same order.")
@@ -44,8 +46,10 @@ struct MergeInputs: ParsableArguments {
         let base = parameterHash(pre)
         var merged: [MergeTask] = []
         for (i, path) in finetuned.enumerated() {
-            let s = try TaskSplits(path: tasks[i], seed: seed)
             let (ft, meta) = try Checkpoint.load(path: path)
+            let s = try TaskSplits(
+                path: tasks[i], seed: seed, preprocessing: Checkpoint.preprocessing(meta, config: ft.config),
+                cache: imageCache)
             try s.check(fits: ft.config, checkpoint: path)
             if let trained = meta["task"], trained != s.dataset.name {
                 throw ValidationError(

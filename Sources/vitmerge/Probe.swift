@@ -13,7 +13,11 @@ struct Probe: ParsableCommand {
     )
 
     @Option(help: "Encoder checkpoint (its head, if any, is replaced).") var checkpoint: String
-    @Option(help: "Task file (.safetensors, FORMATS.md).") var task: String
+    @Option(
+        help: ArgumentHelp(
+            "Task: a task file (.safetensors), an IDX directory, or an image folder (train/<class>/…, "
+                + "test/<class>/…) read with the checkpoint's preprocessing."))
+    var task: String
     @Option(help: "Output checkpoint (encoder + probed head).") var output: String
     @OptionGroup var train: TrainOptions
     @OptionGroup var runtime: RuntimeOptions
@@ -21,8 +25,10 @@ struct Probe: ParsableCommand {
     func run() throws {
         runtime.apply()
         try ensureWritable(output)
-        let splits = try TaskSplits(path: task, seed: train.seed)
         let (base, baseMeta) = try Checkpoint.load(path: checkpoint)
+        let splits = try TaskSplits(
+            path: task, seed: train.seed, preprocessing: Checkpoint.preprocessing(baseMeta, config: base.config),
+            cache: train.imageCache)
         try splits.check(fits: base.config, checkpoint: checkpoint)
         let model = ViT(parameters: withHead(base, classes: splits.dataset.classes.count))
         let features = extractFeatures(model, splits.train)

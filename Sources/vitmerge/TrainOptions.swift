@@ -9,6 +9,8 @@ import ViTMergeTraining
 /// Options shared by the training commands.
 struct TrainOptions: ParsableArguments {
     @Option(help: "Optimizer steps.") var steps: Int
+    @Option(help: "Image folders: cache the decoded, preprocessed images in this directory (reused when unchanged).")
+    var imageCache: String?
     @Option(help: "Images per step.") var batchSize = 64
     @Option(help: "Peak learning rate (AdamW, warm-up then cosine).") var lr: Float = 1e-3
     @Option(help: "Warm-up steps (default: 10% of --steps).") var warmup: Int?
