@@ -105,9 +105,10 @@ GOLDEN_DIR = os.path.join(REPO, "data", "golden")
 # FORMATS.md config keys, in the documented order, with timm's defaults where a key may be omitted.
 CONFIG_KEYS = ["img_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depth",
                "num_heads", "mlp_ratio", "qkv_bias", "class_token", "global_pool", "fc_norm",
-               "pre_norm", "act_layer", "norm_eps"]
+               "pre_norm", "act_layer", "norm_eps", "init_values"]
 DEFAULTS = {"in_chans": 3, "mlp_ratio": 4.0, "qkv_bias": True, "class_token": True,
-            "global_pool": "token", "pre_norm": False, "act_layer": "gelu", "norm_eps": 1e-6}
+            "global_pool": "token", "pre_norm": False, "act_layer": "gelu", "norm_eps": 1e-6,
+            "init_values": None}
 REQUIRED = ["img_size", "patch_size", "num_classes", "embed_dim", "depth", "num_heads"]
 
 ADAMW = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.1,
@@ -159,6 +160,11 @@ GOLDEN_SET = {
                              depth=2, num_heads=2, mlp_ratio=4.0, qkv_bias=False,
                              class_token=False, global_pool="avg", fc_norm=True, pre_norm=False,
                              act_layer="gelu", norm_eps=1e-6), 3, 7),
+    # LayerScale (init_values, as DeiT-III and DINOv2) on both branches; γ perturbed around 0.5
+    "vit_layerscale": (dict(img_size=16, patch_size=4, in_chans=3, num_classes=5, embed_dim=24,
+                            depth=2, num_heads=3, mlp_ratio=4.0, qkv_bias=True, class_token=True,
+                            global_pool="token", fc_norm=False, pre_norm=False, act_layer="gelu",
+                            norm_eps=1e-6, init_values=0.5), 3, 9),
     # avg pooling with fc_norm false (`norm` on all tokens, then mean of patch tokens), QuickGELU
     "vit_avg_normfirst_quickgelu": (dict(img_size=16, patch_size=4, in_chans=3, num_classes=8,
                                          embed_dim=16, depth=2, num_heads=2, mlp_ratio=4.0,
@@ -203,6 +209,8 @@ def normalize_config(cfg):
         raise ValueError("embed_dim must be a multiple of num_heads")
     out["mlp_ratio"] = float(out["mlp_ratio"])
     out["norm_eps"] = float(out["norm_eps"])
+    if out["init_values"] is not None:
+        out["init_values"] = float(out["init_values"])
     return out
 
 
@@ -219,7 +227,7 @@ def build_model(cfg, dtype=torch.float32):
         num_classes=cfg["num_classes"], embed_dim=cfg["embed_dim"], depth=cfg["depth"],
         num_heads=cfg["num_heads"], mlp_ratio=cfg["mlp_ratio"], qkv_bias=cfg["qkv_bias"],
         class_token=cfg["class_token"], global_pool=cfg["global_pool"], fc_norm=cfg["fc_norm"],
-        pre_norm=cfg["pre_norm"], act_layer=act,
+        pre_norm=cfg["pre_norm"], act_layer=act, init_values=cfg["init_values"],
         norm_layer=functools.partial(nn.LayerNorm, eps=cfg["norm_eps"]))
     for blk in model.blocks:
         blk.attn.fused_attn = False

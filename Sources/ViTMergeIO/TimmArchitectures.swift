@@ -18,7 +18,6 @@ public enum TimmArchitectures {
     /// timm options ViTMerge does not implement, with the value that means "off" (absent counts as
     /// off). A config that turns one on is refused, naming it. Delete an entry once implemented.
     public static let unimplemented: [(key: String, off: JSONValue, what: String)] = [
-        ("init_values", .null, "LayerScale (blocks.*.ls1/ls2.gamma)"),
         ("reg_tokens", .int(0), "register tokens (reg_token)"),
         ("no_embed_class", .bool(false), "position embeddings without the prefix tokens (no_embed_class)"),
         ("dynamic_img_size", .bool(false), "dynamic image size (pos-embed resampling per input)"),
@@ -48,7 +47,7 @@ public enum TimmArchitectures {
     /// timm's VisionTransformer defaults for the arguments ViTMerge implements.
     static let implemented: Set<String> = [
         "img_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depth", "num_heads", "mlp_ratio",
-        "qkv_bias", "class_token", "global_pool", "fc_norm", "pre_norm", "act_layer", "norm_eps",
+        "qkv_bias", "class_token", "global_pool", "fc_norm", "pre_norm", "act_layer", "norm_eps", "init_values",
     ]
 
     /// The config timm's VisionTransformer builds from `args` (table arguments merged with model_args).
@@ -113,6 +112,11 @@ public enum TimmArchitectures {
             guard let e = v.double else { throw bad("norm_eps", "a number") }
             eps = Float(e)
         }
+        var initValues: Float?
+        if let v = args["init_values"], v != .null {
+            guard let x = v.double, x.isFinite else { throw bad("init_values", "a number or null") }
+            initValues = Float(x)
+        }
         var fcNorm: Bool?
         if let v = args["fc_norm"], v != .null {
             guard let b = v.bool else { throw bad("fc_norm", "true, false or null") }
@@ -122,7 +126,8 @@ public enum TimmArchitectures {
             imageSize: h, patchSize: ph, inChannels: try int("in_chans", 3), numClasses: try int("num_classes", 1000),
             embedDim: try int("embed_dim", 768), depth: try int("depth", 12), numHeads: try int("num_heads", 12),
             mlpRatio: mlpRatio, qkvBias: try bool("qkv_bias", true), classToken: try bool("class_token", true),
-            globalPool: pool, fcNorm: fcNorm, preNorm: try bool("pre_norm", false), activation: act, normEps: eps)
+            globalPool: pool, fcNorm: fcNorm, preNorm: try bool("pre_norm", false), activation: act, normEps: eps,
+            initValues: initValues)
         c.imageWidth = w
         do { try c.validate() } catch {
             throw .invalidFile(
@@ -155,6 +160,9 @@ public enum TimmArchitectures {
         set("class_token", .bool(config.classToken), .bool(b.classToken))
         set("pre_norm", .bool(config.preNorm), .bool(b.preNorm))
         set("act_layer", .string(config.activation.rawValue), .string(b.activation.rawValue))
+        set(
+            "init_values", config.initValues.map { .number(Double($0)) } ?? .null,
+            b.initValues.map { .number(Double($0)) } ?? .null)
         var merged = base.merging(m) { $1 }
         if (try? self.config(arguments: merged, path: architecture))?.fcNorm != config.fcNorm {
             m["fc_norm"] = .bool(config.fcNorm)

@@ -2,23 +2,27 @@ import ViTMergeCore
 import ViTMergeKernels
 
 /// The shape of a stack of pre-norm transformer blocks (timm's `Block`), per sequence of `tokens`:
-/// x ← x + proj(attn(qkv(ln1(x)))), then x ← x + fc2(act(fc1(ln2(x)))). The ViT encoder is one
-/// such stack; a masked-autoencoder decoder or a text tower is another with its own shape.
+/// x ← x + proj(attn(qkv(ln1(x)))), then x ← x + fc2(act(fc1(ln2(x)))), each branch scaled per
+/// channel by γ (timm's LayerScale, `ls1`/`ls2`) when `layerScale`. The ViT encoder is one such
+/// stack; a masked-autoencoder decoder or a text tower is another with its own shape.
 public struct BlockShape: Sendable, Equatable {
     public var tokens, dim, hidden, heads: Int
     public var qkvBias: Bool
     public var activation: ViTConfig.Activation
     public var eps: Float
+    /// Each residual branch is scaled by a learned per-channel γ (timm's `init_values` set).
+    public var layerScale: Bool
 
     public init(
         tokens: Int, dim: Int, hidden: Int, heads: Int, qkvBias: Bool = true,
-        activation: ViTConfig.Activation = .gelu, eps: Float = 1e-6
+        activation: ViTConfig.Activation = .gelu, eps: Float = 1e-6, layerScale: Bool = false
     ) {
         precondition(tokens >= 1 && dim >= 1 && hidden >= 1 && heads >= 1 && dim % heads == 0, "BlockShape: bad shape")
         (self.tokens, self.dim, self.hidden, self.heads) = (tokens, dim, hidden, heads)
         self.qkvBias = qkvBias
         self.activation = activation
         self.eps = eps
+        self.layerScale = layerScale
     }
 }
 
@@ -27,6 +31,8 @@ public struct BlockOffsets: Sendable {
     public let norm1W, norm1B, qkvW: Int
     public let qkvB: Int?
     public let projW, projB, norm2W, norm2B, fc1W, fc1B, fc2W, fc2B: Int
+    /// LayerScale γ of the attention and MLP branches (with `BlockShape.layerScale`).
+    public let ls1, ls2: Int?
 
     /// Adds one block's tensors under `prefix` (e.g. "blocks.3.") in timm's order and names.
     public init(adding l: inout Arena.Layout, prefix p: String, shape s: BlockShape) {
@@ -37,18 +43,22 @@ public struct BlockOffsets: Sendable {
         qkvB = s.qkvBias ? l.add(p + "attn.qkv.bias", [3 * d]) : nil
         projW = l.add(p + "attn.proj.weight", [d, d])
         projB = l.add(p + "attn.proj.bias", [d])
+        ls1 = s.layerScale ? l.add(p + "ls1.gamma", [d]) : nil
         norm2W = l.add(p + "norm2.weight", [d])
         norm2B = l.add(p + "norm2.bias", [d])
         fc1W = l.add(p + "mlp.fc1.weight", [f, d])
         fc1B = l.add(p + "mlp.fc1.bias", [f])
         fc2W = l.add(p + "mlp.fc2.weight", [d, f])
         fc2B = l.add(p + "mlp.fc2.bias", [d])
+        ls2 = s.layerScale ? l.add(p + "ls2.gamma", [d]) : nil
     }
 }
 
 /// Offsets of one block's saved activations, for up to `capacity` sequences.
 struct BlockActivations {
     let ln1, ln1Mean, ln1Rstd, qkv, att, attnOut, res1, ln2, ln2Mean, ln2Rstd, fc1, act, out: Int
+    /// With LayerScale: the branch outputs before γ (proj + bias, fc2 + bias), for γ's gradient.
+    let projOut, mlpOut: Int?
 
     init(adding l: inout Arena.Layout, prefix p: String, shape s: BlockShape, capacity b: Int) {
         let (t, d, f, h) = (s.tokens, s.dim, s.hidden, s.heads)
@@ -65,12 +75,16 @@ struct BlockActivations {
         fc1 = l.add(p + "fc1", [b, t, f])
         act = l.add(p + "act", [b, t, f])
         out = l.add(p + "out", [b, t, d])
+        projOut = s.layerScale ? l.add(p + "projOut", [b, t, d]) : nil
+        mlpOut = s.layerScale ? l.add(p + "mlpOut", [b, t, d]) : nil
     }
 }
 
 /// Backward scratch shared by the blocks of a stack (one block's worth).
 struct BlockScratch {
     let dqkv, datt, dattnOut, dhidden: Int
+    /// With LayerScale: the gradient of a branch output before γ.
+    let dbranch: Int?
 
     init(adding l: inout Arena.Layout, prefix p: String, shape s: BlockShape, capacity b: Int) {
         let (t, d, f, h) = (s.tokens, s.dim, s.hidden, s.heads)
@@ -78,6 +92,7 @@ struct BlockScratch {
         datt = l.add(p + "d.att", [b, h, t, t])
         dattnOut = l.add(p + "d.attnOut", [b, t, d])
         dhidden = l.add(p + "d.hidden", [b, t, f])
+        dbranch = s.layerScale ? l.add(p + "d.branch", [b, t, d]) : nil
     }
 }
 
@@ -133,12 +148,20 @@ public struct BlockStack: Sendable {
             Attention.forward(
                 out: a + b.attnOut, att: a + b.att, qkv: a + b.qkv, batch: batch, tokens: t, dim: d, heads: s.heads,
                 pool: pool)
-            // res1[B,T,D] = x + (attnOut · W_projᵀ + b_proj)
-            Linear.forward(
-                out: a + b.res1, inp: a + b.attnOut, weight: p + o.projW, bias: nil, rows: n, inFeatures: d,
-                outFeatures: d, pool: pool)
-            Residual.forward(
-                out: a + b.res1, residual: x, inp: a + b.res1, bias: p + o.projB, rows: n, cols: d, pool: pool)
+            // res1[B,T,D] = x + (attnOut · W_projᵀ + b_proj), the branch scaled by γ1 with LayerScale
+            if let ls1 = o.ls1, let projOut = b.projOut {
+                Linear.forward(
+                    out: a + projOut, inp: a + b.attnOut, weight: p + o.projW, bias: p + o.projB, rows: n,
+                    inFeatures: d, outFeatures: d, pool: pool)
+                LayerScale.forward(
+                    out: a + b.res1, residual: x, inp: a + projOut, gamma: p + ls1, rows: n, cols: d, pool: pool)
+            } else {
+                Linear.forward(
+                    out: a + b.res1, inp: a + b.attnOut, weight: p + o.projW, bias: nil, rows: n, inFeatures: d,
+                    outFeatures: d, pool: pool)
+                Residual.forward(
+                    out: a + b.res1, residual: x, inp: a + b.res1, bias: p + o.projB, rows: n, cols: d, pool: pool)
+            }
             LayerNorm.forward(
                 out: a + b.ln2, mean: a + b.ln2Mean, rstd: a + b.ln2Rstd, inp: a + b.res1, weight: p + o.norm2W,
                 bias: p + o.norm2B, rows: n, cols: d, eps: s.eps, pool: pool)
@@ -150,12 +173,22 @@ public struct BlockStack: Sendable {
             case .gelu: GELU.forward(out: a + b.act, inp: a + b.fc1, count: n * f, pool: pool)
             case .quickGELU: QuickGELU.forward(out: a + b.act, inp: a + b.fc1, count: n * f, pool: pool)
             }
-            // out[B,T,D] = res1 + (act · W_fc2ᵀ + b_fc2)
-            Linear.forward(
-                out: a + b.out, inp: a + b.act, weight: p + o.fc2W, bias: nil, rows: n, inFeatures: f, outFeatures: d,
-                pool: pool)
-            Residual.forward(
-                out: a + b.out, residual: a + b.res1, inp: a + b.out, bias: p + o.fc2B, rows: n, cols: d, pool: pool)
+            // out[B,T,D] = res1 + (act · W_fc2ᵀ + b_fc2), the branch scaled by γ2 with LayerScale
+            if let ls2 = o.ls2, let mlpOut = b.mlpOut {
+                Linear.forward(
+                    out: a + mlpOut, inp: a + b.act, weight: p + o.fc2W, bias: p + o.fc2B, rows: n, inFeatures: f,
+                    outFeatures: d, pool: pool)
+                LayerScale.forward(
+                    out: a + b.out, residual: a + b.res1, inp: a + mlpOut, gamma: p + ls2, rows: n, cols: d,
+                    pool: pool)
+            } else {
+                Linear.forward(
+                    out: a + b.out, inp: a + b.act, weight: p + o.fc2W, bias: nil, rows: n, inFeatures: f,
+                    outFeatures: d, pool: pool)
+                Residual.forward(
+                    out: a + b.out, residual: a + b.res1, inp: a + b.out, bias: p + o.fc2B, rows: n, cols: d,
+                    pool: pool)
+            }
             x = UnsafePointer(a + b.out)
         }
         return x
@@ -186,10 +219,21 @@ public struct BlockStack: Sendable {
             let blockIn = l > 0 ? UnsafePointer(a + acts[l - 1].out) : input
             // MLP: out = res1 + fc2(act(fc1(ln2))) + b
             // dhidden[B,T,F] = dres · W_fc2; dW_fc2 += dresᵀ · act; db_fc2 += Σ dres (the residual passes dres on)
-            Linear.backward(
-                dinp: dhidden, dweight: g + o.fc2W, dbias: nil, dout: dres, inp: a + b.act, weight: p + o.fc2W,
-                rows: n, inFeatures: f, outFeatures: d, pool: pool)
-            Residual.backward(dbias: g + o.fc2B, dout: dres, rows: n, cols: d, pool: pool)
+            if let ls2 = o.ls2, let mlpOut = b.mlpOut, let db = sc.dbranch {
+                // LayerScale: the branch gets γ2 ⊙ dres; dγ2 += Σ dres ⊙ (fc2 + b)
+                LayerScale.backward(
+                    dinp: a + db, dgamma: g + ls2, dout: dres, inp: a + mlpOut, gamma: p + ls2, rows: n, cols: d,
+                    pool: pool)
+                Linear.backward(
+                    dinp: dhidden, dweight: g + o.fc2W, dbias: nil, dout: a + db, inp: a + b.act, weight: p + o.fc2W,
+                    rows: n, inFeatures: f, outFeatures: d, pool: pool)
+                Residual.backward(dbias: g + o.fc2B, dout: a + db, rows: n, cols: d, pool: pool)
+            } else {
+                Linear.backward(
+                    dinp: dhidden, dweight: g + o.fc2W, dbias: nil, dout: dres, inp: a + b.act, weight: p + o.fc2W,
+                    rows: n, inFeatures: f, outFeatures: d, pool: pool)
+                Residual.backward(dbias: g + o.fc2B, dout: dres, rows: n, cols: d, pool: pool)
+            }
             let dfc1 = a + b.act  // the activation is no longer needed: reuse it for dfc1
             dfc1.update(repeating: 0, count: n * f)
             switch s.activation {
@@ -203,10 +247,20 @@ public struct BlockStack: Sendable {
                 dinp: dres, dweight: g + o.norm2W, dbias: g + o.norm2B, dout: dln, inp: a + b.res1,
                 weight: p + o.norm2W, mean: a + b.ln2Mean, rstd: a + b.ln2Rstd, rows: n, cols: d, pool: pool)
             // Attention: res1 = x + proj(attn(qkv(ln1(x)))) + b
-            Linear.backward(
-                dinp: dattn, dweight: g + o.projW, dbias: nil, dout: dres, inp: a + b.attnOut, weight: p + o.projW,
-                rows: n, inFeatures: d, outFeatures: d, pool: pool)
-            Residual.backward(dbias: g + o.projB, dout: dres, rows: n, cols: d, pool: pool)
+            if let ls1 = o.ls1, let projOut = b.projOut, let db = sc.dbranch {
+                LayerScale.backward(
+                    dinp: a + db, dgamma: g + ls1, dout: dres, inp: a + projOut, gamma: p + ls1, rows: n, cols: d,
+                    pool: pool)
+                Linear.backward(
+                    dinp: dattn, dweight: g + o.projW, dbias: nil, dout: a + db, inp: a + b.attnOut,
+                    weight: p + o.projW, rows: n, inFeatures: d, outFeatures: d, pool: pool)
+                Residual.backward(dbias: g + o.projB, dout: a + db, rows: n, cols: d, pool: pool)
+            } else {
+                Linear.backward(
+                    dinp: dattn, dweight: g + o.projW, dbias: nil, dout: dres, inp: a + b.attnOut,
+                    weight: p + o.projW, rows: n, inFeatures: d, outFeatures: d, pool: pool)
+                Residual.backward(dbias: g + o.projB, dout: dres, rows: n, cols: d, pool: pool)
+            }
             dqkv.update(repeating: 0, count: n * 3 * d)
             Attention.backward(
                 dqkv: dqkv, datt: a + sc.datt, dout: dattn, qkv: a + b.qkv, att: a + b.att, batch: batch, tokens: t,
@@ -254,10 +308,21 @@ public struct BlockStack: Sendable {
                 tout: tattn, tatt: ta + tg.att, tqkv: tqkv, qkv: a + b.qkv, att: a + b.att, batch: batch, tokens: t,
                 dim: d, heads: s.heads, pool: pool)
             // t_res1 = t_x + (t_attn · W_projᵀ + attn · t_W_projᵀ + t_b_proj)
-            Linear.jvp(
-                tout: tproj, tinp: tattn, inp: a + b.attnOut, weight: p + o.projW, tweight: v + o.projW, tbias: nil,
-                rows: n, inFeatures: d, outFeatures: d, pool: pool)
-            Residual.jvp(tout: other, tresidual: cur, tinp: tproj, tbias: v + o.projB, rows: n, cols: d, pool: pool)
+            if let ls1 = o.ls1, let projOut = b.projOut {
+                // LayerScale: t_res1 = t_x + γ1 ⊙ t_branch + t_γ1 ⊙ branch
+                Linear.jvp(
+                    tout: tproj, tinp: tattn, inp: a + b.attnOut, weight: p + o.projW, tweight: v + o.projW,
+                    tbias: v + o.projB, rows: n, inFeatures: d, outFeatures: d, pool: pool)
+                LayerScale.jvp(
+                    tout: other, tresidual: cur, tinp: tproj, tgamma: v + ls1, inp: a + projOut, gamma: p + ls1,
+                    rows: n, cols: d, pool: pool)
+            } else {
+                Linear.jvp(
+                    tout: tproj, tinp: tattn, inp: a + b.attnOut, weight: p + o.projW, tweight: v + o.projW,
+                    tbias: nil, rows: n, inFeatures: d, outFeatures: d, pool: pool)
+                Residual.jvp(
+                    tout: other, tresidual: cur, tinp: tproj, tbias: v + o.projB, rows: n, cols: d, pool: pool)
+            }
             LayerNorm.jvp(
                 tout: tln, tinp: other, inp: a + b.res1, mean: a + b.ln2Mean, rstd: a + b.ln2Rstd,
                 weight: p + o.norm2W, tweight: v + o.norm2W, tbias: v + o.norm2B, rows: n, cols: d, pool: pool)
@@ -270,10 +335,20 @@ public struct BlockStack: Sendable {
             case .quickGELU: QuickGELU.backward(dinp: tact, inp: a + b.fc1, dout: thidden, count: n * f, pool: pool)
             }
             // t_out = t_res1 + (t_act · W_fc2ᵀ + act · t_W_fc2ᵀ + t_b_fc2)
-            Linear.jvp(
-                tout: tproj, tinp: tact, inp: a + b.act, weight: p + o.fc2W, tweight: v + o.fc2W, tbias: nil,
-                rows: n, inFeatures: f, outFeatures: d, pool: pool)
-            Residual.jvp(tout: cur, tresidual: other, tinp: tproj, tbias: v + o.fc2B, rows: n, cols: d, pool: pool)
+            if let ls2 = o.ls2, let mlpOut = b.mlpOut {
+                Linear.jvp(
+                    tout: tproj, tinp: tact, inp: a + b.act, weight: p + o.fc2W, tweight: v + o.fc2W,
+                    tbias: v + o.fc2B, rows: n, inFeatures: f, outFeatures: d, pool: pool)
+                LayerScale.jvp(
+                    tout: cur, tresidual: other, tinp: tproj, tgamma: v + ls2, inp: a + mlpOut, gamma: p + ls2,
+                    rows: n, cols: d, pool: pool)
+            } else {
+                Linear.jvp(
+                    tout: tproj, tinp: tact, inp: a + b.act, weight: p + o.fc2W, tweight: v + o.fc2W, tbias: nil,
+                    rows: n, inFeatures: f, outFeatures: d, pool: pool)
+                Residual.jvp(
+                    tout: cur, tresidual: other, tinp: tproj, tbias: v + o.fc2B, rows: n, cols: d, pool: pool)
+            }
         }
     }
 }
@@ -283,6 +358,6 @@ extension ViTConfig {
     public var blockShape: BlockShape {
         BlockShape(
             tokens: tokens, dim: embedDim, hidden: hiddenDim, heads: numHeads, qkvBias: qkvBias,
-            activation: activation, eps: normEps)
+            activation: activation, eps: normEps, layerScale: initValues != nil)
     }
 }

@@ -54,6 +54,7 @@ public struct ParameterTable: Sendable {
     /// tokens, position embeddings), which fine-tuning recipes exclude from decay.
     public static func isNoDecay(_ name: String) -> Bool {
         name.hasSuffix(".bias") || name.contains("norm") || name == "cls_token" || name == "pos_embed"
+            || name.hasSuffix(".gamma")
     }
 
     /// The arena offset just past the last block: the final norm, fc_norm and head follow it.
@@ -110,7 +111,8 @@ public final class ViTParameters: @unchecked Sendable {
     /// timm's default initialization (`init_weights` with mode ''), from one seed:
     /// Linear weights truncated-normal(0, 0.02) in [−2, 2], biases 0; LayerNorm 1 and 0;
     /// pos_embed truncated-normal(0, 0.02); cls_token normal(0, 1e-6); the patch-embedding
-    /// convolution keeps PyTorch's Conv2d default, uniform(±1/√fan_in) for weight and bias.
+    /// convolution keeps PyTorch's Conv2d default, uniform(±1/√fan_in) for weight and bias;
+    /// LayerScale γ = init_values.
     /// The same seed gives the same parameters on every machine (not torch's numbers).
     public func initialize(seed: UInt64) {
         arena.zero()
@@ -135,6 +137,8 @@ public final class ViTParameters: @unchecked Sendable {
                 fill(name) { _ in name.hasSuffix(".weight") ? 1 : 0 }
             } else if name.hasSuffix(".weight") {
                 trunc(name)
+            } else if name.hasSuffix(".gamma"), let g = c.initValues {
+                fill(name) { _ in g }  // LayerScale: init_values · ones, as timm
             }
             // Remaining biases stay 0.
         }

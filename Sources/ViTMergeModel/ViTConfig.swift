@@ -40,12 +40,15 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     public var preNorm: Bool
     public var activation: Activation
     public var normEps: Float
+    /// timm's `init_values`: LayerScale on both residual branches of every block, γ initialized to this
+    /// value (DeiT-III, DINOv2); nil for none (absent from the JSON then).
+    public var initValues: Float?
 
     public init(
         imageSize: Int, patchSize: Int, inChannels: Int, numClasses: Int, embedDim: Int, depth: Int,
         numHeads: Int, mlpRatio: Double = 4, qkvBias: Bool = true, classToken: Bool = true,
         globalPool: GlobalPool = .token, fcNorm: Bool? = nil, preNorm: Bool = false,
-        activation: Activation = .gelu, normEps: Float = 1e-6
+        activation: Activation = .gelu, normEps: Float = 1e-6, initValues: Float? = nil
     ) {
         self.imageHeight = imageSize
         self.imageWidth = imageSize
@@ -63,6 +66,7 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         self.preNorm = preNorm
         self.activation = activation
         self.normEps = normEps
+        self.initValues = initValues
     }
 
     // MARK: Derived sizes
@@ -106,6 +110,7 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         try check(embedDim % numHeads == 0, "embed_dim \(embedDim) must be divisible by num_heads \(numHeads)")
         try check(mlpRatio > 0 && hiddenDim >= 1, "mlp_ratio \(mlpRatio) gives an empty MLP")
         try check(normEps > 0 && normEps.isFinite, "norm_eps must be positive and finite, got \(normEps)")
+        try check(initValues.map(\.isFinite) ?? true, "init_values must be a finite number or null")
         try check(classToken || globalPool == .avg, "global_pool 'token' needs class_token true")
         try check(embedDim <= 1 << 16 && depth <= 1024 && tokens <= 1 << 16, "model is implausibly large")
     }
@@ -145,7 +150,7 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         case imgSize = "img_size", patchSize = "patch_size", inChans = "in_chans", numClasses = "num_classes"
         case embedDim = "embed_dim", depth, numHeads = "num_heads", mlpRatio = "mlp_ratio", qkvBias = "qkv_bias"
         case classToken = "class_token", globalPool = "global_pool", fcNorm = "fc_norm", preNorm = "pre_norm"
-        case actLayer = "act_layer", normEps = "norm_eps"
+        case actLayer = "act_layer", normEps = "norm_eps", initValues = "init_values"
     }
 
     public init(from decoder: Decoder) throws {
@@ -173,6 +178,7 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         preNorm = try c.decodeIfPresent(Bool.self, forKey: .preNorm) ?? false
         activation = try c.decodeIfPresent(Activation.self, forKey: .actLayer) ?? .gelu
         normEps = try c.decodeIfPresent(Float.self, forKey: .normEps) ?? 1e-6
+        initValues = try c.decodeIfPresent(Float.self, forKey: .initValues)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -196,6 +202,7 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         try c.encode(preNorm, forKey: .preNorm)
         try c.encode(activation, forKey: .actLayer)
         try c.encode(normEps, forKey: .normEps)
+        try c.encodeIfPresent(initValues, forKey: .initValues)
     }
 
     /// Parses a config JSON object (timm argument names), rejecting unknown keys and invalid values.
