@@ -54,7 +54,7 @@ func thinSVD(
 }
 
 final class SVDTests: XCTestCase {
-    /// Checks reconstruction ‖A − UΣVᵀ‖_F/‖A‖_F ≤ 1e-5, UᵀU = I and VᵀV = I to 1e-5, s ≥ 0 descending.
+    /// Checks ‖A − UΣVᵀ‖_F/‖A‖_F ≤ 1e-5, UᵀU = I and VᵀV = I to 1e-5, s ≥ 0 descending.
     func assertValidSVD(
         _ a: [Float], m: Int, n: Int, _ r: (u: [Float], s: [Float], vt: [Float]), _ what: String,
         file: StaticString = #filePath, line: UInt = #line
