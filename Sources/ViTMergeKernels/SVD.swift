@@ -29,9 +29,89 @@ public enum SVD {
         let v = UnsafeMutablePointer<Double>.allocate(capacity: cols &* cols)
         defer { w.deallocate(); v.deallocate() }
         load(a, m: m, n: n, into: w)
-        let sweeps = orthogonalize(w, len: len, cols: cols, v: v, pool: pool)
-        store(w, v, m: m, n: n, u: u, s: s, vt: vt)
+        if len == cols {
+            let sweeps = orthogonalize(w, len: len, cols: cols, v: v, pool: pool)
+            let (sigma, order) = normalize(w, len: len, cols: cols)
+            store(w, v, sigma, order, m: m, n: n, u: u, s: s, vt: vt)
+            return sweeps
+        }
+        // Rectangular: W = QR (Householder), Jacobi on the cols×cols R, then U = Q·U_R.
+        let r = UnsafeMutablePointer<Double>.allocate(capacity: cols &* cols)
+        let beta = UnsafeMutablePointer<Double>.allocate(capacity: cols)
+        defer { r.deallocate(); beta.deallocate() }
+        householderQR(w, len: len, cols: cols, beta: beta, r: r, pool: pool)
+        let sweeps = orthogonalize(r, len: cols, cols: cols, v: v, pool: pool)
+        let (sigma, order) = normalize(r, len: cols, cols: cols)
+        let q = UnsafeMutablePointer<Double>.allocate(capacity: len &* cols)
+        defer { q.deallocate() }
+        applyQ(w, beta: beta, len: len, cols: cols, to: r, into: q, pool: pool)
+        store(q, v, sigma, order, m: m, n: n, u: u, s: s, vt: vt)
         return sweeps
+    }
+
+    // w[cols][len] (column-major, len ≥ cols) = Q·R in place: column j keeps the Householder vector v_j in
+    // rows j..<len (H_j = I − beta[j]·v_j·v_jᵀ, Q = H_0⋯H_{cols−1}); r[cols][cols] (column-major) = R.
+    // Parallel over the trailing columns each reflector updates (each column's result is independent of
+    // the split).
+    static func householderQR(
+        _ w: UnsafeMutablePointer<Double>, len: Int, cols: Int, beta: UnsafeMutablePointer<Double>,
+        r: UnsafeMutablePointer<Double>, pool: ThreadPool
+    ) {
+        r.update(repeating: 0, count: cols &* cols)
+        for j in 0..<cols {
+            let x = w + j &* len + j, n = len &- j
+            // rows < j of column j are R's entries above the diagonal (final once reflector j − 1 ran)
+            for i in 0..<j { r[j &* cols &+ i] = w[j &* len &+ i] }
+            let norm = dot(x, x, n).squareRoot()
+            if norm == 0 { beta[j] = 0; continue }
+            let alpha = x[0] >= 0 ? -norm : norm
+            x[0] -= alpha
+            beta[j] = 2 / dot(x, x, n)
+            r[j &* cols &+ j] = alpha
+            let b = beta[j], rest = cols &- j &- 1
+            pool.parallel(rest, cost: 4 &* n) { _, _, range in
+                for c in range {
+                    let col = w + (j &+ 1 &+ c) &* len + j
+                    axpy(col, x, -b * dot(x, col, n), n)
+                }
+            }
+        }
+    }
+
+    // q[cols][len] = Q·[y; 0] for each column y of y[cols][cols] (column-major), Q from `householderQR`.
+    static func applyQ(
+        _ w: UnsafeMutablePointer<Double>, beta: UnsafeMutablePointer<Double>, len: Int, cols: Int,
+        to y: UnsafeMutablePointer<Double>, into q: UnsafeMutablePointer<Double>, pool: ThreadPool
+    ) {
+        pool.parallel(cols, cost: 4 &* len &* cols) { _, _, range in
+            for c in range {
+                let out = q + c &* len
+                for i in 0..<len { out[i] = i < cols ? y[c &* cols &+ i] : 0 }
+                for j in stride(from: cols &- 1, through: 0, by: -1) where beta[j] != 0 {
+                    let v = w + j &* len + j, n = len &- j
+                    axpy(out + j, v, -beta[j] * dot(v, out + j, n), n)
+                }
+            }
+        }
+    }
+
+    // Σ x[i]·y[i], i < n, in a fixed order (8 lanes, then the tail)
+    @inline(__always)
+    static func dot(_ x: UnsafeMutablePointer<Double>, _ y: UnsafeMutablePointer<Double>, _ n: Int) -> Double {
+        var acc = D8(), i = 0
+        while i &+ 8 <= n { acc = acc.addingProduct(dload(x + i), dload(y + i)); i &+= 8 }
+        var sum = acc.sum()
+        while i < n { sum += x[i] * y[i]; i &+= 1 }
+        return sum
+    }
+
+    // y[n] += alpha·x[n]
+    @inline(__always)
+    static func axpy(_ y: UnsafeMutablePointer<Double>, _ x: UnsafeMutablePointer<Double>, _ alpha: Double, _ n: Int) {
+        let a = D8(repeating: alpha)
+        var i = 0
+        while i &+ 8 <= n { dstore(dload(y + i).addingProduct(a, dload(x + i)), y + i); i &+= 8 }
+        while i < n { y[i] += alpha * x[i]; i &+= 1 }
     }
 
     /// The plain twin of `decompose`: the same rotations, visited serially in cyclic row order
@@ -68,7 +148,8 @@ public enum SVD {
             }
             if !rotated { break }
         }
-        store(w, v, m: m, n: n, u: u, s: s, vt: vt)
+        let (sigma, order) = normalize(w, len: len, cols: cols)
+        store(w, v, sigma, order, m: m, n: n, u: u, s: s, vt: vt)
         return sweeps
     }
 
@@ -164,13 +245,9 @@ public enum SVD {
         while i < n { (x[i], y[i]) = (c * x[i] - s * y[i], s * x[i] + c * y[i]); i &+= 1 }
     }
 
-    // From the orthogonalized w[cols][len] = σ_j·u_j and v[cols][cols]: s descending (ties by index),
-    // u and vt as in `decompose`. Zero columns of w get unit vectors orthogonal to all others.
-    static func store(
-        _ w: UnsafeMutablePointer<Double>, _ v: UnsafeMutablePointer<Double>, m: Int, n: Int,
-        u: UnsafeMutablePointer<Float>, s: UnsafeMutablePointer<Float>, vt: UnsafeMutablePointer<Float>
-    ) {
-        let len = max(m, n), cols = min(m, n)
+    // The orthogonalized w[cols][len] = σ_j·u_j → u_j in place; returns σ and the order of the columns by
+    // descending σ (ties by index). Zero columns of w get unit vectors orthogonal to all others.
+    static func normalize(_ w: UnsafeMutablePointer<Double>, len: Int, cols: Int) -> (sigma: [Double], order: [Int]) {
         var sigma = [Double](repeating: 0, count: cols)
         for j in 0..<cols {
             var acc = 0.0
@@ -187,6 +264,15 @@ public enum SVD {
                 complete(col, len: len, against: order[..<rank].map { w + $0 &* len })
             }
         }
+        return (sigma, order)
+    }
+
+    // s, u and vt as in `decompose` from σ, the column order and the unit columns w[cols][max(m,n)], v[cols][cols].
+    static func store(
+        _ w: UnsafeMutablePointer<Double>, _ v: UnsafeMutablePointer<Double>, _ sigma: [Double], _ order: [Int],
+        m: Int, n: Int, u: UnsafeMutablePointer<Float>, s: UnsafeMutablePointer<Float>, vt: UnsafeMutablePointer<Float>
+    ) {
+        let len = max(m, n), cols = min(m, n)
         // m ≥ n: u[:, r] = w_j, vt[r, :] = v_j;  m < n: u[:, r] = v_j, vt[r, :] = w_j  (j = order[r])
         let k = cols
         for (r, j) in order.enumerated() {
