@@ -8,9 +8,11 @@ import ViTMergeCore
 /// σ_j·u_j. One-sided Jacobi is accurate in the relative sense: small singular values come out
 /// with small relative error too (Demmel and Veselić 1992).
 ///
-/// A sweep visits every pair once in the round-robin (circle) order: each round is a set of
-/// disjoint pairs, split across threads by `ThreadPool.parallel`. A pair's rotation depends only
-/// on its two columns, so the result is bit-identical for any thread count.
+/// A sweep visits every pair once, blocked for the cache: the pairs inside each block of 32
+/// columns, then those across two blocks, with the block pairs in round-robin (circle) order;
+/// each round's disjoint block pairs are split across threads by `ThreadPool.parallel`. A block
+/// pair's rotations depend only on its columns, so the result is bit-identical for any thread
+/// count. Rectangular inputs are first reduced by a Householder QR to the min(m,n)-square R.
 public enum SVD {
     /// Sweeps after which the iteration stops even if a pair is not yet orthogonal (it converges
     /// quadratically; 6–12 sweeps are typical).
@@ -129,7 +131,7 @@ public enum SVD {
         load(a, m: m, n: n, into: w)
         for i in 0..<cols * cols { v[i] = 0 }
         for j in 0..<cols { v[j * cols + j] = 1 }
-        let tol = Double(len).squareRoot() * Double.ulpOfOne
+        let tol = tolerance(len)
         var sweeps = 0
         while sweeps < maxSweeps {
             sweeps += 1
@@ -176,31 +178,57 @@ public enum SVD {
         return (c, c * t)
     }
 
-    // Rotates the column pairs of w[cols][len] round by round until a sweep rotates none; v[cols][cols]
+    /// Columns per block of the blocked sweep: a pair of blocks of w and v (2·32 columns of Double)
+    /// stays in L2 while all its pairs are rotated.
+    static let blockColumns = 32
+
+    // Rotates the column pairs of w[cols][len] sweep by sweep until a sweep rotates none; v[cols][cols]
     // (column-major) accumulates the rotations from the identity. Returns the number of sweeps.
+    //
+    // A sweep is blocked: the columns form blocks of `blockColumns`; first the pairs inside each block
+    // (blocks in parallel), then the pairs across two blocks, the block pairs in round-robin (circle)
+    // order: each round is a set of disjoint block pairs, split across threads.
     static func orthogonalize(
         _ w: UnsafeMutablePointer<Double>, len: Int, cols: Int, v: UnsafeMutablePointer<Double>, pool: ThreadPool
     ) -> Int {
         v.update(repeating: 0, count: cols &* cols)
         for j in 0..<cols { v[j &* cols &+ j] = 1 }
         if cols == 1 { return 0 }
-        let players = cols &+ cols % 2, half = players / 2
-        let tol = Double(len).squareRoot() * Double.ulpOfOne
-        let rotated = UnsafeMutablePointer<Bool>.allocate(capacity: half)
+        let b = blockColumns, blocks = (cols &+ b &- 1) / b
+        let players = blocks &+ blocks % 2, half = players / 2
+        let tol = tolerance(len)
+        let rotated = UnsafeMutablePointer<Bool>.allocate(capacity: max(blocks, half))
         defer { rotated.deallocate() }
+        @inline(__always) func pair(_ p: Int, _ q: Int) -> Bool {
+            rotatePair(w + p &* len, w + q &* len, len, v + p &* cols, v + q &* cols, cols, tol)
+        }
+        // Cost: a pair streams its two columns of w twice and of v once, in Double.
+        let pairCost = 8 &* (len &+ cols)
         for sweep in 1...maxSweeps {
             var any = false
-            for round in 0..<players &- 1 {
-                // Cost: a pair streams its two columns of w twice and of v once, in Double.
-                pool.parallel(half, cost: 8 &* (len &+ cols)) { _, _, range in
+            pool.parallel(blocks, cost: pairCost &* b &* b / 2) { _, _, range in
+                for i in range {
+                    var r = false
+                    let cs = (i &* b)..<min(cols, (i &+ 1) &* b)
+                    for p in cs { for q in (p &+ 1)..<cs.upperBound { if pair(p, q) { r = true } } }
+                    rotated[i] = r
+                }
+            }
+            for i in 0..<blocks where rotated[i] { any = true }
+            for round in 0..<max(0, players &- 1) where blocks > 1 {
+                pool.parallel(half, cost: pairCost &* b &* b) { _, _, range in
                     for k in range {
                         // circle method: player players−1 stays, the others turn by one each round
-                        var p = (round &+ k) % (players &- 1)
-                        var q = k == 0 ? players &- 1 : (round &- k &+ players &- 1) % (players &- 1)
-                        if p > q { swap(&p, &q) }
-                        rotated[k] =
-                            q < cols
-                            && rotatePair(w + p &* len, w + q &* len, len, v + p &* cols, v + q &* cols, cols, tol)
+                        var i = (round &+ k) % (players &- 1)
+                        var j = k == 0 ? players &- 1 : (round &- k &+ players &- 1) % (players &- 1)
+                        if i > j { swap(&i, &j) }
+                        var r = false
+                        if j < blocks {
+                            for p in (i &* b)..<((i &+ 1) &* b) {
+                                for q in (j &* b)..<min(cols, (j &+ 1) &* b) { if pair(p, q) { r = true } }
+                            }
+                        }
+                        rotated[k] = r
                     }
                 }
                 for k in 0..<half where rotated[k] { any = true }
@@ -209,6 +237,10 @@ public enum SVD {
         }
         return maxSweeps
     }
+
+    /// The relative orthogonality √len·ε below which a pair is not rotated.
+    @inline(__always)
+    static func tolerance(_ len: Int) -> Double { Double(len).squareRoot() * Double.ulpOfOne }
 
     // Orthogonalizes columns x[len], y[len] and applies the same rotation to vx[cols], vy[cols].
     @inline(__always)

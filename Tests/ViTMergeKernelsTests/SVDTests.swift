@@ -169,12 +169,14 @@ final class SVDTests: XCTestCase {
         }
     }
 
-    /// 160×100 splits each round's 50 pairs over 2 threads; the bits are those of 1 thread.
+    /// 160×100 splits each round's 2 block pairs over 2 threads; the bits are those of 1 thread.
     func testOneAndTwoThreadsBitIdentical() {
         for (m, n) in [(160, 100), (100, 160)] {
             let a = randomArray(m * n, seed: 9)
-            // Jacobi runs on the 100×100 R of the QR preconditioner: 50 pairs a round, 8·(100 + 100) units each.
-            let cost = 8 * (2 * min(m, n)) * (min(m, n) / 2)
+            // Jacobi runs on the 100×100 R of the QR preconditioner: 4 blocks of ≤ 32 columns, 2 block
+            // pairs a round, each 32·32 column pairs of 8·(100 + 100) cost units.
+            let b = SVD.blockColumns
+            let cost = 2 * 8 * (2 * min(m, n)) * b * b
             let two = withThreads(2) { pool -> (u: [Float], s: [Float], vt: [Float]) in
                 XCTAssertEqual(pool.threadCount(work: cost), 2, "the test must really split a round")
                 return thinSVD(a, m: m, n: n, pool: pool)
