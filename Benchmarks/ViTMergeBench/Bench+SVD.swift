@@ -1,6 +1,8 @@
 import Foundation
 import ViTMergeCore
 import ViTMergeKernels
+import ViTMergeMerging
+import ViTMergeModel
 
 extension Bench {
     /// Thin SVD (`SVD.decompose`, one-sided Jacobi in Double) of uniform random matrices at the
@@ -26,6 +28,42 @@ extension Bench {
             }
         }
         ThreadPool.shared.threads = ThreadPool.shared.capacity
+        spectralMergeCase()
+    }
+
+    /// TSV-M, Iso-C and Iso-CTS of 4 random task vectors over the ViT-Ti/16 encoder (5.5 M floats, 48
+    /// matrices of 192 to 768 × 192), at all threads: time and the peak resident memory above the
+    /// inputs (VmHWM after resetting it through /proc/self/clear_refs, minus VmRSS before), in MB
+    /// and in encoder vectors (the result itself is one).
+    func spectralMergeCase() {
+        let table = ParameterTable(config: .vitTiny())
+        let taus = (0..<4).map { t -> EncoderVector in
+            let v = EncoderVector(table: table)
+            var rng = RNG(seed: 100 + UInt64(t))
+            for i in 0..<v.count { v.base[i] = Float(rng.normal() * 1e-3) }
+            return v
+        }
+        let vectorMB = Double(taus[0].count * 4) / 1e6
+        let methods: [(String, () -> EncoderVector)] = [
+            ("tsv", { Merges.tsv(taus) }), ("iso-c", { Merges.isoC(taus) }),
+            ("iso-cts", { Merges.isoCTS(taus, commonFraction: 0.8) }),
+        ]
+        for (name, merge) in methods {
+            let reset = resetPeakRSS()
+            let before = procStatusKB("VmRSS")
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let out = merge()
+            let time = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+            let peak = procStatusKB("VmHWM")
+            withExtendedLifetime(out) {}
+            let th = ThreadPool.shared.threads
+            record("svd", "\(name) merge, 4 × vit-ti encoder", [4, taus[0].count], threads: th, value: time, unit: "s")
+            if reset, let before, let peak {
+                let extra = Double(peak - before) / 1e3
+                records[records.count - 1].name += String(
+                    format: " (peak +%.0f MB = %.1f vectors of %.0f MB)", extra, extra / vectorMB, vectorMB)
+            }
+        }
     }
 
     /// numpy's version and seconds per numpy.linalg.svd for each shape ("MxN" keys), from
@@ -57,4 +95,20 @@ extension Bench {
         for r in rs { if let name = r["shape"] as? String, let t = r["seconds"] as? Double { out[name] = t } }
         return (obj["numpy"] as? String ?? "?", out)
     }
+}
+
+/// A "VmRSS"/"VmHWM"-style field of /proc/self/status in kB (nil off Linux).
+func procStatusKB(_ field: String) -> Int? {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+    for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
+        return Int(line.dropFirst(field.count + 1).split(separator: " ").first ?? "")
+    }
+    return nil
+}
+
+/// Resets VmHWM to the current VmRSS ("5" into /proc/self/clear_refs, Linux ≥ 4.0); false when it cannot.
+func resetPeakRSS() -> Bool {
+    guard let h = FileHandle(forWritingAtPath: "/proc/self/clear_refs") else { return false }
+    defer { try? h.close() }
+    return (try? h.write(contentsOf: Data("5".utf8))) != nil
 }
