@@ -72,6 +72,7 @@ final class Bench {
         if options.suites.contains(.merge) { mergeSuite() }
         if options.suites.contains(.profile) { profileSuite() }
         if options.suites.contains(.allocations) { allocationSuite() }
+        if options.suites.contains(.svd) { svdSuite() }
         printTable()
         if let path = options.jsonPath {
             struct Output: Encodable {

@@ -6,6 +6,8 @@ enum Suite: String, CaseIterable, ExpressibleByArgument {
     case gemm, runtime, kernels, vit, merge, profile
     /// Heap allocations per training step after warm-up, at 1 and 2 threads (0 is the target).
     case allocations
+    /// Thin SVD at ViT-B weight shapes (numpy.linalg.svd as the peer with --numpy).
+    case svd
 }
 
 /// A comma-separated list of suites (`--suite gemm,kernels`); `--help` lists the values.
@@ -64,7 +66,8 @@ struct BenchOptions: ParsableArguments {
     /// Python with numpy: run scripts/bench_numpy.py as a second GEMM peer.
     @Option(
         help: ArgumentHelp(
-            "Also time the GEMM shapes with numpy (scripts/bench_numpy.py) as a peer.", valueName: "python"))
+            "Also time the GEMM shapes with numpy (scripts/bench_numpy.py) and the SVD shapes with "
+                + "numpy.linalg.svd (scripts/bench_svd_numpy.py) as peers.", valueName: "python"))
     var numpy: String?
 
     /// JSON written by scripts/bench_torch.py: PyTorch img/s to compare the vit suite with.

@@ -14,6 +14,18 @@ typealias V16 = SIMD16<Float>
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: V16.self)
 }
 
+/// Double lanes for the linear-algebra kernels (SVD, eigen, Cholesky accumulate in Double).
+typealias D8 = SIMD8<Double>
+
+/// 8 doubles from p (any alignment).
+@inline(__always) func dload(_ p: UnsafeMutablePointer<Double>) -> D8 {
+    UnsafeRawPointer(p).loadUnaligned(as: D8.self)
+}
+/// Stores 8 doubles at p (any alignment).
+@inline(__always) func dstore(_ v: D8, _ p: UnsafeMutablePointer<Double>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: D8.self)
+}
+
 /// The first n (≤ 16) floats at p, the other lanes 0.
 @inline(__always) func loadPartial(_ p: UnsafePointer<Float>, _ n: Int) -> V16 {
     if n == 16 { return vload(p) }

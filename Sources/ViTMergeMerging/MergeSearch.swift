@@ -10,12 +10,33 @@ public enum MergeMethod: String, CaseIterable, Sendable {
     case ties
     /// DARE: each τ_i with entries dropped with probability `drop` (seed + i), rescaled, summed.
     case dare
+    /// TSV-M (task singular vectors): per matrix, each task's top 1/T singular triplets, orthogonalized.
+    case tsv
+    /// Iso-C: per matrix, the SVD of Σ τ with a flat (isotropic) spectrum.
+    case isoC = "iso-c"
+    /// Iso-CTS: Iso-C's common subspace (the `commonFraction` of the rank) plus task-specific subspaces.
+    case isoCTS = "iso-cts"
+
+    /// Whether the method has a hyper-parameter searched on validation (TIES keep, DARE drop,
+    /// Iso-CTS common fraction).
+    public var isTuned: Bool { self == .ties || self == .dare || self == .isoCTS }
+
+    /// Iso-CTS common fractions searched on validation when none is given (0.8 is the paper's default).
+    public static let isoCTSCommonFractions = [0.6, 0.7, 0.8, 0.9]
+
+    /// Whether the method works on singular vectors (its λ grid is `spectralLambdaGrid`).
+    public var isSpectral: Bool { self == .tsv || self == .isoC || self == .isoCTS }
 }
+
+/// The λ grid {0, 0.05, …, 2} of the spectral merges: their directions are normalized per matrix
+/// (TSV-M keeps singular values, Iso flattens them), so the best λ often exceeds 1 (the Iso paper
+/// reports α ≈ 1.3–1.5 for 8 tasks).
+public let spectralLambdaGrid: [Double] = (0...40).map { Double($0) / 20 }
 
 /// A merge with its hyper-parameter and λ chosen on validation, reported on test.
 public struct MergeSearchResult {
     public let method: MergeMethod
-    /// TIES: keep; DARE: drop; nil for sum and average.
+    /// TIES: keep; DARE: drop; Iso-CTS: common fraction; nil for the others.
     public let hyperparameter: Double?
     /// The merged direction τ_m over the encoder (the model is θ_pre + lambda·τ_m).
     public let direction: EncoderVector
@@ -73,8 +94,8 @@ extension MergeEvaluator {
             controlPretrainedAccuracy: accuracy(encoder: preEncoder, task: control, split: .test))
     }
 
-    /// The merged direction of all tasks' τ by `method`; `hyperparameter` is TIES's keep or DARE's drop
-    /// (DARE drops τ_i's entries with seed `seed &+ i`).
+    /// The merged direction of all tasks' τ by `method`; `hyperparameter` is TIES's keep, DARE's drop
+    /// (DARE drops τ_i's entries with seed `seed &+ i`) or Iso-CTS's common fraction.
     public func direction(_ method: MergeMethod, hyperparameter: Double? = nil, seed: UInt64 = 0) -> EncoderVector {
         let taus = tasks.map(\.tau)
         switch method {
@@ -82,19 +103,23 @@ extension MergeEvaluator {
         case .average: return Merges.average(taus, pool: pool)
         case .ties: return Merges.ties(taus, keep: hyperparameter!)
         case .dare: return Merges.dareSum(taus, drop: hyperparameter!, seed: seed, pool: pool)
+        case .tsv: return Merges.tsv(taus, pool: pool)
+        case .isoC: return Merges.isoC(taus, pool: pool)
+        case .isoCTS: return Merges.isoCTS(taus, commonFraction: hyperparameter!, pool: pool)
         }
     }
 
-    /// Merges all tasks by `method`, trying each of `candidates` (TIES: keep, DARE: drop; ignored for sum and
-    /// average) and λ from `grid` (default: `lambdaGrid`, λ = 1 for average), both chosen on validation
+    /// Merges all tasks by `method`, trying each of `candidates` (TIES: keep, DARE: drop, Iso-CTS: common
+    /// fraction; ignored for the others) and λ from `grid` (default: `lambdaGrid`, λ = 1 for average,
+    /// `spectralLambdaGrid` for TSV-M, Iso-C and Iso-CTS), both chosen on validation
     /// (equal validation → the smaller hyper-parameter, then the smaller λ); reported on test.
     public func merge(
         _ method: MergeMethod, candidates: [Double] = [], seed: UInt64 = 0, grid: [Double]? = nil
     )
         -> MergeSearchResult
     {
-        let lambdas = grid ?? (method == .average ? [1] : lambdaGrid)
-        let tuned = method == .ties || method == .dare
+        let lambdas = grid ?? (method == .average ? [1] : method.isSpectral ? spectralLambdaGrid : lambdaGrid)
+        let tuned = method.isTuned
         precondition(!tuned || !candidates.isEmpty, "merge(\(method)): give at least one hyper-parameter candidate")
         let all = Array(tasks.indices)
         var best: MergeSearchResult? = nil
