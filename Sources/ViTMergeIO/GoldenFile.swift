@@ -31,7 +31,13 @@ public struct GoldenFile {
 
     /// Reads and validates `path`.
     public init(path: String) throws {
-        file = try SafeTensorsFile.read(path: path)
+        try self.init(file: SafeTensorsFile.read(path: path))
+    }
+
+    /// Validates a golden file already read (`file.path` names it in errors).
+    public init(file: SafeTensorsFile) throws {
+        self.file = file
+        let path = file.path
         guard file.metadata["format"] == "vitmerge-golden" else {
             throw IOError.invalidFile(
                 path: path,
