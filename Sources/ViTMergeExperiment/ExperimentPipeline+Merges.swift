@@ -38,8 +38,7 @@ extension ExperimentPipeline {
             testAbsolute: byTask(names, add.testAbsolute), testNormalizedPerTask: byTask(names, add.testPerTask),
             curve: add.curve.map { CurvePoint($0.0, $0.1) })
         let curve = SVG.Series(name: m, points: add.curve.map { (x: $0.0, y: $0.1) })
-        let sum = Merges.sum(tasks.map(\.tau))
-        record(ev, ev.encoder([sum], [Float(add.lambda)]), "addition.\(m)", tasks: all, into: &outcomes)
+        record(add.testPredictions, "addition.\(m)", tasks: all, ev, into: &outcomes)
 
         // Accuracy vs number of tasks: every subset of size k, or a seeded sample; λ on a coarser grid.
         var perK: [TaskCount] = []
@@ -51,9 +50,7 @@ extension ExperimentPipeline {
             for (j, subset) in subsets.enumerated() {
                 let r = ev.addition(tasks: subset, grid: coarse)
                 scores.append(r.test)
-                let sum = Merges.sum(subset.map { tasks[$0].tau })
-                record(
-                    ev, ev.encoder([sum], [Float(r.lambda)]), "count.\(m).k\(k).s\(j)", tasks: subset, into: &outcomes)
+                record(r.testPredictions, "count.\(m).k\(k).s\(j)", tasks: subset, ev, into: &outcomes)
             }
             let mean = scores.reduce(0, +) / Double(scores.count)
             perK.append(
@@ -112,7 +109,7 @@ extension ExperimentPipeline {
         var out = MergeComparison()
         let all = Array(names.indices)
         let avg = ev.merge(.average)
-        record(ev, ev.encoder([avg.direction], [Float(avg.lambda)]), "merge.average", tasks: all, into: &outcomes)
+        record(avg.testPredictions, "merge.average", tasks: all, ev, into: &outcomes)
         out.average = AverageMerge(testNormalized: avg.test, testAbsolute: byTask(names, avg.testAbsolute))
         out.taskArithmetic = TaskArithmeticMerge(lambda: taskArithmetic.lambda, testNormalized: taskArithmetic.test)
         func tuned(_ r: MergeSearchResult) -> TunedMerge {
@@ -125,7 +122,7 @@ extension ExperimentPipeline {
         let ties = ev.merge(.ties, candidates: [0.1, 0.2, 0.5])
         let dare = ev.merge(.dare, candidates: [0.5, 0.9], seed: settings.fineTuneSeed)
         for (name, r) in [("ties", ties), ("dare", dare)] {
-            record(ev, ev.encoder([r.direction], [Float(r.lambda)]), "merge.\(name)", tasks: all, into: &outcomes)
+            record(r.testPredictions, "merge.\(name)", tasks: all, ev, into: &outcomes)
         }
         out.ties = tuned(ties)
         out.dare = tuned(dare)
@@ -141,6 +138,15 @@ extension ExperimentPipeline {
         var rng = RNG(seed: settings.seed, stream: 0x7A5C_0000 &+ stream)
         rng.shuffle(&order)
         return order.prefix(count).sorted().map { items[$0] }
+    }
+
+    /// Records the test predictions `predicted[j]` on task `tasks[j]` as model `name`.
+    func record(
+        _ predicted: [[Int]], _ name: String, tasks: [Int], _ ev: MergeEvaluator, into outcomes: inout Outcomes
+    ) {
+        for (i, p) in zip(tasks, predicted) {
+            outcomes.record(name, task: i, predictions: p, labels: ev.tasks[i].test.labels)
+        }
     }
 
     /// Records `encoder`'s test predictions on each of `tasks` (with the task's head) as model `name`.

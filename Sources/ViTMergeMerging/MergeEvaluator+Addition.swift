@@ -1,10 +1,11 @@
 import ViTMergeCore
 
 /// Task addition's outcome: λ chosen on validation, the mean normalized accuracy there and on
-/// test, per-task test accuracies (normalized and absolute), and the validation curve (λ, score).
+/// test, per-task test accuracies (normalized and absolute), the validation curve (λ, score), and
+/// the test predictions per task of the subset (for the bootstrap, so no caller evaluates twice).
 public typealias AdditionResult = (
     lambda: Double, validation: Double, test: Double, testPerTask: [Double], testAbsolute: [Double],
-    curve: [(Double, Double)]
+    curve: [(Double, Double)], testPredictions: [[Int]]
 )
 
 extension MergeEvaluator {
@@ -25,13 +26,23 @@ extension MergeEvaluator {
         tasks subset: [Int], direction: EncoderVector? = nil, grid: [Double] = lambdaGrid
     ) -> AdditionResult {
         let dir = direction ?? taskSum(subset)
+        let (lambda, score, curve) = searchLambda(tasks: subset, direction: dir, grid: grid)
+        let test = normalized(encoder: encoder([dir], [Float(lambda)]), tasks: subset, split: .test)
+        return (lambda, score, test.mean, test.perTask, test.absolute, curve, test.predictions)
+    }
+
+    /// λ from `grid` with the best mean normalized validation accuracy of θ_pre + λ·direction on `subset`
+    /// (ties → smaller λ), its score, and the curve (λ, score).
+    func searchLambda(
+        tasks subset: [Int], direction: EncoderVector, grid: [Double]
+    ) -> (lambda: Double, score: Double, curve: [(Double, Double)]) {
         var curve: [(lambda: Double, score: Double)] = []
         for l in grid {
-            curve.append((l, normalized(encoder: encoder([dir], [Float(l)]), tasks: subset, split: .validation).mean))
+            curve.append(
+                (l, normalized(encoder: encoder([direction], [Float(l)]), tasks: subset, split: .validation).mean))
         }
         let best = selectLambda(curve)
-        let test = normalized(encoder: encoder([dir], [Float(best.lambda)]), tasks: subset, split: .test)
-        return (best.lambda, best.score, test.mean, test.perTask, test.absolute, curve.map { ($0.lambda, $0.score) })
+        return (best.lambda, best.score, curve.map { ($0.lambda, $0.score) })
     }
 
     /// `addition` with the direction as an array (`table.encoderEnd` floats), copied into an arena once.

@@ -171,17 +171,20 @@ public final class MergeEvaluator {
     }
 
     /// Normalized accuracy of `encoder` on `subset` of tasks: per task acc / fine-tuned acc
-    /// (validation by validation, test by test), plus the absolute accuracies.
+    /// (validation by validation, test by test), the absolute accuracies, and the predictions they count.
     public func normalized(
         encoder: MergedEncoder, tasks subset: [Int], split: Split
-    ) -> (mean: Double, perTask: [Double], absolute: [Double]) {
-        var norm: [Double] = [], abs: [Double] = []
+    ) -> (mean: Double, perTask: [Double], absolute: [Double], predictions: [[Int]]) {
+        var norm: [Double] = [], abs: [Double] = [], predicted: [[Int]] = []
         for i in subset {
-            let a = accuracy(encoder: encoder, task: i, split: split)
+            let p = predictions(encoder: encoder, task: i, split: split)
+            let labels = split == .validation ? tasks[i].validation.labels : tasks[i].test.labels
+            let a = Double(zip(p, labels).filter { $0 == Int($1) }.count) / Double(max(p.count, 1))
             let ft = split == .validation ? tasks[i].finetunedValidation : tasks[i].finetunedTest
             abs.append(a)
             norm.append(ft > 0 ? a / ft : 0)
+            predicted.append(p)
         }
-        return (norm.reduce(0, +) / Double(max(norm.count, 1)), norm, abs)
+        return (norm.reduce(0, +) / Double(max(norm.count, 1)), norm, abs, predicted)
     }
 }

@@ -49,6 +49,8 @@ public struct MergeSearchResult {
     public let testAbsolute: [Double]
     /// (λ, mean validation normalized accuracy) over the grid.
     public let curve: [(Double, Double)]
+    /// Test predictions per task at `lambda`.
+    public let testPredictions: [[Int]]
 }
 
 /// Task negation θ_pre − λ τ_target with λ chosen on validation.
@@ -122,18 +124,19 @@ extension MergeEvaluator {
         let tuned = method.isTuned
         precondition(!tuned || !candidates.isEmpty, "merge(\(method)): give at least one hyper-parameter candidate")
         let all = Array(tasks.indices)
-        var best: MergeSearchResult? = nil
+        // Each candidate's λ on validation; only the chosen (candidate, λ) is evaluated on test.
+        var best: (h: Double?, direction: EncoderVector, lambda: Double, score: Double, curve: [(Double, Double)])?
         for h in tuned ? candidates.map(Optional.some) : [nil] {
             let dir = direction(method, hyperparameter: h, seed: seed)
-            let r = addition(tasks: all, direction: dir, grid: lambdas)
-            if let b = best, !(r.validation > b.validation || (r.validation == b.validation && h! < b.hyperparameter!))
-            {
-                continue
-            }
-            best = MergeSearchResult(
-                method: method, hyperparameter: h, direction: dir, lambda: r.lambda, validation: r.validation,
-                test: r.test, testPerTask: r.testPerTask, testAbsolute: r.testAbsolute, curve: r.curve)
+            let r = searchLambda(tasks: all, direction: dir, grid: lambdas)
+            if let b = best, !(r.score > b.score || (r.score == b.score && h! < b.h!)) { continue }
+            best = (h, dir, r.lambda, r.score, r.curve)
         }
-        return best!
+        let b = best!
+        let test = normalized(encoder: encoder([b.direction], [Float(b.lambda)]), tasks: all, split: .test)
+        return MergeSearchResult(
+            method: method, hyperparameter: b.h, direction: b.direction, lambda: b.lambda, validation: b.score,
+            test: test.mean, testPerTask: test.perTask, testAbsolute: test.absolute, curve: b.curve,
+            testPredictions: test.predictions)
     }
 }
