@@ -74,6 +74,9 @@ public final class MergeEvaluator {
     private var models: [Int: Loaded] = [:]
     /// Σ τ over a subset (the default direction of `addition`), reused.
     var sumScratch: EncoderVector?
+    /// Predictions of θ_pre itself (every coefficient 0: `combine` skips the vectors, the tangent is 0) per
+    /// task, split and image limit: every λ = 0 point of every subset and method asks for them again.
+    private var pretrainedPredictions: [String: [Int]] = [:]
 
     struct Loaded {
         let model: ViT
@@ -164,10 +167,15 @@ public final class MergeEvaluator {
 
     /// Predicted classes of `encoder` with task `index`'s head on the first `limit` images of its split.
     public func predictions(encoder: MergedEncoder, task index: Int, split: Split, limit: Int = .max) -> [Int] {
-        let l = load(encoder: encoder, task: index)
         let data = split == .validation ? tasks[index].validation : tasks[index].test
-        return l.evaluator.predictions(
-            data, range: 0..<min(limit, data.count), tangent: l.tangent.map { UnsafePointer($0.base) })
+        let count = min(limit, data.count)
+        let key = "\(index) \(split.rawValue) \(count)"
+        let isPretrained = encoder.coefficients.allSatisfy { $0 == 0 }
+        if isPretrained, let cached = pretrainedPredictions[key] { return cached }
+        let l = load(encoder: encoder, task: index)
+        let p = l.evaluator.predictions(data, range: 0..<count, tangent: l.tangent.map { UnsafePointer($0.base) })
+        if isPretrained { pretrainedPredictions[key] = p }
+        return p
     }
 
     /// Normalized accuracy of `encoder` on `subset` of tasks: per task acc / fine-tuned acc

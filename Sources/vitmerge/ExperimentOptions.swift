@@ -8,13 +8,12 @@ import ViTMergeTraining
 struct ExperimentOptions: ParsableArguments {
     @Option(help: "Output directory (results.json, report.md, SVGs, checkpoints). Finished stages are reused.")
     var out: String
-    @Option(parsing: .upToNextOption, help: "Task files.")
-    var tasks: [String] = [
-        "data/tasks/mnist.safetensors", "data/tasks/fashion.safetensors",
-        "data/tasks/letters.safetensors", "data/tasks/kana.safetensors",
-    ]
+    @Option(
+        parsing: .upToNextOption,
+        help: "Tasks: task files, IDX directories or image folders (default: eight embedded tasks).")
+    var tasks: [String] = Self.embeddedTasks
     @Option(help: "Comma-separated fine-tuning modes among probe, aligned, full, linearized.")
-    var modes = "probe,aligned,full"
+    var modes = "probe,aligned,full,linearized"
     @Option(help: "Pre-trained checkpoint (the committed supervised glyph model by default); ignored with --scheme.")
     var pretrained = "data/pretrained/vit_mini_glyphs.safetensors"
     @Option(help: "Pre-train from scratch with this scheme instead of loading --pretrained.")
@@ -32,8 +31,9 @@ struct ExperimentOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
             "Fine-tuning runs with seeds seed … seed + N − 1 (run r > 0 in <out>/seed-<r>); results.json adds the "
-                + "mean ± std over runs and the verdicts use the intervals of the mean."))
-    var seeds = 1
+                + "mean ± std over runs and the verdicts use the intervals of the mean. Default 3 (1 with --plan "
+                + "or --job, which fan out one run)."))
+    var seeds: Int?
     @Option(help: "Disentanglement grid step over [−3, 3].") var alphaStep = 0.5
     @Option(help: "Validation images per task for the disentanglement error.") var disentangleImages = 100
     @Option(help: "Task subsets per size k for the task-count curve (all when fewer; else a seeded sample).")
@@ -49,6 +49,11 @@ struct ExperimentOptions: ParsableArguments {
                 + "The full command then reuses the jobs' checkpoints."))
     var job: String?
     @OptionGroup var runtime: RuntimeOptions
+
+    /// The paper uses eight tasks: the embedded ones with their own label spaces (digits_opencv and
+    /// digits8x8 share mnist's and are left out).
+    static let embeddedTasks = ["mnist", "fashion", "animals", "letters", "kana", "greek", "devanagari", "hangul"]
+        .map { "data/tasks/\($0).safetensors" }
 
     func validate() throws {
         let jobError = "--job must be 'pretrain' or a task index between 0 and \(tasks.count - 1)"
@@ -70,9 +75,9 @@ struct ExperimentOptions: ParsableArguments {
         }
         if !(alphaStep > 0) { throw ValidationError("--alpha-step must be positive") }
         if pretrainSteps < 1 { throw ValidationError("--pretrain-steps must be ≥ 1") }
-        if seeds < 1 { throw ValidationError("--seeds must be ≥ 1") }
+        if let n = seeds, n < 1 { throw ValidationError("--seeds must be ≥ 1") }
         if taskCountSubsets < 1 { throw ValidationError("--task-count-subsets must be ≥ 1") }
-        if seeds > 1 && (plan || job != nil) {
+        if let n = seeds, n > 1 && (plan || job != nil) {
             throw ValidationError("--plan and --job fan out one run; give them without --seeds (or --seeds 1)")
         }
     }
@@ -84,7 +89,7 @@ struct ExperimentOptions: ParsableArguments {
             pretrainData: pretrainData, pretrainSteps: pretrainSteps, probeSteps: probeSteps,
             finetuneSteps: finetuneSteps, batchSize: batchSize, lr: lr, probeLr: probeLr, seed: seed,
             alphaStep: alphaStep, disentangleImages: disentangleImages)
-        s.seedCount = seeds
+        s.seedCount = seeds ?? (plan || job != nil ? 1 : 3)
         s.taskCountSubsets = taskCountSubsets
         return s
     }

@@ -109,3 +109,47 @@ extension CLI {
         try w.write(to: path)
     }
 }
+
+/// The tiny experiment the end-to-end tests run in a debug build: two 2-class-sized tasks cut from the
+/// embedded mnist and fashion files (60 train, 20 test images), and a freshly initialized one-block model.
+struct TinyExperiment {
+    let dir: URL
+    let tasks: [String]
+    let pretrained: String
+    let exe: URL
+
+    /// Creates the files in a new temporary directory (removed by the caller's `defer { cleanUp() }`).
+    init(_ prefix: String) throws {
+        exe = try CLI.binary()
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "\(prefix)-\(getpid())-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        tasks = [
+            dir.appendingPathComponent("digits.safetensors").path,
+            dir.appendingPathComponent("clothes.safetensors").path,
+        ]
+        try CLI.smallTask("data/tasks/mnist.safetensors", tasks[0], train: 60, test: 20)
+        try CLI.smallTask("data/tasks/fashion.safetensors", tasks[1], train: 60, test: 20)
+        let config = dir.appendingPathComponent("cfg.json").path
+        pretrained = dir.appendingPathComponent("pre.safetensors").path
+        let configJSON =
+            #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 0, "embed_dim": 16, "#
+            + #""depth": 1, "num_heads": 2}"#
+        try configJSON.write(toFile: config, atomically: true, encoding: .utf8)
+        let initialized = try CLI.run(exe, ["init", "--config", config, "--seed", "1", "--output", pretrained])
+        XCTAssertEqual(initialized.status, 0, initialized.output)
+    }
+
+    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+
+    /// `experiment` on the tiny tasks writing into `out`, probe and aligned, steps and grids cut to seconds.
+    func experiment(out: String) -> [String] {
+        [
+            "experiment", "--out", out, "--pretrained", pretrained, "--tasks", tasks[0], tasks[1], "--modes",
+            "probe,aligned", "--probe-steps", "3", "--finetune-steps", "3", "--batch-size", "8", "--alpha-step", "3",
+            "--disentangle-images", "6", "--threads", "1",
+        ]
+    }
+
+    func cleanUp() { try? FileManager.default.removeItem(at: dir) }
+}

@@ -7,32 +7,12 @@ import ViTMergeIO
 /// processes, then the merge command, must give exactly what one `experiment` run gives.
 final class ExperimentPlanTests: XCTestCase {
     func testPlannedJobsThenMergeEqualOneRun() throws {
-        let exe = try CLI.binary()
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "vitmerge-plan-\(getpid())-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let a = dir.appendingPathComponent("digits.safetensors").path,
-            b = dir.appendingPathComponent("clothes.safetensors").path
-        try CLI.smallTask("data/tasks/mnist.safetensors", a, train: 60, test: 20)
-        try CLI.smallTask("data/tasks/fashion.safetensors", b, train: 60, test: 20)
-        // A tiny model keeps the merge stages fast in a debug build.
-        let config = dir.appendingPathComponent("cfg.json").path,
-            pre = dir.appendingPathComponent("pre.safetensors").path
-        let configJSON =
-            #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 0, "embed_dim": 16, "#
-            + #""depth": 1, "num_heads": 2}"#
-        try configJSON.write(toFile: config, atomically: true, encoding: .utf8)
-        XCTAssertEqual(
-            try CLI.run(exe, ["init", "--config", config, "--seed", "1", "--output", pre]).status, 0)
-        func experiment(_ out: String) -> [String] {
-            [
-                "experiment", "--out", out, "--pretrained", pre, "--tasks", a, b, "--modes", "probe,aligned",
-                "--probe-steps", "3", "--finetune-steps", "3",
-                "--batch-size", "8", "--alpha-step", "3", "--disentangle-images", "6", "--threads", "1",
-            ]
-        }
-        let one = dir.appendingPathComponent("one").path, fan = dir.appendingPathComponent("fan").path
+        let tiny = try TinyExperiment("vitmerge-plan")
+        defer { tiny.cleanUp() }
+        let exe = tiny.exe
+        // One fine-tuning run (the default is 3 seeds; --plan fans out one run).
+        func experiment(_ out: String) -> [String] { tiny.experiment(out: out) + ["--seeds", "1"] }
+        let one = tiny.path("one"), fan = tiny.path("fan")
         let whole = try CLI.run(exe, experiment(one))
         XCTAssertEqual(whole.status, 0, whole.output)
 

@@ -6,28 +6,10 @@ import ViTMergeReport
 /// spread over the runs and the pooled intervals the verdicts use.
 final class SeedSweepTests: XCTestCase {
     func testTwoSeedsWriteBothRunsAndTheirSpread() throws {
-        let exe = try CLI.binary()
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "vitmerge-seeds-\(getpid())-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let a = dir.appendingPathComponent("digits.safetensors").path,
-            b = dir.appendingPathComponent("clothes.safetensors").path
-        try CLI.smallTask("data/tasks/mnist.safetensors", a, train: 60, test: 20)
-        try CLI.smallTask("data/tasks/fashion.safetensors", b, train: 60, test: 20)
-        let config = dir.appendingPathComponent("cfg.json").path,
-            pre = dir.appendingPathComponent("pre.safetensors").path
-        let configJSON =
-            #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 0, "embed_dim": 16, "#
-            + #""depth": 1, "num_heads": 2}"#
-        try configJSON.write(toFile: config, atomically: true, encoding: .utf8)
-        XCTAssertEqual(try CLI.run(exe, ["init", "--config", config, "--seed", "1", "--output", pre]).status, 0)
-        let out = dir.appendingPathComponent("out").path
-        let args = [
-            "experiment", "--out", out, "--pretrained", pre, "--tasks", a, b, "--modes", "probe,aligned",
-            "--probe-steps", "3", "--finetune-steps", "3", "--batch-size", "8", "--alpha-step", "3",
-            "--disentangle-images", "6", "--threads", "1", "--seed", "5",
-        ]
+        let tiny = try TinyExperiment("vitmerge-seeds")
+        defer { tiny.cleanUp() }
+        let exe = tiny.exe, out = tiny.path("out")
+        let args = tiny.experiment(out: out) + ["--seed", "5"]
         let refused = try CLI.run(exe, args + ["--seeds", "2", "--plan"])
         XCTAssertNotEqual(refused.status, 0)
         XCTAssertTrue(refused.output.contains("--plan and --job fan out one run"), refused.output)
