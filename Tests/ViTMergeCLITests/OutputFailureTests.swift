@@ -232,8 +232,9 @@ final class OutputFailureTests: XCTestCase {
         try checkReadOnly(args + ["\(ro)/xi.svg"], dir: ro, files: ["\(ro)/xi.svg"], target: "\(ro)/xi.svg")
     }
 
-    /// A finished experiment run again on a full disk (its checkpoints are reused, so the first writes
-    /// are the plots, results.json and report.md) keeps every previous output; a read-only one too.
+    /// A finished experiment run again: its stage checkpoints are reused and its first writes are the task
+    /// vectors in <out>/<task>/, then the plots, results.json and report.md in <out>. On a full disk the task
+    /// vectors fail; with <out> read-only (its task folders writable) the plots do. Every previous output stays.
     func testExperimentResultsReportAndPlots() throws {
         let f = try setUpFixture()
         let out = "\(f.dir)/experiment"
@@ -243,17 +244,44 @@ final class OutputFailureTests: XCTestCase {
             "--disentangle-images", "4", "--threads", "1",
         ]
         try succeed(try CLI.binary(), args)
-        let names = try FileManager.default.contentsOfDirectory(atPath: out).filter {
+        let outputs = try FileManager.default.contentsOfDirectory(atPath: out).filter {
             $0 == "results.json" || $0 == "report.md" || $0.hasSuffix(".svg")
         }
-        XCTAssertTrue(names.contains("results.json") && names.contains("report.md"), "\(names)")
-        XCTAssertTrue(names.contains { $0.hasSuffix(".svg") }, "\(names)")
+        XCTAssertTrue(outputs.contains("results.json") && outputs.contains("report.md"), "\(outputs)")
+        XCTAssertTrue(outputs.contains("disentanglement_aligned.svg"), "\(outputs)")
         var kept: [String: Data] = [:]
-        for n in names { kept["\(out)/\(n)"] = FileManager.default.contents(atPath: "\(out)/\(n)") }
-        let r = try runFull(1, args)
-        assertFailedCleanly(r, mentions: Self.full, target: out + "/", kept: kept, dirs: [out])
-        let ro = "\(f.dir)/experiment-ro"
-        try checkReadOnly(
-            ["experiment", "--out", ro] + args.dropFirst(3), dir: ro, files: ["\(ro)/results.json"], target: ro)
+        for n in outputs + ["digits/task_vector_aligned.safetensors", "clothes/task_vector_aligned.safetensors"] {
+            kept["\(out)/\(n)"] = FileManager.default.contents(atPath: "\(out)/\(n)")
+        }
+        let dirs = [out, "\(out)/digits", "\(out)/clothes"]
+        assertFailedCleanly(
+            try runFull(1, args), mentions: Self.full, target: "task_vector_aligned", kept: kept, dirs: dirs)
+
+        let command = ([try CLI.binary().path] + args).map(Self.quote).joined(separator: " ")
+        let r: (status: Int32, output: String)
+        if geteuid() == 0 {
+            // Permissions do not apply to root: <out> bind-mounted read-only over itself, in a private
+            // mount namespace, with the task folders bind-mounted writable on top.
+            let unshare = try CLI.require("unshare", hint: "util-linux; needed for a read-only directory as root")
+            let o = Self.quote(out), d = Self.quote("\(out)/digits"), c = Self.quote("\(out)/clothes")
+            let script = [
+                "set -e", "mount --make-rprivate /", "mount --bind \(o) \(o)", "mount --bind \(d) \(d)",
+                "mount --bind \(c) \(c)", "mount -o remount,bind,ro \(o)", "set +e", command, "echo exit=$?",
+            ]
+            let run = try CLI.run(
+                URL(fileURLWithPath: unshare), ["-m", "/bin/sh", "-c", script.joined(separator: "\n")])
+            XCTAssertEqual(run.status, 0, "the read-only bind mount could not be set up: \(run.output)")
+            let exit = run.output.split(separator: "\n").last { $0.hasPrefix("exit=") }
+            r = (Int32(exit?.dropFirst(5) ?? "0") ?? 0, run.output)
+        } else {
+            chmod(out, 0o555)
+            defer { chmod(out, 0o755) }
+            let run = try CLI.run(try CLI.binary(), args)
+            r = (run.status, run.output)
+        }
+        // (The task vectors, in writable folders, are rewritten by this run; the outputs in <out> are kept.)
+        assertFailedCleanly(
+            r, mentions: Self.readOnly, target: "\(out)/disentanglement_aligned.svg",
+            kept: kept.filter { !$0.key.hasSuffix(".safetensors") }, dirs: dirs)
     }
 }
