@@ -92,7 +92,8 @@ final class DecompressionBombTests: XCTestCase {
 
     func testPNGHeaderClaimingTooManyPixelsIsRefused() {
         // 20000×20000 is 4·10^8 pixels (over 2^28) within libpng's 65536 per side; 70000 is over that.
-        assertImageRefused(Self.pngHeader(width: 20_000, height: 20_000), isUnsupported, mentions: "20000×20000 pixels")
+        let huge = Self.pngHeader(width: 20_000, height: 20_000)
+        assertImageRefused(huge, isUnsupported, mentions: "20000×20000 pixels")
         assertImageRefused(Self.pngHeader(width: 70_000, height: 1), isInvalid, mentions: "IHDR")
         // The same header at a small size gets past IHDR and fails only for the missing image data.
         assertImageRefused(Self.pngHeader(width: 4, height: 4), isInvalid, mentions: "cannot decode")
