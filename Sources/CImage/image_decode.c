@@ -78,15 +78,20 @@ int vm_decode_jpeg(const uint8_t *data, size_t size, vm_image *out) {
         status = VM_IMAGE_UNSUPPORTED;
         longjmp(err.jump, 1);
     }
-    int gray = cinfo.jpeg_color_space == JCS_GRAYSCALE;
-    cinfo.out_color_space = gray ? JCS_GRAYSCALE : JCS_RGB;
-    jpeg_start_decompress(&cinfo);
-    size_t w = cinfo.output_width, h = cinfo.output_height;
+    // The size the header claims is checked before jpeg_start_decompress allocates (a progressive
+    // JPEG's coefficient buffer is proportional to it), and libjpeg's own allocations are capped too.
+    size_t w = cinfo.image_width, h = cinfo.image_height;
     if (w * h > VM_IMAGE_MAX_PIXELS) {
-        set_message(out, "more pixels than the limit of 2^28");
+        snprintf(out->message, sizeof out->message, "%zu×%zu pixels, more than the limit of 2^28", w, h);
         status = VM_IMAGE_TOO_LARGE;
         longjmp(err.jump, 1);
     }
+    cinfo.mem->max_memory_to_use = VM_IMAGE_MAX_DECODER_BYTES;
+    int gray = cinfo.jpeg_color_space == JCS_GRAYSCALE;
+    cinfo.out_color_space = gray ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_start_decompress(&cinfo);
+    w = cinfo.output_width;
+    h = cinfo.output_height;
     out->width = (int)w;
     out->height = (int)h;
     out->rgb = malloc(w * h * 3);
@@ -156,6 +161,7 @@ int vm_decode_png(const uint8_t *data, size_t size, vm_image *out) {
     }
     png_set_read_fn(png, &src, png_read_memory);
     png_set_user_limits(png, 1 << 16, 1 << 16);
+    png_set_chunk_malloc_max(png, 8 << 20);  // ancillary chunks (iCCP, zTXt …) inflate to at most 8 MiB
     png_read_info(png, info);
     int depth = png_get_bit_depth(png, info), type = png_get_color_type(png, info);
     out->source_channels = png_get_channels(png, info);
@@ -166,7 +172,7 @@ int vm_decode_png(const uint8_t *data, size_t size, vm_image *out) {
     }
     size_t w = png_get_image_width(png, info), h = png_get_image_height(png, info);
     if (w * h > VM_IMAGE_MAX_PIXELS) {
-        set_message(out, "more pixels than the limit of 2^28");
+        snprintf(out->message, sizeof out->message, "%zu×%zu pixels, more than the limit of 2^28", w, h);
         status = VM_IMAGE_TOO_LARGE;
         png_longjmp(png, 1);
     }

@@ -46,7 +46,7 @@ public final class ExperimentPipeline {
     @discardableResult
     public func run(job: ExperimentJob? = nil) throws -> ExperimentResults? {
         let s = settings, fm = FileManager.default
-        try fm.createDirectory(atPath: s.out, withIntermediateDirectories: true)
+        try AtomicFile.createDirectory(s.out)
         let prePath = s.pretrainedPath
         if case .task(let i) = job, !fm.fileExists(atPath: prePath) {
             let plan = ExperimentPlan(settings: s, arguments: arguments)
@@ -122,7 +122,7 @@ public final class ExperimentPipeline {
         results.environment = Environment(
             cpu: Machine.cpuModel, threads: ThreadPool.shared.threads, isa: Machine.buildISA,
             seconds: Int(Date().timeIntervalSince(start)))
-        try results.json().write(to: URL(fileURLWithPath: "\(s.out)/results.json"), options: .atomic)
+        try AtomicFile.write(results.json(), to: "\(s.out)/results.json")
         try write(ReportWriter(results: results, settings: s.report).markdown(), "report.md")
         log("wrote \(s.out)/results.json, \(s.out)/report.md and SVG plots; the report is \(s.out)/report.md")
         return results
@@ -175,7 +175,7 @@ public final class ExperimentPipeline {
     {
         let s = settings, modes = s.modes
         let dir = "\(s.out)/\(name)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try AtomicFile.createDirectory(dir)
         let classes = split.dataset.classes.count
         let fine = s.training(s.finetuneSteps, lr: s.lr, weightDecay: 0.05)
         let probe = try stage("\(dir)/probe.safetensors", "probe \(name)", task: name) {
@@ -269,6 +269,6 @@ public final class ExperimentPipeline {
 
     /// Writes `text` to `name` in the output directory, atomically.
     func write(_ text: String, _ name: String) throws {
-        try Data(text.utf8).write(to: URL(fileURLWithPath: "\(settings.out)/\(name)"), options: .atomic)
+        try AtomicFile.write(text, to: "\(settings.out)/\(name)")
     }
 }

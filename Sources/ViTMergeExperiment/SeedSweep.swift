@@ -1,4 +1,5 @@
 import Foundation
+import ViTMergeIO
 import ViTMergeModel
 import ViTMergeReport
 
@@ -48,9 +49,9 @@ public final class SeedSweep {
             results.seeds = SeedSummary(
                 seeds: (0..<n).map { settings.replicate($0).fineTuneSeed }, spread: spread,
                 pooled: first.statistics(pooled, results: results, testSizes: first.testSizes, runs: prefixes))
-            try results.json().write(to: URL(fileURLWithPath: "\(settings.out)/results.json"), options: .atomic)
-            try Data(ReportWriter(results: results, settings: settings.report).markdown().utf8)
-                .write(to: URL(fileURLWithPath: "\(settings.out)/report.md"), options: .atomic)
+            try AtomicFile.write(results.json(), to: "\(settings.out)/results.json")
+            try AtomicFile.write(
+                ReportWriter(results: results, settings: settings.report).markdown(), to: "\(settings.out)/report.md")
             log("wrote \(settings.out)/results.json and report.md over \(n) fine-tuning seeds")
         }
         return results

@@ -114,9 +114,7 @@ extension HubSnapshot {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let json = try encoder.encode(config)
-        do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
-            throw IOError.cannotWrite(path: directory, reason: "\(error.localizedDescription)")
-        }
+        try AtomicFile.createDirectory(directory)
         let dir = URL(fileURLWithPath: directory)
         var writer = SafeTensorsWriter(metadata: ["format": "pt"])
         for r in parameters.table.layout.regions {
@@ -126,9 +124,7 @@ extension HubSnapshot {
         }
         try writer.write(to: dir.appendingPathComponent(weightsFile).path)
         let configPath = dir.appendingPathComponent(configFile)
-        do { try json.write(to: configPath, options: .atomic) } catch {
-            throw IOError.cannotWrite(path: configPath.path, reason: "\(error.localizedDescription)")
-        }
+        try AtomicFile.write(json, to: configPath.path)
         return (architecture, modelArgs)
     }
 }

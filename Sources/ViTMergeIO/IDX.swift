@@ -30,18 +30,36 @@ public enum IDX {
 
     /// Parses an uncompressed IDX image.
     public static func parse(_ b: [UInt8], path: String) throws -> (shape: [Int], data: [UInt8]) {
-        func bad(_ reason: String) -> IOError {
-            .invalidFile(
-                path: path, reason: reason, hint: "give an IDX file as distributed with MNIST (optionally .gz)")
+        guard let (shape, start, count) = try header(b, path: path) else {
+            let rank = b.count >= 4 ? Int(b[3]) : 0
+            throw bad(
+                b.count < 4
+                    ? "\(b.count) bytes is too short for an IDX header"
+                    : "the header declares \(rank) dimensions but the file ends inside them", path)
         }
-        guard b.count >= 4 else { throw bad("\(b.count) bytes is too short for an IDX header") }
-        guard b[0] == 0, b[1] == 0 else { throw bad("the magic number does not start with two zero bytes") }
-        guard b[2] == 0x08 else { throw bad(String(format: "element type 0x%02X is not unsigned byte (0x08)", b[2])) }
+        guard b.count - start == count else {
+            throw bad("dimensions \(shape) need \(count) data bytes but the file has \(b.count - start)", path)
+        }
+        return (shape, Array(b[start...]))
+    }
+
+    static func bad(_ reason: String, _ path: String) -> IOError {
+        .invalidFile(path: path, reason: reason, hint: "give an IDX file as distributed with MNIST (optionally .gz)")
+    }
+
+    /// The dimensions, data offset and data size the header at the start of `b` declares; nil while
+    /// `b` ends inside the header. Throws for a bad header or one declaring more than `maxBytes`.
+    static func header(_ b: [UInt8], path: String) throws -> (shape: [Int], start: Int, count: Int)? {
+        if b.count >= 1 && b[0] != 0 || b.count >= 2 && b[1] != 0 {
+            throw bad("the magic number does not start with two zero bytes", path)
+        }
+        guard b.count >= 4 else { return nil }
+        guard b[2] == 0x08 else {
+            throw bad(String(format: "element type 0x%02X is not unsigned byte (0x08)", b[2]), path)
+        }
         let rank = Int(b[3])
-        guard (1...4).contains(rank) else { throw bad("rank \(rank) is outside 1…4") }
-        guard b.count >= 4 + 4 * rank else {
-            throw bad("the header declares \(rank) dimensions but the file ends inside them")
-        }
+        guard (1...4).contains(rank) else { throw bad("rank \(rank) is outside 1…4", path) }
+        guard b.count >= 4 + 4 * rank else { return nil }
         var shape: [Int] = []
         var count = 1
         for i in 0..<rank {
@@ -49,38 +67,42 @@ public enum IDX {
             let dim = Int(b[o]) << 24 | Int(b[o + 1]) << 16 | Int(b[o + 2]) << 8 | Int(b[o + 3])
             let (product, overflow) = count.multipliedReportingOverflow(by: dim)
             guard !overflow, product <= maxBytes else {
-                throw bad("dimensions \(shape + [dim]) exceed \(maxBytes) bytes")
+                throw bad("dimensions \(shape + [dim]) exceed \(maxBytes) bytes", path)
             }
             shape.append(dim)
             count = product
         }
-        let start = 4 + 4 * rank
-        guard b.count - start == count else {
-            throw bad("dimensions \(shape) need \(count) data bytes but the file has \(b.count - start)")
-        }
-        return (shape, Array(b[start...]))
+        return (shape, 4 + 4 * rank, count)
     }
 
-    /// Inflates a gzip stream, refusing outputs above `maxBytes + 64` bytes.
+    /// Deflate's densest output per input byte (zlib's "1032:1"), with slack for gzip's framing.
+    static func maxInflated(_ compressed: Int) -> Int { 1032 * compressed + (1 << 16) }
+
+    /// Inflates a gzip-compressed IDX file. The output is bounded before it is allocated: by the size
+    /// its IDX header declares (checked as soon as the header is inflated; the file is refused if the
+    /// declared size exceeds `maxBytes` or what the compressed size can hold) and by `maxBytes`.
     static func gunzip(_ data: Data, path: String) throws -> [UInt8] {
         var stream = z_stream()
         guard inflateInit2_(&stream, 15 + 16, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
             throw IOError.cannotRead(path: path, reason: "zlib could not initialize")
         }
         defer { inflateEnd(&stream) }
-        let limit = maxBytes + 64
+        var limit = 4 + 16  // until the header is known: the largest IDX header
+        var declared = false
         var out = [UInt8]()
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
         var status: Int32 = Z_OK
         try data.withUnsafeBytes { (src: UnsafeRawBufferPointer) in
             stream.next_in = UnsafeMutablePointer(mutating: src.bindMemory(to: Bytef.self).baseAddress)
             stream.avail_in = uInt(src.count)
             repeat {
+                // Never inflate past the limit: at most one byte more, to tell "too long" from "exact".
+                let room = min(chunk.count, limit + 1 - out.count)
                 let produced: Int = chunk.withUnsafeMutableBufferPointer { buf in
                     stream.next_out = buf.baseAddress
-                    stream.avail_out = uInt(buf.count)
+                    stream.avail_out = uInt(room)
                     status = inflate(&stream, Z_NO_FLUSH)
-                    return buf.count - Int(stream.avail_out)
+                    return room - Int(stream.avail_out)
                 }
                 guard status == Z_OK || status == Z_STREAM_END || (status == Z_BUF_ERROR && produced > 0) else {
                     throw IOError.invalidFile(
@@ -88,10 +110,19 @@ public enum IDX {
                         hint: "re-download or re-install the file")
                 }
                 out.append(contentsOf: chunk[0..<produced])
+                if !declared, let (shape, start, count) = try header(out, path: path) {
+                    guard start + count <= maxInflated(src.count) else {
+                        throw bad(
+                            "the header declares dimensions \(shape) (\(count) bytes), more than its "
+                                + "\(src.count) compressed bytes can hold (a corrupt file or a decompression bomb)",
+                            path)
+                    }
+                    (limit, declared) = (start + count, true)
+                    out.reserveCapacity(limit + 1)
+                }
+                // (Once 20 bytes are out the header is known, so `limit` is the declared size here.)
                 guard out.count <= limit else {
-                    throw IOError.invalidFile(
-                        path: path, reason: "decompresses to more than \(limit) bytes",
-                        hint: "IDX files above 1 GiB are not supported")
+                    throw bad("decompresses to more than the \(limit) bytes its header declares", path)
                 }
                 if status == Z_OK && produced == 0 && stream.avail_in == 0 {
                     throw IOError.invalidFile(

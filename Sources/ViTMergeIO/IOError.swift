@@ -4,6 +4,10 @@ import Foundation
 public enum IOError: Error, CustomStringConvertible, Equatable {
     case cannotRead(path: String, reason: String)
     case cannotWrite(path: String, reason: String)
+    /// The device holding `directory` is full, or a file size limit (ulimit -f, quota) was reached.
+    case noSpace(path: String, directory: String, reason: String)
+    /// `directory` is on a read-only file system or the user may not write to it.
+    case notWritable(path: String, directory: String, reason: String)
     /// The file is not what it claims to be (truncated, bad header, bad offsets, …).
     case invalidFile(path: String, reason: String, hint: String)
     case missingTensor(path: String, tensor: String, available: [String])
@@ -27,6 +31,12 @@ public enum IOError: Error, CustomStringConvertible, Equatable {
         case .cannotRead(let path, let reason): "cannot read \(path): \(reason); check the path and permissions"
         case .cannotWrite(let path, let reason):
             "cannot write \(path): \(reason); check the directory exists and is writable"
+        case .noSpace(let path, let directory, let reason):
+            "cannot write \(path): \(reason); the device holding \(directory) is full or a file size limit "
+                + "(ulimit -f, quota) was reached: free space or choose another output directory"
+        case .notWritable(let path, let directory, let reason):
+            "cannot write \(path): \(reason); \(directory) is read-only or not writable: choose another output "
+                + "directory or make it writable"
         case .invalidFile(let path, let reason, let hint): "\(path): \(reason); \(hint)"
         case .missingTensor(let path, let tensor, let available):
             "\(path): no tensor '\(tensor)' (it has \(available.prefix(6).joined(separator: ", "))"

@@ -44,9 +44,7 @@ extension TaskDataset {
             name: name, classes: folder.classes, source: "image folder \(path) (preprocessing \(pre))", license: "",
             train: sets[0], test: sets[1], validation: sets.count > 2 ? sets[2] : nil)
         if let cache, let cacheFile {
-            do { try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true) } catch {
-                throw .cannotWrite(path: cache, reason: "cannot create the cache directory")
-            }
+            try AtomicFile.createDirectory(cache)
             try task.write(to: cacheFile, extraMetadata: ["cache_key": key, "preprocessing": pre])
         }
         return task.normalized(Normalization(preprocessing))

@@ -74,6 +74,10 @@ public struct RGBImage: Sendable, Equatable {
             throw .unsupportedImage(
                 path: path, format: message,
                 hint: "convert it to 8-bit RGB (e.g. Image.open(f).convert(\"RGB\").save(f)) or remove it")
+        case Int32(VM_IMAGE_TOO_LARGE.rawValue):
+            // Refused from the header, before any pixel memory is allocated.
+            throw .unsupportedImage(
+                path: path, format: message, hint: "downscale it (e.g. Image.open(f).reduce(8).save(f)) or remove it")
         case Int32(VM_IMAGE_NO_MEMORY.rawValue): throw .cannotRead(path: path, reason: "out of memory decoding")
         default: throw .invalidImage(path: path, reason: "\(format.rawValue.uppercased()): \(message)")
         }

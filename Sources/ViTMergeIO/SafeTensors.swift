@@ -191,7 +191,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
 }
 
 /// Builds a safetensors file: tensors in sorted name order, header JSON with sorted keys padded
-/// with spaces to a multiple of 8 bytes, written atomically (temporary file, fsync, rename).
+/// with spaces to a multiple of 8 bytes, written atomically (`AtomicFile`).
 public struct SafeTensorsWriter {
     public var metadata: [String: String]
     private var tensors: [String: (dtype: DType, shape: [Int], data: [UInt8])] = [:]
@@ -252,28 +252,8 @@ public struct SafeTensorsWriter {
         return out
     }
 
-    /// Writes the file atomically: never leaves a partial file at `path`.
-    public func write(to path: String) throws(IOError) {
-        let tmp = path + ".tmp-\(getpid())"
-        let data = serialized()
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw .cannotWrite(path: path, reason: String(cString: strerror(errno))) }
-        var written = 0
-        let ok: Bool = data.withUnsafeBytes { buf in
-            while written < buf.count {
-                let r = Foundation.write(fd, buf.baseAddress! + written, buf.count - written)
-                if r <= 0 { return false }
-                written += r
-            }
-            return fsync(fd) == 0
-        }
-        let reason = String(cString: strerror(errno))
-        close(fd)
-        guard ok, rename(tmp, path) == 0 else {
-            unlink(tmp)
-            throw .cannotWrite(path: path, reason: ok ? String(cString: strerror(errno)) : reason)
-        }
-    }
+    /// Writes the file atomically (`AtomicFile`): never leaves a partial or temporary file behind.
+    public func write(to path: String) throws(IOError) { try AtomicFile.write(serialized(), to: path) }
 
     static func quote(_ s: String) -> String {
         var out = "\""

@@ -36,9 +36,7 @@ struct Disentangle: ParsableCommand {
         let chart = SVG.heatmap(
             title: "Weight disentanglement error ξ: \(names[0]) + \(names[1])", xLabel: "α2 (\(names[1]))",
             yLabel: "α1 (\(names[0]))", xs: alphas, ys: alphas, values: xi, vMax: 2)
-        do { try Data(chart.utf8).write(to: URL(fileURLWithPath: svg), options: .atomic) } catch {
-            throw IOError.cannotWrite(path: svg, reason: error.localizedDescription)
-        }
+        try AtomicFile.write(chart, to: svg)
         if json {
             printJSON(["tasks": names, "alphas": alphas, "error": xi, "svg": svg])
             return

@@ -53,7 +53,7 @@ struct MergeCommand: ParsableCommand {
         }
         let r = ev.merge(method, candidates: candidates, seed: inputs.seed, grid: lambda.map { [$0] })
         if let output {
-            try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+            try AtomicFile.createDirectory(output)
             let enc = ev.encoder([r.direction], [Float(r.lambda)])
             for i in all {
                 let p = ev.model(encoder: enc, task: i)

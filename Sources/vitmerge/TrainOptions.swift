@@ -82,11 +82,10 @@ func ensureWritable(_ paths: String?...) throws {
     for case let path? in paths {
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue,
-            access(dir, W_OK) == 0
-        else {
-            throw IOError.cannotWrite(path: path, reason: "its directory \(dir) does not exist or is not writable")
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw IOError.cannotWrite(path: path, reason: "its directory \(dir) does not exist")
         }
+        if access(dir, W_OK) != 0 { throw AtomicFile.error(errno, path: path) }
     }
 }
 

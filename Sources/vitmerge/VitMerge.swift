@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import ViTMergeCore
 
 /// The `vitmerge` command line: one subcommand per file.
@@ -19,6 +20,9 @@ struct VitMerge: ParsableCommand {
     /// ArgumentParser's `main`, plus the MPI job's life cycle: only `finetune` and `pretrain` run
     /// as several ranks; a rank that fails ends the whole job (no rank is left waiting).
     static func main() {
+        // A file size limit (ulimit -f) then fails the write with EFBIG, reported like a full disk,
+        // instead of killing the process.
+        signal(SIGXFSZ, SIG_IGN)
         do {
             var command = try parseAsRoot()
             if let n = World.launchedSize, n > 1, !(command is FineTune || command is Pretrain) {

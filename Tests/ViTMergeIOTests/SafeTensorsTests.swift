@@ -54,7 +54,7 @@ final class SafeTensorsTests: XCTestCase {
         try w.write(to: path)
         let dir = (path as NSString).deletingLastPathComponent
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir).filter {
-            $0.hasPrefix((path as NSString).lastPathComponent + ".tmp")
+            $0.contains((path as NSString).lastPathComponent + ".tmp-")
         }
         XCTAssertEqual(leftovers, [])
         XCTAssertEqual(try SafeTensorsFile.read(path: path).floats("x"), [1, 2])

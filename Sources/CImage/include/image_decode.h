@@ -14,6 +14,8 @@ typedef enum {
 } vm_image_status;
 
 #define VM_IMAGE_MAX_PIXELS (1 << 28)
+// libjpeg's working memory beyond the output (a progressive JPEG at the pixel limit needs 1.5 GiB).
+#define VM_IMAGE_MAX_DECODER_BYTES (2L << 30)
 
 // A decoded image: rgb[height][width][3], malloc'ed (free with vm_image_free).
 typedef struct {
