@@ -49,6 +49,8 @@ public final class SeedSweep {
             results.seeds = SeedSummary(
                 seeds: (0..<n).map { settings.replicate($0).fineTuneSeed }, spread: spread,
                 pooled: first.statistics(pooled, results: results, testSizes: first.testSizes, runs: prefixes))
+            // Run 0 wrote its single-run results.json and report.md here already (they stay if a later run fails);
+            // they are replaced by the same results plus the sweep's `seeds`.
             try AtomicFile.write(results.json(), to: "\(settings.out)/results.json")
             try AtomicFile.write(
                 ReportWriter(results: results, settings: settings.report).markdown(), to: "\(settings.out)/report.md")
