@@ -16,13 +16,20 @@ public enum MergeMethod: String, CaseIterable, Sendable {
     case isoC = "iso-c"
     /// Iso-CTS: Iso-C's common subspace (the `commonFraction` of the rank) plus task-specific subspaces.
     case isoCTS = "iso-cts"
+    /// MagMax: per entry, the task vector value of largest magnitude.
+    case magMax = "magmax"
+    /// Consensus task arithmetic (TALL masks): Σ τ on the entries at least two tasks' masks keep (`maskScale`).
+    case consensus
 
     /// Whether the method has a hyper-parameter searched on validation (TIES keep, DARE drop,
     /// Iso-CTS common fraction).
-    public var isTuned: Bool { self == .ties || self == .dare || self == .isoCTS }
+    public var isTuned: Bool { self == .ties || self == .dare || self == .isoCTS || self == .consensus }
 
     /// Iso-CTS common fractions searched on validation when none is given (0.8 is the paper's default).
     public static let isoCTSCommonFractions = [0.6, 0.7, 0.8, 0.9]
+
+    /// Consensus mask scales searched on validation when none is given (the TALL-mask paper's λ_t range).
+    public static let consensusMaskScales = [0.2, 0.4, 0.6]
 
     /// Whether the method works on singular vectors (its λ grid is `spectralLambdaGrid`).
     public var isSpectral: Bool { self == .tsv || self == .isoC || self == .isoCTS }
@@ -36,7 +43,7 @@ public let spectralLambdaGrid: [Double] = (0...40).map { Double($0) / 20 }
 /// A merge with its hyper-parameter and λ chosen on validation, reported on test.
 public struct MergeSearchResult {
     public let method: MergeMethod
-    /// TIES: keep; DARE: drop; Iso-CTS: common fraction; nil for the others.
+    /// TIES: keep; DARE: drop; Iso-CTS: common fraction; consensus: mask scale; nil for the others.
     public let hyperparameter: Double?
     /// The merged direction τ_m over the encoder (the model is θ_pre + lambda·τ_m).
     public let direction: EncoderVector
@@ -108,6 +115,8 @@ extension MergeEvaluator {
         case .tsv: return Merges.tsv(taus, pool: pool)
         case .isoC: return Merges.isoC(taus, pool: pool)
         case .isoCTS: return Merges.isoCTS(taus, commonFraction: hyperparameter!, pool: pool)
+        case .magMax: return Merges.magMax(taus)
+        case .consensus: return Merges.consensus(taus, maskScale: hyperparameter!)
         }
     }
 

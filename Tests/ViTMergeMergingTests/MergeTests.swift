@@ -87,4 +87,38 @@ final class MergeTests: XCTestCase {
         XCTAssertEqual(bits(taus[0]), bits(arrays[0]))
         XCTAssertTrue(Merges.ties(taus, keep: 0.5).hasLayout(of: taus[0]))
     }
+
+    func testMagMaxAndConsensusOnHandComputedCases() {
+        let t1: [Float] = [3, -1, -4, 0.5], t2: [Float] = [1, -5, 4, -2], t3: [Float] = [-2, 0.1, -3, 6]
+        // Largest |value| per entry; -4 and 4 tie: the first (t1) wins.
+        XCTAssertEqual(Merges.magMax([t1, t2, t3]), [3, -5, -4, 6])
+        // Σ = [2, -5.9, -3, 4.5]. Entry 0, scale 1: |3| ≥ |2-3| = 1 yes, |1| ≥ |2-1| = 1 yes,
+        // |-2| ≥ |2+2| no → 2 votes.
+        // Entry 1: |-1| ≥ 4.9 no, |-5| ≥ 0.9 yes, |0.1| ≥ 6 no → 1 vote. Entry 2: |-4| ≥ 1 yes, |4| ≥ 7 no,
+        // |-3| ≥ 0 yes → 2. Entry 3: |0.5| ≥ 4 no, |-2| ≥ 6.5 no, |6| ≥ 1.5 yes → 1.
+        XCTAssertEqual(Merges.consensus([t1, t2, t3], maskScale: 1), [2, 0, -3, 0])
+        XCTAssertEqual(Merges.consensus([t1, t2, t3], maskScale: 1, agreement: 1), [2, -5.9, -3, 4.5])
+        // Scale 0 keeps every entry in every mask: the consensus is the whole sum; agreement above T keeps none.
+        XCTAssertEqual(Merges.consensus([t1, t2, t3], maskScale: 0), [2, -5.9, -3, 4.5])
+        XCTAssertEqual(Merges.consensus([t1, t2, t3], maskScale: 0, agreement: 4), [0, 0, 0, 0])
+    }
+
+    /// MagMax and consensus: arena forms equal the array forms and a reference written from the definitions.
+    func testMaskMergesMatchTheirDefinitions() {
+        let taus = randomVectors(4, seed: 11), arrays = taus.map { Array($0) }
+        let n = taus[0].count
+        let magMax: [Float] = (0..<n).map { i in
+            arrays.map { $0[i] }.reduce(arrays[0][i]) { abs($1) > abs($0) ? $1 : $0 }
+        }
+        XCTAssertEqual(bits(Merges.magMax(taus)), bits(magMax))
+        XCTAssertEqual(bits(Merges.magMax(arrays)), bits(magMax))
+        for scale in [0.2, 0.6, 1.5] {
+            let sum: [Float] = (0..<n).map { i in arrays.reduce(Float(0)) { $0 + $1[i] } }
+            let masks = arrays.map { t in (0..<n).map { abs(t[$0]) >= Float(scale) * abs(sum[$0] - t[$0]) } }
+            let reference: [Float] = (0..<n).map { i in masks.filter { $0[i] }.count >= 2 ? sum[i] : 0 }
+            XCTAssertEqual(bits(Merges.consensus(taus, maskScale: scale)), bits(reference), "scale \(scale)")
+            XCTAssertEqual(bits(Merges.consensus(arrays, maskScale: scale)), bits(reference), "scale \(scale)")
+        }
+        XCTAssertTrue(Merges.magMax(taus).hasLayout(of: taus[0]))
+    }
 }
