@@ -137,6 +137,31 @@ final class HubSnapshotTests: XCTestCase {
         return dir
     }
 
+    /// config.json asking for img_size 48 with weights made at 32 (grid 4×4 → 6×6): pos_embed is
+    /// resampled once at load (bicubic, prefix row kept, as timm's checkpoint_filter_fn), the rest kept.
+    func testSnapshotAtAnotherImageSizeResamplesPosEmbed() throws {
+        let dir = try snapshot("resample") { c in
+            var m = c["model_args"]!.object!
+            m["img_size"] = .array([.int(48), .int(48)])
+            c["model_args"] = .object(m)
+            var p = c["pretrained_cfg"]!.object!
+            p["input_size"] = .array([.int(3), .int(48), .int(48)])
+            c["pretrained_cfg"] = .object(p)
+        }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (params, _) = try Checkpoint.load(path: dir)
+        let (original, _) = try Checkpoint.load(path: fixture("vit_tiny_e32_d2_32"))
+        XCTAssertEqual([params.config.gridHeight, params.config.tokens], [6, 37])
+        let old = try XCTUnwrap(original["pos_embed"]), new = try XCTUnwrap(params["pos_embed"])
+        let want = Checkpoint.resampledPositions(
+            Array(UnsafeBufferPointer(start: old.pointer, count: old.count)), grid: (4, 4), config: params.config)
+        XCTAssertEqual((0..<new.count).map { new.pointer[$0] }, want)
+        XCTAssertEqual((0..<32).map { new.pointer[$0] }, (0..<32).map { old.pointer[$0] }, "class-token row kept")
+        let w = try XCTUnwrap(params["blocks.1.mlp.fc2.weight"]),
+            w0 = try XCTUnwrap(original["blocks.1.mlp.fc2.weight"])
+        XCTAssertEqual((0..<w.count).map { w.pointer[$0] }, (0..<w0.count).map { w0.pointer[$0] })
+    }
+
     func testBadSnapshotsAreRefusedNamingFileAndOption() throws {
         func expect(_ dir: String, _ words: [String]) {
             defer { try? FileManager.default.removeItem(atPath: dir) }
