@@ -9,8 +9,10 @@
 
 The output is a safetensors file whose tensor names are the model's state_dict() keys and whose
 `__metadata__["config"]` is the FORMATS.md config JSON derived from the model's attributes.
-Models using anything ViTMerge does not implement (register tokens, layer scale, qk_norm,
-no_embed_class, dynamic image size, attention pooling, SwiGLU, parallel/res-post blocks,
+Register tokens (`reg_tokens`) and `no_embed_class` are exported (config keys of the same names,
+written only when not at their defaults).  Models using anything else ViTMerge does not
+LayerScale is exported as `init_values` (the value timm's LayerScale modules were built with).
+Models using anything else ViTMerge does not implement (qk_norm, dynamic image size, attention pooling, SwiGLU, parallel/res-post blocks,
 tanh-GELU, non-LayerNorm norms, missing proj biases, a patch-embed norm, ...) are refused with
 an error naming the offending option; nothing is silently dropped.  As a last guard the exported
 state_dict must have exactly the key set and shapes the config implies.
@@ -26,7 +28,7 @@ import torch.nn as nn
 from safetensors.torch import save_file
 
 import timm
-from timm.layers import Mlp, PatchEmbed, QuickGELU
+from timm.layers import LayerScale, Mlp, PatchEmbed, QuickGELU
 from timm.layers.activations import GELU as TimmGELU, QuickGELU as TimmQuickGELU
 from timm.models.vision_transformer import Attention, Block, VisionTransformer
 
@@ -47,10 +49,11 @@ def derive_config(model):
     if type(model) is not VisionTransformer:
         refuse(f"model class {type(model).__name__} is not timm's plain VisionTransformer "
                "(distilled/hybrid/other variants are not supported)")
-    if getattr(model, "reg_token", None) is not None or getattr(model, "num_reg_tokens", 0):
-        refuse(f"register tokens (reg_tokens={model.num_reg_tokens}) are not supported")
-    if getattr(model, "no_embed_class", False):
-        refuse("no_embed_class=True (pos_embed without the class-token slot) is not supported")
+    reg_tokens = int(getattr(model, "num_reg_tokens", 0) or 0)
+    if (model.reg_token is not None) != (reg_tokens > 0) or (
+            model.reg_token is not None and tuple(model.reg_token.shape[:2]) != (1, reg_tokens)):
+        refuse("reg_token does not match num_reg_tokens")
+    no_embed_class = bool(getattr(model, "no_embed_class", False))
     if getattr(model, "dynamic_img_size", False):
         refuse("dynamic_img_size=True is not supported")
     if model.pos_embed is None:
@@ -112,8 +115,16 @@ def derive_config(model):
         n = f"blocks.{i}"
         if type(b) is not Block:
             refuse(f"{n}: block type {type(b).__name__} is not supported")
-        if not is_id(b.ls1) or not is_id(b.ls2):
-            refuse(f"{n}: layer scale (init_values) is not supported")
+        if is_id(b.ls1) and is_id(b.ls2):
+            ls = None
+        elif type(b.ls1) is LayerScale and type(b.ls2) is LayerScale and b.ls1.init_values == b.ls2.init_values:
+            ls = float(b.ls1.init_values)
+        else:
+            refuse(f"{n}: layer scale on one branch only, or not timm's LayerScale, is not supported")
+        if i == 0:
+            init_values = ls
+        elif ls != init_values:
+            refuse(f"{n}: layer scale differs across blocks")
         if not is_id(b.drop_path1) or not is_id(b.drop_path2):
             pass  # stochastic depth only matters for training; the weights are the same
         a = b.attn
@@ -202,6 +213,12 @@ def derive_config(model):
         "act_layer": act_name,
         "norm_eps": float(eps),
     }
+    if init_values is not None:
+        cfg["init_values"] = init_values
+    if reg_tokens:
+        cfg["reg_tokens"] = reg_tokens
+    if no_embed_class:
+        cfg["no_embed_class"] = True
     return cfg
 
 
@@ -211,10 +228,14 @@ def expected_shapes(cfg):
     H, W = (s, s) if isinstance(s, int) else s
     p, C, D, K = cfg["patch_size"], cfg["in_chans"], cfg["embed_dim"], cfg["num_classes"]
     hid = int(D * cfg["mlp_ratio"])
-    T = (H // p) * (W // p) + (1 if cfg["class_token"] else 0)
+    R = cfg.get("reg_tokens", 0)
+    N = (H // p) * (W // p)
+    T = N if cfg.get("no_embed_class", False) else N + (1 if cfg["class_token"] else 0) + R
     e = {"pos_embed": (1, T, D), "patch_embed.proj.weight": (D, C, p, p)}
     if cfg["class_token"]:
         e["cls_token"] = (1, 1, D)
+    if R:
+        e["reg_token"] = (1, R, D)
     if cfg["pre_norm"]:
         e["norm_pre.weight"] = e["norm_pre.bias"] = (D,)
     else:
@@ -229,6 +250,8 @@ def expected_shapes(cfg):
                   b + "mlp.fc2.weight": (D, hid), b + "mlp.fc2.bias": (D,)})
         if cfg["qkv_bias"]:
             e[b + "attn.qkv.bias"] = (3 * D,)
+        if cfg.get("init_values") is not None:
+            e[b + "ls1.gamma"] = e[b + "ls2.gamma"] = (D,)
     n = "fc_norm" if cfg["fc_norm"] else "norm"
     e[n + ".weight"] = e[n + ".bias"] = (D,)
     if K > 0:

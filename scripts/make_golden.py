@@ -6,6 +6,7 @@ Usage
     python scripts/make_golden.py --config cfg.json --seed 0 --batch 3 --out data/golden/NAME.safetensors
     python scripts/make_golden.py --config cfg.json --labels 1,0,4 --out /tmp/x.safetensors
     python scripts/make_golden.py --all                  # regenerate the committed set in data/golden/
+    python scripts/make_golden.py --only NAME [NAME…]    # regenerate only these entries of the set
     python scripts/make_golden.py --verify FILE [FILE…]  # re-check files (bitwise + float64 margins)
 
 The file layout is the one of /work/shared/FORMATS.md, "Golden files"; scripts/README.md explains
@@ -15,11 +16,13 @@ What is computed (all float32 on CPU, one thread, fused attention OFF, determini
 ------------------------------------------------------------------------------------------------
 Model: timm.models.vision_transformer.VisionTransformer built from the FORMATS.md config JSON:
     img_size, patch_size, in_chans, num_classes, embed_dim, depth, num_heads, mlp_ratio, qkv_bias,
-    class_token, global_pool, fc_norm, pre_norm  -> the timm keyword arguments of the same name,
+    class_token, global_pool, fc_norm, pre_norm, init_values, reg_tokens, no_embed_class
+                                                 -> the timm keyword arguments of the same name,
     act_layer "gelu" -> torch.nn.GELU (exact erf), "quick_gelu" -> timm.layers.QuickGELU
     (x * sigmoid(1.702 x)), norm_eps -> norm_layer = partial(torch.nn.LayerNorm, eps=norm_eps).
-    Everything else is timm's default (no dropout, no layer scale, no registers, learned pos_embed
-    that includes the class-token position, final_norm True).
+    Everything else is timm's default (no dropout, learned pos_embed, final_norm True).
+    reg_tokens (default 0) and no_embed_class (default false) are left out of the config JSON when
+    they have their default value; init_values (default null: no LayerScale) likewise.
 
 Parameters: torch.manual_seed(seed), timm's own init, THEN every parameter is perturbed with
     seeded Gaussian noise (torch.Generator seeded with seed + 1, parameters visited in state_dict
@@ -28,7 +31,7 @@ Parameters: torch.manual_seed(seed), timm's own init, THEN every parameter is pe
         weights with ndim >= 2 (patch conv, Linear):  += N(0, 1) / sqrt(fan_in)
         LayerNorm weights:                            += N(0, 0.2)
         LayerNorm biases and Linear/conv biases:      += N(0, 0.1)
-        cls_token, pos_embed:                         += N(0, 0.5)
+        cls_token, reg_token, pos_embed:              += N(0, 0.5)
     The exact values are stored in the file (`param.*`), so nobody has to reproduce this RNG.
 
 Input: `input` = N(0, 1) of shape [B, C, H, W] from torch.Generator(seed + 2).
@@ -43,17 +46,21 @@ Loss:
                      where `loss_weight` [B, D] = N(0, 1) from torch.Generator(seed + 3) is stored
                      in the file.  `labels` is still written (zeros, unused) for uniformity.
 
-Activations (B = batch, T = number of tokens = prefix (1 if class_token else 0) + num_patches,
-patch tokens in row-major (h, w) order of the patch grid, class token first):
+Activations (B = batch, T = number of tokens = num_prefix_tokens + num_patches, where
+num_prefix_tokens = (1 if class_token else 0) + reg_tokens; tokens are [cls, reg x R, patches],
+patch tokens in row-major (h, w) order of the patch grid):
     act.patch_embed [B, T, D]  output of VisionTransformer._pos_embed: patch tokens
-                               (conv -> flatten(2).transpose(1, 2)), class token concatenated in
-                               front, then + pos_embed.  BEFORE norm_pre (for pre_norm models the
-                               first block's input is norm_pre(act.patch_embed)).
+                               (conv -> flatten(2).transpose(1, 2)); then either the class and
+                               register tokens concatenated in front and + pos_embed [1, T, D], or
+                               with no_embed_class + pos_embed [1, num_patches, D] on the patches
+                               first and the prefix tokens (without position) concatenated after.
+                               BEFORE norm_pre (for pre_norm models the first block's input is
+                               norm_pre(act.patch_embed)).
     act.blocks.{i} [B, T, D]   output of block i.
     act.norm [B, T, D]         output of `norm` on the full token sequence.  When fc_norm is true
                                timm's `norm` is Identity, so act.norm == act.blocks.{depth-1}.
     act.pooled [B, D]          after pooling ("token": token 0; "avg": mean over the patch tokens
-                               only, the class token is excluded) and after fc_norm (Identity when
+                               only, the class and register tokens are excluded) and after fc_norm (Identity when
                                fc_norm is false), i.e. the head input.
     grad.input [B, C, H, W]    d loss / d input.
 
@@ -105,10 +112,12 @@ GOLDEN_DIR = os.path.join(REPO, "data", "golden")
 # FORMATS.md config keys, in the documented order, with timm's defaults where a key may be omitted.
 CONFIG_KEYS = ["img_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depth",
                "num_heads", "mlp_ratio", "qkv_bias", "class_token", "global_pool", "fc_norm",
-               "pre_norm", "act_layer", "norm_eps", "init_values"]
+               "pre_norm", "act_layer", "norm_eps", "init_values", "reg_tokens", "no_embed_class"]
 DEFAULTS = {"in_chans": 3, "mlp_ratio": 4.0, "qkv_bias": True, "class_token": True,
             "global_pool": "token", "pre_norm": False, "act_layer": "gelu", "norm_eps": 1e-6,
-            "init_values": None}
+            "init_values": None, "reg_tokens": 0, "no_embed_class": False}
+# Optional keys written to the config JSON only when they differ from their default.
+OMIT_AT_DEFAULT = ["init_values", "reg_tokens", "no_embed_class"]
 REQUIRED = ["img_size", "patch_size", "num_classes", "embed_dim", "depth", "num_heads"]
 
 ADAMW = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.1,
@@ -165,6 +174,28 @@ GOLDEN_SET = {
                             depth=2, num_heads=3, mlp_ratio=4.0, qkv_bias=True, class_token=True,
                             global_pool="token", fc_norm=False, pre_norm=False, act_layer="gelu",
                             norm_eps=1e-6, init_values=0.5), 3, 9),
+    # register tokens (DINOv2-reg) with pos_embed on the patches only (no_embed_class, DeiT-III):
+    # tokens [cls, reg0, reg1, patches], cls/reg without position; token pooling; LayerScale
+    "vit_reg2_noembed_token": (dict(img_size=16, patch_size=4, in_chans=3, num_classes=5,
+                                    embed_dim=24, depth=2, num_heads=3, mlp_ratio=4.0,
+                                    qkv_bias=True, class_token=True, global_pool="token",
+                                    fc_norm=False, pre_norm=False, act_layer="gelu",
+                                    norm_eps=1e-6, init_values=0.5, reg_tokens=2,
+                                    no_embed_class=True), 3, 10),
+    # no class token, one register token, no_embed_class, avg pooling over the patches only
+    # (register excluded) + fc_norm, as timm's vit_*_reg1_gap_* models
+    "vit_reg1_noclass_avg": (dict(img_size=12, patch_size=3, in_chans=1, num_classes=3,
+                                  embed_dim=24, depth=2, num_heads=2, mlp_ratio=4.0,
+                                  qkv_bias=True, class_token=False, global_pool="avg",
+                                  fc_norm=True, pre_norm=False, act_layer="gelu", norm_eps=1e-6,
+                                  reg_tokens=1, no_embed_class=True), 3, 11),
+    # three register tokens with timm's default pos_embed (rows for cls and registers too),
+    # avg pooling with `norm` first: the mean skips cls and the registers
+    "vit_reg3_posprefix_avg": (dict(img_size=16, patch_size=4, in_chans=3, num_classes=4,
+                                    embed_dim=16, depth=2, num_heads=2, mlp_ratio=4.0,
+                                    qkv_bias=True, class_token=True, global_pool="avg",
+                                    fc_norm=False, pre_norm=False, act_layer="gelu",
+                                    norm_eps=1e-6, reg_tokens=3), 2, 12),
     # avg pooling with fc_norm false (`norm` on all tokens, then mean of patch tokens), QuickGELU
     "vit_avg_normfirst_quickgelu": (dict(img_size=16, patch_size=4, in_chans=3, num_classes=8,
                                          embed_dim=16, depth=2, num_heads=2, mlp_ratio=4.0,
@@ -211,6 +242,13 @@ def normalize_config(cfg):
     out["norm_eps"] = float(out["norm_eps"])
     if out["init_values"] is not None:
         out["init_values"] = float(out["init_values"])
+    out["reg_tokens"] = int(out["reg_tokens"])
+    out["no_embed_class"] = bool(out["no_embed_class"])
+    if out["reg_tokens"] < 0:
+        raise ValueError("reg_tokens must be >= 0")
+    for k in OMIT_AT_DEFAULT:
+        if out[k] == DEFAULTS[k]:
+            del out[k]
     return out
 
 
@@ -227,7 +265,8 @@ def build_model(cfg, dtype=torch.float32):
         num_classes=cfg["num_classes"], embed_dim=cfg["embed_dim"], depth=cfg["depth"],
         num_heads=cfg["num_heads"], mlp_ratio=cfg["mlp_ratio"], qkv_bias=cfg["qkv_bias"],
         class_token=cfg["class_token"], global_pool=cfg["global_pool"], fc_norm=cfg["fc_norm"],
-        pre_norm=cfg["pre_norm"], act_layer=act, init_values=cfg["init_values"],
+        pre_norm=cfg["pre_norm"], act_layer=act, init_values=cfg.get("init_values"),
+        reg_tokens=cfg.get("reg_tokens", 0), no_embed_class=cfg.get("no_embed_class", False),
         norm_layer=functools.partial(nn.LayerNorm, eps=cfg["norm_eps"]))
     for blk in model.blocks:
         blk.attn.fused_attn = False
@@ -250,7 +289,7 @@ def perturb_(model, seed):
         for name, p in model.state_dict(keep_vars=True).items():
             owner, _, leaf = name.rpartition(".")
             noise = torch.randn(p.shape, generator=g, dtype=torch.float32)
-            if name in ("cls_token", "pos_embed"):
+            if name in ("cls_token", "reg_token", "pos_embed"):
                 p.add_(noise * 0.5)
             elif owner in norms and leaf == "weight":
                 p.add_(noise * 0.2)
@@ -268,7 +307,8 @@ def forward_acts(model, x):
     """The timm forward, unrolled to capture activations. Returns (output, acts)."""
     acts = {}
     t = model.patch_embed(x)
-    t = model._pos_embed(t)          # cat(cls, patches) + pos_embed (then pos_drop, p = 0)
+    t = model._pos_embed(t)          # cat(cls, reg, patches) + pos_embed, or with no_embed_class
+                                     # cat(cls, reg, patches + pos_embed) (then pos_drop, p = 0)
     acts["act.patch_embed"] = t
     t = model.patch_drop(t)          # Identity
     t = model.norm_pre(t)            # LayerNorm when pre_norm, else Identity
@@ -484,15 +524,21 @@ def main():
     ap.add_argument("--labels", help="comma-separated labels, one per batch element")
     ap.add_argument("--out", help="output .safetensors")
     ap.add_argument("--all", action="store_true", help="regenerate the committed set in data/golden")
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="regenerate only these entries of the set")
     ap.add_argument("--verify", nargs="+", metavar="FILE", help="re-check golden files")
     a = ap.parse_args()
     if a.verify:
         for p in a.verify:
             verify(p)
         return
-    if a.all:
+    if a.all or a.only:
+        unknown = sorted(set(a.only or []) - set(GOLDEN_SET))
+        if unknown:
+            ap.error(f"not in the golden set: {', '.join(unknown)}")
         os.makedirs(os.path.join(GOLDEN_DIR, "configs"), exist_ok=True)
         for name, (cfg, batch, seed) in GOLDEN_SET.items():
+            if a.only and name not in a.only:
+                continue
             cfg = normalize_config(cfg)
             with open(os.path.join(GOLDEN_DIR, "configs", name + ".json"), "w") as f:
                 f.write(json.dumps(cfg, indent=1) + "\n")

@@ -40,9 +40,15 @@ def forward(cfg, P, x):
     t = patches @ P["patch_embed.proj.weight"].reshape(D, C * p * p).T      # tokens row-major (h, w)
     if "patch_embed.proj.bias" in P:
         t = t + P["patch_embed.proj.bias"]
+    prefix_tokens = []                                                     # [cls, reg x R] in front
     if cfg["class_token"]:
-        t = torch.cat([P["cls_token"].expand(B, 1, D), t], dim=1)           # class token first
-    t = t + P["pos_embed"]                                                 # [1, T, D], incl. cls slot
+        prefix_tokens.append(P["cls_token"].expand(B, 1, D))
+    if cfg.get("reg_tokens", 0):
+        prefix_tokens.append(P["reg_token"].expand(B, cfg["reg_tokens"], D))
+    if cfg.get("no_embed_class", False):
+        t = torch.cat(prefix_tokens + [t + P["pos_embed"]], dim=1)         # [1, N, D] on the patches only
+    else:
+        t = torch.cat(prefix_tokens + [t], dim=1) + P["pos_embed"]         # [1, T, D], incl. prefix rows
     acts = {"act.patch_embed": t}
     if cfg["pre_norm"]:
         t = layer_norm(t, P["norm_pre.weight"], P["norm_pre.bias"], eps)
@@ -57,15 +63,17 @@ def forward(cfg, P, x):
         q, k, v = qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
         a = torch.softmax((q * hd ** -0.5) @ k.transpose(-1, -2), dim=-1)   # [B, H, T, T]
         o = (a @ v).transpose(1, 2).reshape(B, T, D)                       # heads concatenated
-        t = t + o @ P[q_ + "attn.proj.weight"].T + P[q_ + "attn.proj.bias"]
+        o = o @ P[q_ + "attn.proj.weight"].T + P[q_ + "attn.proj.bias"]
+        t = t + (o * P[q_ + "ls1.gamma"] if q_ + "ls1.gamma" in P else o)   # LayerScale (init_values)
         h = layer_norm(t, P[q_ + "norm2.weight"], P[q_ + "norm2.bias"], eps)
         h = act_fn(cfg["act_layer"], h @ P[q_ + "mlp.fc1.weight"].T + P[q_ + "mlp.fc1.bias"])
-        t = t + h @ P[q_ + "mlp.fc2.weight"].T + P[q_ + "mlp.fc2.bias"]
+        h = h @ P[q_ + "mlp.fc2.weight"].T + P[q_ + "mlp.fc2.bias"]
+        t = t + (h * P[q_ + "ls2.gamma"] if q_ + "ls2.gamma" in P else h)
         acts[f"act.blocks.{i}"] = t
     if not cfg["fc_norm"]:
         t = layer_norm(t, P["norm.weight"], P["norm.bias"], eps)
     acts["act.norm"] = t
-    prefix = 1 if cfg["class_token"] else 0
+    prefix = (1 if cfg["class_token"] else 0) + cfg.get("reg_tokens", 0)   # num_prefix_tokens
     pooled = t[:, 0] if cfg["global_pool"] == "token" else t[:, prefix:].mean(1)
     if cfg["fc_norm"]:
         pooled = layer_norm(pooled, P["fc_norm.weight"], P["fc_norm.bias"], eps)

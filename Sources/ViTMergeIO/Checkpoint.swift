@@ -1,5 +1,6 @@
 import Foundation
 import ViTMergeCore
+import ViTMergeKernels
 import ViTMergeModel
 
 /// Model checkpoints: safetensors with timm's state-dict names and the config as JSON under
@@ -10,6 +11,9 @@ public enum Checkpoint {
     /// The config comes from the file's metadata (or config.json), or from `config` when the file
     /// has none (if both exist they must agree). Every tensor must be present with the config's
     /// shape, and no unknown tensor may appear. A PyTorch pickle is refused, never opened.
+    /// When the config comes from outside the file (given, or timm's config.json) and the file's
+    /// `pos_embed` is for another, square patch grid, it is resampled to the config's grid once,
+    /// as timm does when a model is created at another img_size (see `resampledPositions`).
     public static func load(
         path: String, config given: ViTConfig? = nil
     ) throws -> (parameters: ViTParameters, metadata: [String: String]) {
@@ -80,12 +84,20 @@ public enum Checkpoint {
         // Every parameter must be in the file with its shape and dtype: checked before the model is
         // allocated, so a config in the header cannot make us allocate more than the file holds.
         let table = ParameterTable(config: config)
+        let external = file.metadata["config"] == nil
+        var oldGrid: Int?  // side of the square grid of a pos_embed to resample
         for r in table.layout.regions {
             guard let info = file.info(r.name) else {
                 throw IOError.missingTensor(path: path, tensor: r.name, available: file.names)
             }
             guard info.dtype == .f32 else {
                 throw IOError.dtypeMismatch(path: path, tensor: r.name, expected: "F32", found: info.dtype.rawValue)
+            }
+            if info.shape != r.shape.dims, r.name == "pos_embed", external,
+                let side = resamplableGrid(found: info.shape, config: config)
+            {
+                oldGrid = side
+                continue
             }
             guard info.shape == r.shape.dims else {
                 throw IOError.shapeMismatch(path: path, tensor: r.name, expected: r.shape.dims, found: info.shape)
@@ -100,9 +112,56 @@ public enum Checkpoint {
                     "a model with config \(config.json) has no such parameter; check the checkpoint matches the config")
         }
         for r in params.table.layout.regions {
+            if r.name == "pos_embed", let side = oldGrid {
+                let found = try file.floats(r.name)
+                let resampled = resampledPositions(found, grid: (side, side), config: config)
+                (params.base + r.offset).update(from: resampled, count: resampled.count)
+                continue
+            }
             try file.copyFloats(r.name, into: params.base + r.offset, shape: r.shape.dims)
         }
         return (params, file.metadata)
+    }
+
+    /// The pos_embed prefix rows timm keeps when resampling: the class and register tokens, or
+    /// none with `no_embed_class` (checkpoint_filter_fn's num_prefix_tokens).
+    static func positionPrefixRows(_ c: ViTConfig) -> Int { c.noEmbedClass ? 0 : c.numPrefixTokens }
+
+    /// The side s of the square s×s grid a pos_embed of shape `found` covers (after the config's
+    /// prefix rows), when it can be resampled to `config`'s grid: [1, prefix + s², embed_dim] with
+    /// s ≠ the config's grid. nil otherwise (the shape is then an error).
+    static func resamplableGrid(found: [Int], config c: ViTConfig) -> Int? {
+        let prefix = positionPrefixRows(c)
+        guard found.count == 3, found[0] == 1, found[2] == c.embedDim, found[1] > prefix, found[1] <= 1 << 20 else {
+            return nil
+        }
+        let n = found[1] - prefix
+        var side = Int(Double(n).squareRoot())
+        while side * side > n { side -= 1 }
+        while (side + 1) * (side + 1) <= n { side += 1 }
+        guard side * side == n, side != c.gridHeight || side != c.gridWidth else { return nil }
+        return side
+    }
+
+    /// timm's `resample_abs_pos_embed(pos, new_size=grid of c, old_size=grid, num_prefix_tokens=…,
+    /// interpolation="bicubic", antialias=False)`: `pos` [prefix + H·W rows, D] for the old grid →
+    /// [c.posEmbedTokens, D], the prefix rows copied, the grid resized bicubically.
+    public static func resampledPositions(
+        _ pos: [Float], grid: (height: Int, width: Int), config c: ViTConfig
+    )
+        -> [Float]
+    {
+        let prefix = positionPrefixRows(c), d = c.embedDim
+        precondition(pos.count == (prefix + grid.height * grid.width) * d, "resampledPositions: wrong size")
+        var out = [Float](repeating: 0, count: c.posEmbedTokens * d)
+        pos.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                Bicubic.resamplePositions(
+                    out: dst.baseAddress!, pos: src.baseAddress!, prefix: prefix, dim: d, from: grid,
+                    to: (c.gridHeight, c.gridWidth))
+            }
+        }
+        return out
     }
 
     /// Writes `parameters` (optionally only the tensors `include` accepts) atomically, with the

@@ -18,8 +18,6 @@ public enum TimmArchitectures {
     /// timm options ViTMerge does not implement, with the value that means "off" (absent counts as
     /// off). A config that turns one on is refused, naming it. Delete an entry once implemented.
     public static let unimplemented: [(key: String, off: JSONValue, what: String)] = [
-        ("reg_tokens", .int(0), "register tokens (reg_token)"),
-        ("no_embed_class", .bool(false), "position embeddings without the prefix tokens (no_embed_class)"),
         ("dynamic_img_size", .bool(false), "dynamic image size (pos-embed resampling per input)"),
         ("dynamic_img_pad", .bool(false), "dynamic padding of the input"),
         ("qk_norm", .bool(false), "query/key normalization"),
@@ -48,6 +46,7 @@ public enum TimmArchitectures {
     static let implemented: Set<String> = [
         "img_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depth", "num_heads", "mlp_ratio",
         "qkv_bias", "class_token", "global_pool", "fc_norm", "pre_norm", "act_layer", "norm_eps", "init_values",
+        "reg_tokens", "no_embed_class",
     ]
 
     /// The config timm's VisionTransformer builds from `args` (table arguments merged with model_args).
@@ -122,12 +121,14 @@ public enum TimmArchitectures {
             guard let b = v.bool else { throw bad("fc_norm", "true, false or null") }
             fcNorm = b
         }
+        let regTokens = try int("reg_tokens", 0)
+        guard regTokens >= 0 else { throw bad("reg_tokens", "an integer ≥ 0") }
         var c = ViTConfig(
             imageSize: h, patchSize: ph, inChannels: try int("in_chans", 3), numClasses: try int("num_classes", 1000),
             embedDim: try int("embed_dim", 768), depth: try int("depth", 12), numHeads: try int("num_heads", 12),
             mlpRatio: mlpRatio, qkvBias: try bool("qkv_bias", true), classToken: try bool("class_token", true),
             globalPool: pool, fcNorm: fcNorm, preNorm: try bool("pre_norm", false), activation: act, normEps: eps,
-            initValues: initValues)
+            initValues: initValues, regTokens: regTokens, noEmbedClass: try bool("no_embed_class", false))
         c.imageWidth = w
         do { try c.validate() } catch {
             throw .invalidFile(
@@ -163,6 +164,8 @@ public enum TimmArchitectures {
         set(
             "init_values", config.initValues.map { .number(Double($0)) } ?? .null,
             b.initValues.map { .number(Double($0)) } ?? .null)
+        set("reg_tokens", .int(config.regTokens), .int(b.regTokens))
+        set("no_embed_class", .bool(config.noEmbedClass), .bool(b.noEmbedClass))
         var merged = base.merging(m) { $1 }
         if (try? self.config(arguments: merged, path: architecture))?.fcNorm != config.fcNorm {
             m["fc_norm"] = .bool(config.fcNorm)

@@ -16,35 +16,71 @@ public struct PatchGeometry: Sendable, Equatable {
     public var imageSize: Int { channels * height * width }
 }
 
-/// Patch embedding as timm's `PatchEmbed` + class token + position embedding: a stride-p
-/// convolution is a linear map of each flattened patch (im2col, then one GEMM per image), the
-/// class token (optional) goes first, and the position embedding is added to every token.
+/// The tokens in front of the patches (timm's prefix tokens): an optional class token, then
+/// `registers` register tokens; and whether the position embedding has rows for them too.
+public struct PrefixTokens: Sendable, Equatable {
+    public let classToken: Bool
+    public let registers: Int
+    /// true: pos[T,D] has a row for every token (timm's default); false: pos[NP,D] covers only the
+    /// patches and the prefix tokens get none (timm's `no_embed_class`).
+    public let posEmbedPrefix: Bool
+    public init(classToken: Bool, registers: Int = 0, posEmbedPrefix: Bool = true) {
+        precondition(registers >= 0, "PrefixTokens: negative register count")
+        (self.classToken, self.registers, self.posEmbedPrefix) = (classToken, registers, posEmbedPrefix)
+    }
+    /// Number of prefix tokens (timm's `num_prefix_tokens`).
+    public var count: Int { (classToken ? 1 : 0) + registers }
+    /// Rows of the position embedding for `patches` patch tokens.
+    public func posRows(patches: Int) -> Int { posEmbedPrefix ? count + patches : patches }
+}
+
+/// Patch embedding as timm's `PatchEmbed` + `_pos_embed`: a stride-p convolution is a linear map
+/// of each flattened patch (im2col, then one GEMM per image); the tokens are [cls, reg×R, patches]
+/// (class and register tokens optional); the position embedding is added to every token, or only to
+/// the patches when it has no prefix rows (`no_embed_class`).
 /// Forward, backward and JVP side by side; bit-identical for any thread count.
 public enum PatchEmbed {
-    // x[B,T,D] = [cls + pos[0] ;] patches[B,NP,PD] · weight[D,PD]ᵀ (+ bias) + pos[T,D], T = prefix + NP;
+    // x[B,T,D] = [cls (+ pos[0]) ; reg[R,D] (+ pos[c..<c+R]) ;] patches[B,NP,PD] · weight[D,PD]ᵀ (+ bias) + pos,
+    // T = prefix.count + NP, pos [T,D] or [NP,D] (prefix.posEmbedPrefix false);
     // patches[B,NP,PD] = im2col(input[B,C,H,W]) (saved for the backward and the JVP)
     public static func forward(
         x: UnsafeMutablePointer<Float>, patches: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
         weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, cls: UnsafePointer<Float>?,
-        pos: UnsafePointer<Float>, batch: Int, dim d: Int, geometry g: PatchGeometry, pool: ThreadPool = .shared
+        reg: UnsafePointer<Float>? = nil, pos: UnsafePointer<Float>, prefix: PrefixTokens, batch: Int, dim d: Int,
+        geometry g: PatchGeometry, pool: ThreadPool = .shared
     ) {
+        check(cls, reg, prefix)
         im2col(patches: patches, input: input, batch: batch, geometry: g, pool: pool)
         project(
-            x: x, patches: patches, weight: weight, prefix: cls == nil ? 0 : 1, batch: batch, dim: d, geometry: g,
-            pool: pool)
-        addTokens(x: x, cls: cls, pos: pos, patchBias: bias, batch: batch, tokens: tokens(cls, g), dim: d, pool: pool)
+            x: x, patches: patches, weight: weight, prefix: prefix.count, batch: batch, dim: d, geometry: g, pool: pool)
+        addTokens(
+            x: x, cls: cls, reg: reg, pos: pos, patchBias: bias, prefix: prefix, batch: batch, patches: g.numPatches,
+            dim: d, pool: pool)
     }
 
     /// dweight[D,PD] += Σ_b dx[b, prefix...]ᵀ · patches[b]; dbias[D] += Σ rows; dcls[D] += Σ_b dx[b,0];
-    /// dpos[T,D] += Σ_b dx[b]. Gradients that are nil are skipped.
+    /// dreg[R,D] += Σ_b dx[b, c..<c+R]; dpos += Σ_b dx[b] ([T,D]) or Σ_b dx[b, prefix...] ([NP,D]).
+    /// Gradients that are nil are skipped (dcls and dreg must match `prefix`).
     public static func backward(
         dweight: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>?, dcls: UnsafeMutablePointer<Float>?,
-        dpos: UnsafeMutablePointer<Float>, dx: UnsafePointer<Float>, patches: UnsafePointer<Float>,
-        batch: Int, dim d: Int, geometry g: PatchGeometry, pool: ThreadPool = .shared
+        dreg: UnsafeMutablePointer<Float>? = nil, dpos: UnsafeMutablePointer<Float>, dx: UnsafePointer<Float>,
+        patches: UnsafePointer<Float>, prefix pt: PrefixTokens, batch: Int, dim d: Int, geometry g: PatchGeometry,
+        pool: ThreadPool = .shared
     ) {
-        let prefix = dcls == nil ? 0 : 1, t = prefix + g.numPatches, (np, pd) = (g.numPatches, g.patchDim)
-        for b in 0..<batch { Elementwise.axpy(y: dpos, x: dx + b * t * d, alpha: 1, count: t * d, pool: pool) }
+        check(dcls, dreg, pt)
+        let prefix = pt.count, t = prefix + g.numPatches, (np, pd) = (g.numPatches, g.patchDim)
+        if pt.posEmbedPrefix {
+            for b in 0..<batch { Elementwise.axpy(y: dpos, x: dx + b * t * d, alpha: 1, count: t * d, pool: pool) }
+        } else {
+            for b in 0..<batch {
+                Elementwise.axpy(y: dpos, x: dx + (b * t + prefix) * d, alpha: 1, count: np * d, pool: pool)
+            }
+        }
         if let dcls { for b in 0..<batch { for i in 0..<d { dcls[i] += dx[b * t * d + i] } } }
+        if let dreg {
+            let first = pt.classToken ? 1 : 0, n = pt.registers * d
+            for b in 0..<batch { for i in 0..<n { dreg[i] += dx[(b * t + first) * d + i] } }
+        }
         for b in 0..<batch {
             let rows = dx + (b * t + prefix) * d
             sgemm(
@@ -70,21 +106,26 @@ public enum PatchEmbed {
     }
 
     /// Tangent for parameter tangents (the input is not perturbed), from the saved patches:
-    /// tx[B,T,D] = [tcls + tpos[0] ;] patches · tweightᵀ (+ tbias) + tpos.
+    /// tx[B,T,D] = [tcls (+ tpos[0]) ; treg (+ tpos) ;] patches · tweightᵀ (+ tbias) + tpos, as `forward`.
     public static func jvp(
         tx: UnsafeMutablePointer<Float>, patches: UnsafePointer<Float>, tweight: UnsafePointer<Float>,
-        tbias: UnsafePointer<Float>?, tcls: UnsafePointer<Float>?, tpos: UnsafePointer<Float>,
-        batch: Int, dim d: Int, geometry g: PatchGeometry, pool: ThreadPool = .shared
+        tbias: UnsafePointer<Float>?, tcls: UnsafePointer<Float>?, treg: UnsafePointer<Float>? = nil,
+        tpos: UnsafePointer<Float>, prefix: PrefixTokens, batch: Int, dim d: Int, geometry g: PatchGeometry,
+        pool: ThreadPool = .shared
     ) {
+        check(tcls, treg, prefix)
         project(
-            x: tx, patches: patches, weight: tweight, prefix: tcls == nil ? 0 : 1, batch: batch, dim: d,
-            geometry: g, pool: pool)
+            x: tx, patches: patches, weight: tweight, prefix: prefix.count, batch: batch, dim: d, geometry: g,
+            pool: pool)
         addTokens(
-            x: tx, cls: tcls, pos: tpos, patchBias: tbias, batch: batch, tokens: tokens(tcls, g), dim: d, pool: pool)
+            x: tx, cls: tcls, reg: treg, pos: tpos, patchBias: tbias, prefix: prefix, batch: batch,
+            patches: g.numPatches, dim: d, pool: pool)
     }
 
-    @inline(__always) static func tokens(_ cls: UnsafePointer<Float>?, _ g: PatchGeometry) -> Int {
-        (cls == nil ? 0 : 1) + g.numPatches
+    @inline(__always) static func check<P>(_ cls: P?, _ reg: P?, _ prefix: PrefixTokens) {
+        precondition(
+            (cls != nil) == prefix.classToken && (reg != nil) == (prefix.registers > 0),
+            "PatchEmbed: class/register token pointers do not match the prefix tokens")
     }
 
     // x[b, prefix + i, :] = patches[b, i, :] · weight[D,PD]ᵀ (one GEMM per image)
@@ -99,22 +140,35 @@ public enum PatchEmbed {
             beta: 0, c: x + prefix * d, ldc: d, strideC: (t * d, 0), batch: (batch, 1), pool: pool)
     }
 
-    // x[b,0] = cls + pos[0] (with a class token); x[b,r] = (x[b,r] + patchBias) + pos[r], or x[b,r] += pos[r]
+    // Prefix rows: x[b,0] = cls (+ pos[0]); x[b,c+j] = reg[j] (+ pos[c+j]) — "+ pos" only with
+    // prefix.posEmbedPrefix. Patch rows r ≥ prefix: x[b,r] = (x[b,r] + patchBias) + pos[q], or
+    // x[b,r] += pos[q], with q = r (pos [T,D]) or r − prefix (pos [NP,D]).
     public static func addTokens(
-        x: UnsafeMutablePointer<Float>, cls: UnsafePointer<Float>?, pos: UnsafePointer<Float>,
-        patchBias: UnsafePointer<Float>?, batch: Int, tokens t: Int, dim d: Int, pool: ThreadPool = .shared
+        x: UnsafeMutablePointer<Float>, cls: UnsafePointer<Float>?, reg: UnsafePointer<Float>?,
+        pos: UnsafePointer<Float>, patchBias: UnsafePointer<Float>?, prefix pt: PrefixTokens, batch: Int,
+        patches np: Int, dim d: Int, pool: ThreadPool = .shared
     ) {
-        let prefix = cls == nil ? 0 : 1
+        check(cls, reg, pt)
+        let prefix = pt.count, t = prefix &+ np, posPrefix = pt.posEmbedPrefix
+        // row[D] = token[D] (+ pos[D])
+        @inline(__always) func setPrefixRow(
+            _ row: UnsafeMutablePointer<Float>, _ token: UnsafePointer<Float>, _ p: UnsafePointer<Float>
+        ) {
+            guard posPrefix else { row.update(from: token, count: d); return }
+            var i = 0
+            while i &+ 16 <= d { vstore(vload(token + i) + vload(p + i), row + i); i &+= 16 }
+            while i < d { row[i] = token[i] + p[i]; i &+= 1 }
+        }
         pool.parallel(batch, cost: 3 * t * d) { _, _, range in
             for b in range {
                 let xb = x + b &* t &* d
-                if let cls {
-                    var i = 0
-                    while i &+ 16 <= d { vstore(vload(cls + i) + vload(pos + i), xb + i); i &+= 16 }
-                    while i < d { xb[i] = cls[i] + pos[i]; i &+= 1 }
+                var r = 0
+                if let cls { setPrefixRow(xb, cls, pos); r = 1 }
+                if let reg {
+                    for j in 0..<pt.registers { setPrefixRow(xb + (r &+ j) &* d, reg + j &* d, pos + (r &+ j) &* d) }
                 }
                 for r in prefix..<t {
-                    let row = xb + r &* d, pr = pos + r &* d
+                    let row = xb + r &* d, pr = pos + (posPrefix ? r : r &- prefix) &* d
                     var i = 0
                     if let patchBias {
                         while i &+ 16 <= d {
@@ -177,15 +231,23 @@ public enum PatchEmbed {
 
     // MARK: Reference (plain loops, Double accumulation)
 
-    /// x[B,T,D] by direct convolution sums, for tests.
+    /// x[B,T,D] by direct convolution sums, for tests (tokens and pos layout as `forward`).
     public static func forwardReference(
         x: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-        bias: UnsafePointer<Float>?, cls: UnsafePointer<Float>?, pos: UnsafePointer<Float>,
-        batch: Int, dim d: Int, geometry g: PatchGeometry
+        bias: UnsafePointer<Float>?, cls: UnsafePointer<Float>?, reg: UnsafePointer<Float>? = nil,
+        pos: UnsafePointer<Float>, prefix pt: PrefixTokens, batch: Int, dim d: Int, geometry g: PatchGeometry
     ) {
-        let prefix = cls == nil ? 0 : 1, t = prefix + g.numPatches, ps = g.patch
+        check(cls, reg, pt)
+        let prefix = pt.count, t = prefix + g.numPatches, ps = g.patch
+        // Position-embedding row of token r, or nil (a prefix token without a row).
+        func posRow(_ r: Int) -> Int? { pt.posEmbedPrefix ? r : (r >= prefix ? r - prefix : nil) }
+        func posValue(_ r: Int, _ o: Int) -> Double { posRow(r).map { Double(pos[$0 * d + o]) } ?? 0 }
         for b in 0..<batch {
-            if let cls { for o in 0..<d { x[b * t * d + o] = Float(Double(cls[o]) + Double(pos[o])) } }
+            for j in 0..<prefix {
+                let isCls = pt.classToken && j == 0
+                let token = isCls ? cls! : reg! + (j - (pt.classToken ? 1 : 0)) * d
+                for o in 0..<d { x[(b * t + j) * d + o] = Float(Double(token[o]) + posValue(j, o)) }
+            }
             for gy in 0..<g.gridHeight {
                 for gx in 0..<g.gridWidth {
                     let r = prefix + gy * g.gridWidth + gx
@@ -200,7 +262,7 @@ public enum PatchEmbed {
                                 }
                             }
                         }
-                        x[(b * t + r) * d + o] = Float(s + Double(pos[r * d + o]))
+                        x[(b * t + r) * d + o] = Float(s + posValue(r, o))
                     }
                 }
             }

@@ -8,10 +8,10 @@ import ViTMergeKernels
 /// direction τ_m; the model is θ_pre + λ·τ_m.
 ///
 /// Matrices are the regions `matrixShape` accepts (the Linear weights qkv, proj, fc1, fc2 and the
-/// patch embedding reshaped to [D, C·p·p]; the head is not part of an encoder vector); every other
-/// region (biases, norms, class token, position embedding) is the mean of the inputs, as in the
-/// methods' reference code. The merge streams region by region: besides the inputs and the result
-/// it holds one matrix's decompositions at a time.
+/// patch embedding reshaped to [D, C·p·p]; the head is not part of an encoder vector); every
+/// other region (biases, norms, LayerScale γ, class and register tokens, position embedding) is
+/// the mean of the inputs, as in the methods' reference code. The merge streams region by region:
+/// besides the inputs and the result it holds one matrix's decompositions at a time.
 extension Merges {
     /// The [rows, cols] a region is merged as by the spectral methods, or nil for an elementwise
     /// region: a weight (name ending in ".weight") of rank ≥ 2, its first dimension as rows.

@@ -44,7 +44,7 @@ extension ViT {
             "backward: batch \(batch) exceeds activation capacity \(acts.capacity)")
         let p = UnsafePointer(parameters.base), g = grads.base, tab = table
         let (t, d) = (c.tokens, c.embedDim)
-        let prefix = c.classToken ? 1 : 0
+        let prefix = c.numPrefixTokens
         let n = batch * t
         let needEncoder = options.encoder || gradInput != nil
 
@@ -114,11 +114,11 @@ extension ViT {
             dx = UnsafePointer(dln)
         }
         if options.encoder {
-            // dW_patch, db_patch, dcls, dpos += the patch embedding's parameter gradients from dx[B,T,D]
+            // dW_patch, db_patch, dcls, dreg, dpos += the patch embedding's parameter gradients from dx[B,T,D]
             PatchEmbed.backward(
                 dweight: g + tab.patchW, dbias: tab.patchB.map { g + $0 }, dcls: tab.clsToken.map { g + $0 },
-                dpos: g + tab.posEmbed, dx: dx, patches: acts.ptr(acts.patches), batch: batch, dim: d,
-                geometry: c.patchGeometry, pool: pool)
+                dreg: tab.regToken.map { g + $0 }, dpos: g + tab.posEmbed, dx: dx, patches: acts.ptr(acts.patches),
+                prefix: c.prefixTokens, batch: batch, dim: d, geometry: c.patchGeometry, pool: pool)
             gradientReady?(0..<(tab.blocks.first?.norm1W ?? blocksEnd))
         }
         if let gradInput {

@@ -14,15 +14,17 @@ extension ViT {
         )
         let p = parameters.base, tab = table
         let (t, d) = (c.tokens, c.embedDim)
-        let prefix = c.classToken ? 1 : 0
+        let prefix = c.numPrefixTokens
         let n = batch * t
 
-        // x0[B,T,D] = [cls ;] patches[B,NP,PD]·Wᵀ + b, + pos[T,D]; patches = im2col(input) saved
+        // x0[B,T,D] = [cls ; reg[R] ;] patches[B,NP,PD]·Wᵀ + b, + pos (every token, or only the patches
+        // with no_embed_class); patches = im2col(input) saved
         let x0 = acts.ptr(acts.x0)
         PatchEmbed.forward(
             x: x0, patches: acts.ptr(acts.patches), input: input, weight: p + tab.patchW,
             bias: tab.patchB.map { UnsafePointer(p + $0) }, cls: tab.clsToken.map { UnsafePointer(p + $0) },
-            pos: p + tab.posEmbed, batch: batch, dim: d, geometry: c.patchGeometry, pool: pool)
+            reg: tab.regToken.map { UnsafePointer(p + $0) }, pos: p + tab.posEmbed, prefix: c.prefixTokens,
+            batch: batch, dim: d, geometry: c.patchGeometry, pool: pool)
         var x = UnsafePointer(x0)
         if let pre = acts.preOut, let w = tab.normPreW, let bias = tab.normPreB {
             LayerNorm.forward(
@@ -40,7 +42,7 @@ extension ViT {
                 weight: p + w, bias: p + bias, rows: n, cols: d, eps: c.normEps, pool: pool)
             x = UnsafePointer(acts.ptr(norm))
         }
-        // pooled[B,D] = x[:,0] (token) or mean of x[:,prefix...] (avg)
+        // pooled[B,D] = x[:,0] (token) or mean of x[:,prefix...] (avg; class and register tokens excluded)
         TokenPool.forward(
             pooled: acts.ptr(acts.pooled), x: x, mode: c.tokenPoolMode, batch: batch, tokens: t, prefix: prefix, dim: d,
             pool: pool)

@@ -42,15 +42,15 @@ extension ViT {
         precondition(batch >= 1 && batch <= min(acts.capacity, tg.capacity), "jvp: batch \(batch) exceeds a capacity")
         let p = UnsafePointer(parameters.base), tab = table
         let (t, d) = (c.tokens, c.embedDim)
-        let prefix = c.classToken ? 1 : 0
+        let prefix = c.numPrefixTokens
         let n = batch * t
 
-        // t_x0[B,T,D] = [t_cls + t_pos[0] ;] patches · t_Wᵀ (+ t_b) + t_pos
+        // t_x0[B,T,D] = [t_cls ; t_reg ;] patches · t_Wᵀ (+ t_b), + t_pos (as the forward's pos_embed layout)
         var cur = tg.ptr(tg.streamA), other = tg.ptr(tg.streamB)
         PatchEmbed.jvp(
             tx: cur, patches: acts.ptr(acts.patches), tweight: v + tab.patchW, tbias: tab.patchB.map { v + $0 },
-            tcls: tab.clsToken.map { v + $0 }, tpos: v + tab.posEmbed, batch: batch, dim: d, geometry: c.patchGeometry,
-            pool: pool)
+            tcls: tab.clsToken.map { v + $0 }, treg: tab.regToken.map { v + $0 }, tpos: v + tab.posEmbed,
+            prefix: c.prefixTokens, batch: batch, dim: d, geometry: c.patchGeometry, pool: pool)
         if acts.preOut != nil, let w = tab.normPreW, let bias = tab.normPreB {
             LayerNorm.jvp(
                 tout: other, tinp: cur, inp: acts.ptr(acts.x0), mean: acts.ptr(acts.preMean!),

@@ -7,6 +7,9 @@ public struct ParameterTable: Sendable {
     public let config: ViTConfig
     public let layout: Arena.Layout
     public let clsToken: Int?
+    /// `reg_token` [1, R, D] (register tokens), when the config has any.
+    public let regToken: Int?
+    /// `pos_embed` [1, posEmbedTokens, D]: a row per token, or per patch with `no_embed_class`.
     public let posEmbed: Int
     public let patchW: Int
     public let patchB: Int?
@@ -22,7 +25,8 @@ public struct ParameterTable: Sendable {
         var l = Arena.Layout()
         let d = c.embedDim
         clsToken = c.classToken ? l.add("cls_token", [1, 1, d]) : nil
-        posEmbed = l.add("pos_embed", [1, c.tokens, d])
+        regToken = c.regTokens > 0 ? l.add("reg_token", [1, c.regTokens, d]) : nil
+        posEmbed = l.add("pos_embed", [1, c.posEmbedTokens, d])
         patchW = l.add("patch_embed.proj.weight", [d, c.inChannels, c.patchSize, c.patchSize])
         patchB = c.preNorm ? nil : l.add("patch_embed.proj.bias", [d])
         normPreW = c.preNorm ? l.add("norm_pre.weight", [d]) : nil
@@ -53,7 +57,8 @@ public struct ParameterTable: Sendable {
     /// Whether a tensor is a "1-D" parameter in the usual weight-decay sense (biases, norms,
     /// tokens, position embeddings), which fine-tuning recipes exclude from decay.
     public static func isNoDecay(_ name: String) -> Bool {
-        name.hasSuffix(".bias") || name.contains("norm") || name == "cls_token" || name == "pos_embed"
+        name.hasSuffix(".bias") || name.contains("norm") || name == "cls_token" || name == "reg_token"
+            || name == "pos_embed"
             || name.hasSuffix(".gamma")
     }
 
@@ -110,7 +115,7 @@ public final class ViTParameters: @unchecked Sendable {
 
     /// timm's default initialization (`init_weights` with mode ''), from one seed:
     /// Linear weights truncated-normal(0, 0.02) in [−2, 2], biases 0; LayerNorm 1 and 0;
-    /// pos_embed truncated-normal(0, 0.02); cls_token normal(0, 1e-6); the patch-embedding
+    /// pos_embed truncated-normal(0, 0.02); cls_token and reg_token normal(0, 1e-6); the patch-embedding
     /// convolution keeps PyTorch's Conv2d default, uniform(±1/√fan_in) for weight and bias;
     /// LayerScale γ = init_values.
     /// The same seed gives the same parameters on every machine (not torch's numbers).
@@ -124,7 +129,7 @@ public final class ViTParameters: @unchecked Sendable {
         }
         func trunc(_ name: String) { fill(name) { Float($0.truncatedNormal(mean: 0, std: 0.02, lo: -2, hi: 2)) } }
         for (name, _, _) in table.layout.regions {
-            if name == "cls_token" {
+            if name == "cls_token" || name == "reg_token" {
                 fill(name) { Float($0.normal() * 1e-6) }
             } else if name == "pos_embed" {
                 trunc(name)

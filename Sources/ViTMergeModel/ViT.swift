@@ -6,9 +6,9 @@ import ViTMergeKernels
 /// once per batch size), gradients in a third arena with the parameters' layout.
 ///
 /// Conventions: images are [B, C, H, W] float32 row-major; patch tokens are in row-major order of
-/// the patch grid with the class token first; matrices multiply as PyTorch's `Linear`
-/// (y = x·Wᵀ + b with W [out, in]). All work runs on `pool` and gives bit-identical results for
-/// any thread count.
+/// the patch grid after the prefix tokens (the class token, then the register tokens, as timm);
+/// matrices multiply as PyTorch's `Linear` (y = x·Wᵀ + b with W [out, in]). All work runs on
+/// `pool` and gives bit-identical results for any thread count.
 public final class ViT: @unchecked Sendable {
     public let parameters: ViTParameters
     public let pool: ThreadPool
@@ -64,6 +64,10 @@ extension ViTConfig {
     /// The patch embedding's shape, for `PatchEmbed`.
     var patchGeometry: PatchGeometry {
         PatchGeometry(channels: inChannels, height: imageHeight, width: imageWidth, patch: patchSize)
+    }
+    /// The class and register tokens and the pos_embed layout, for `PatchEmbed`.
+    var prefixTokens: PrefixTokens {
+        PrefixTokens(classToken: classToken, registers: regTokens, posEmbedPrefix: !noEmbedClass)
     }
     /// The global pooling, for `TokenPool`.
     var tokenPoolMode: TokenPool.Mode { globalPool == .token ? .token : .avg }

@@ -43,12 +43,20 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     /// timm's `init_values`: LayerScale on both residual branches of every block, γ initialized to this
     /// value (DeiT-III, DINOv2); nil for none (absent from the JSON then).
     public var initValues: Float?
+    /// timm's `reg_tokens`: register tokens (`reg_token` [1, R, D]) after the class token and before
+    /// the patches (DINOv2-reg, the `_reg*_gap` models); 0 for none (absent from the JSON then).
+    public var regTokens: Int
+    /// timm's `no_embed_class`: `pos_embed` [1, numPatches, D] covers only the patches and is added
+    /// before the prefix tokens are put in front (DeiT-III, DINOv2-reg, FlexiViT); false (absent
+    /// from the JSON) for timm's default, a `pos_embed` with a row for every token.
+    public var noEmbedClass: Bool
 
     public init(
         imageSize: Int, patchSize: Int, inChannels: Int, numClasses: Int, embedDim: Int, depth: Int,
         numHeads: Int, mlpRatio: Double = 4, qkvBias: Bool = true, classToken: Bool = true,
         globalPool: GlobalPool = .token, fcNorm: Bool? = nil, preNorm: Bool = false,
-        activation: Activation = .gelu, normEps: Float = 1e-6, initValues: Float? = nil
+        activation: Activation = .gelu, normEps: Float = 1e-6, initValues: Float? = nil, regTokens: Int = 0,
+        noEmbedClass: Bool = false
     ) {
         self.imageHeight = imageSize
         self.imageWidth = imageSize
@@ -67,6 +75,8 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         self.activation = activation
         self.normEps = normEps
         self.initValues = initValues
+        self.regTokens = regTokens
+        self.noEmbedClass = noEmbedClass
     }
 
     // MARK: Derived sizes
@@ -74,8 +84,13 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     public var gridHeight: Int { imageHeight / patchSize }
     public var gridWidth: Int { imageWidth / patchSize }
     public var numPatches: Int { gridHeight * gridWidth }
-    /// Tokens per image: patches plus the class token.
-    public var tokens: Int { numPatches + (classToken ? 1 : 0) }
+    /// timm's `num_prefix_tokens`: the class token (if any) and the register tokens, in that order,
+    /// in front of the patch tokens.
+    public var numPrefixTokens: Int { (classToken ? 1 : 0) + regTokens }
+    /// Tokens per image: the prefix tokens, then the patches.
+    public var tokens: Int { numPatches + numPrefixTokens }
+    /// Rows of `pos_embed`: every token, or only the patches with `no_embed_class`.
+    public var posEmbedTokens: Int { noEmbedClass ? numPatches : tokens }
     public var headDim: Int { embedDim / numHeads }
     /// MLP hidden width, `int(embed_dim * mlp_ratio)` as in timm.
     public var hiddenDim: Int { Int(Double(embedDim) * mlpRatio) }
@@ -111,6 +126,7 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         try check(mlpRatio > 0 && hiddenDim >= 1, "mlp_ratio \(mlpRatio) gives an empty MLP")
         try check(normEps > 0 && normEps.isFinite, "norm_eps must be positive and finite, got \(normEps)")
         try check(initValues.map(\.isFinite) ?? true, "init_values must be a finite number or null")
+        try check(regTokens >= 0 && regTokens <= 4096, "reg_tokens must be in 0…4096, got \(regTokens)")
         try check(classToken || globalPool == .avg, "global_pool 'token' needs class_token true")
         try check(embedDim <= 1 << 16 && depth <= 1024 && tokens <= 1 << 16, "model is implausibly large")
     }
@@ -150,7 +166,8 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         case imgSize = "img_size", patchSize = "patch_size", inChans = "in_chans", numClasses = "num_classes"
         case embedDim = "embed_dim", depth, numHeads = "num_heads", mlpRatio = "mlp_ratio", qkvBias = "qkv_bias"
         case classToken = "class_token", globalPool = "global_pool", fcNorm = "fc_norm", preNorm = "pre_norm"
-        case actLayer = "act_layer", normEps = "norm_eps", initValues = "init_values"
+        case actLayer = "act_layer", normEps = "norm_eps", initValues = "init_values", regTokens = "reg_tokens"
+        case noEmbedClass = "no_embed_class"
     }
 
     public init(from decoder: Decoder) throws {
@@ -179,6 +196,8 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         activation = try c.decodeIfPresent(Activation.self, forKey: .actLayer) ?? .gelu
         normEps = try c.decodeIfPresent(Float.self, forKey: .normEps) ?? 1e-6
         initValues = try c.decodeIfPresent(Float.self, forKey: .initValues)
+        regTokens = try c.decodeIfPresent(Int.self, forKey: .regTokens) ?? 0
+        noEmbedClass = try c.decodeIfPresent(Bool.self, forKey: .noEmbedClass) ?? false
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -203,6 +222,8 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         try c.encode(activation, forKey: .actLayer)
         try c.encode(normEps, forKey: .normEps)
         try c.encodeIfPresent(initValues, forKey: .initValues)
+        if regTokens != 0 { try c.encode(regTokens, forKey: .regTokens) }
+        if noEmbedClass { try c.encode(noEmbedClass, forKey: .noEmbedClass) }
     }
 
     /// Parses a config JSON object (timm argument names), rejecting unknown keys and invalid values.

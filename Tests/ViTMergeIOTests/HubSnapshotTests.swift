@@ -74,6 +74,20 @@ final class HubSnapshotTests: XCTestCase {
         let dino = try HubSnapshot.parseConfig(path: fixture("configs/vit_small_patch14_dinov2.lvd142m.json"))
         XCTAssertEqual(dino.config.initValues, 1e-5)
         XCTAssertEqual([dino.config.patchSize, dino.config.embedDim, dino.config.imageHeight], [14, 384, 518])
+        // DINOv2 with registers and DeiT-III: register tokens and pos_embed without prefix rows.
+        let reg = try HubSnapshot.parseConfig(path: fixture("configs/vit_small_patch14_reg4_dinov2.lvd142m.json"))
+        XCTAssertEqual(reg.architecture, "vit_small_patch14_reg4_dinov2")
+        XCTAssertEqual([reg.config.regTokens, reg.config.numClasses, reg.config.posEmbedTokens], [4, 0, 37 * 37])
+        XCTAssertTrue(reg.config.noEmbedClass && reg.config.classToken)
+        XCTAssertEqual(reg.config.initValues, 1e-5)
+        let deit3 = try HubSnapshot.parseConfig(path: fixture("configs/deit3_small_patch16_224.fb_in1k.json"))
+        XCTAssertEqual(deit3.architecture, "deit3_small_patch16_224")
+        XCTAssertEqual([deit3.config.regTokens, deit3.config.numClasses, deit3.config.posEmbedTokens], [0, 1000, 196])
+        XCTAssertTrue(deit3.config.noEmbedClass)
+        XCTAssertEqual(deit3.config.initValues, 1e-6)
+        let table = ParameterTable(config: deit3.config)
+        XCTAssertNil(table.regToken)
+        XCTAssertEqual(table.layout.regions.first { $0.name == "pos_embed" }?.shape.dims, [1, 196, 384])
     }
 
     func testTableCoversThePlainFamilies() throws {
@@ -89,10 +103,22 @@ final class HubSnapshotTests: XCTestCase {
         let gap = try config("vit_base_patch16_gap_224")
         XCTAssertEqual([gap.classToken, gap.fcNorm], [false, false])
         XCTAssertEqual(gap.globalPool, .avg)
+        // Register tokens and pos_embed without prefix rows (no_embed_class) are implemented.
+        let deit3 = try config("deit3_small_patch16_224")
+        XCTAssertEqual([deit3.regTokens, deit3.embedDim, deit3.posEmbedTokens], [0, 384, 196])
+        XCTAssertEqual(deit3.initValues, 1e-6)
+        XCTAssertTrue(deit3.noEmbedClass && deit3.classToken)
+        let dinoReg = try config("vit_small_patch14_reg4_dinov2")
+        XCTAssertEqual([dinoReg.regTokens, dinoReg.numPrefixTokens, dinoReg.tokens], [4, 5, 5 + 37 * 37])
+        XCTAssertTrue(dinoReg.noEmbedClass)
+        let gapReg = try config("vit_base_patch16_reg4_gap_256")
+        XCTAssertEqual([gapReg.regTokens, gapReg.numPrefixTokens, gapReg.posEmbedTokens], [4, 4, 256])
+        XCTAssertEqual(gapReg.globalPool, .avg)
+        XCTAssertFalse(gapReg.classToken)
+        XCTAssertTrue(try config("flexivit_base").noEmbedClass)
         for (name, option) in [
-            ("deit3_base_patch16_224", "no_embed_class"), ("vit_base_patch14_reg4_dinov2", "reg_tokens"),
             ("vit_base_patch16_siglip_224", "global_pool"), ("deit_base_distilled_patch16_224", "distilled"),
-            ("vit_base_patch16_reg4_gap_256", "reg_tokens"), ("flexivit_base", "no_embed_class"),
+            ("vit_base_patch16_radio_v3", "final_norm"),
         ] {
             XCTAssertThrowsError(try config(name), name) { XCTAssertTrue("\($0)".contains(option), "\($0)") }
         }
@@ -109,6 +135,31 @@ final class HubSnapshotTests: XCTestCase {
         try JSONEncoder().encode(cfg).write(to: URL(fileURLWithPath: dir + "/config.json"))
         try FileManager.default.copyItem(atPath: src + "/model.safetensors", toPath: dir + "/model.safetensors")
         return dir
+    }
+
+    /// config.json asking for img_size 48 with weights made at 32 (grid 4×4 → 6×6): pos_embed is
+    /// resampled once at load (bicubic, prefix row kept, as timm's checkpoint_filter_fn), the rest kept.
+    func testSnapshotAtAnotherImageSizeResamplesPosEmbed() throws {
+        let dir = try snapshot("resample") { c in
+            var m = c["model_args"]!.object!
+            m["img_size"] = .array([.int(48), .int(48)])
+            c["model_args"] = .object(m)
+            var p = c["pretrained_cfg"]!.object!
+            p["input_size"] = .array([.int(3), .int(48), .int(48)])
+            c["pretrained_cfg"] = .object(p)
+        }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (params, _) = try Checkpoint.load(path: dir)
+        let (original, _) = try Checkpoint.load(path: fixture("vit_tiny_e32_d2_32"))
+        XCTAssertEqual([params.config.gridHeight, params.config.tokens], [6, 37])
+        let old = try XCTUnwrap(original["pos_embed"]), new = try XCTUnwrap(params["pos_embed"])
+        let want = Checkpoint.resampledPositions(
+            Array(UnsafeBufferPointer(start: old.pointer, count: old.count)), grid: (4, 4), config: params.config)
+        XCTAssertEqual((0..<new.count).map { new.pointer[$0] }, want)
+        XCTAssertEqual((0..<32).map { new.pointer[$0] }, (0..<32).map { old.pointer[$0] }, "class-token row kept")
+        let w = try XCTUnwrap(params["blocks.1.mlp.fc2.weight"]),
+            w0 = try XCTUnwrap(original["blocks.1.mlp.fc2.weight"])
+        XCTAssertEqual((0..<w.count).map { w.pointer[$0] }, (0..<w0.count).map { w0.pointer[$0] })
     }
 
     func testBadSnapshotsAreRefusedNamingFileAndOption() throws {
@@ -128,6 +179,10 @@ final class HubSnapshotTests: XCTestCase {
             ["vit_base_patch16_rope_224", "config.json"])
         // LayerScale in config.json but not in the weights: the missing γ is named.
         expect(try snapshot("ls") { args(&$0, "init_values", .number(1e-5)) }, ["ls1.gamma"])
+        // Register tokens in config.json but not in the weights: the missing reg_token is named.
+        expect(try snapshot("reg") { args(&$0, "reg_tokens", .int(2)) }, ["reg_token", "config.json"])
+        // no_embed_class wants pos_embed without the class-token row: the shape is named.
+        expect(try snapshot("nec") { args(&$0, "no_embed_class", .bool(true)) }, ["pos_embed", "shape"])
         expect(try snapshot("qk") { args(&$0, "qk_norm", .bool(true)) }, ["qk_norm"])
         expect(try snapshot("opt") { args(&$0, "frobnicate", .int(1)) }, ["frobnicate"])
         expect(try snapshot("key") { $0["weird"] = .int(1) }, ["weird"])
@@ -172,8 +227,24 @@ final class HubSnapshotTests: XCTestCase {
             ViTConfig(
                 imageSize: 16, patchSize: 4, inChannels: 3, numClasses: 0, embedDim: 16, depth: 1, numHeads: 2,
                 globalPool: .avg, fcNorm: false, preNorm: true, activation: .quickGELU, normEps: 1e-5),
+            ViTConfig(
+                imageSize: 16, patchSize: 4, inChannels: 3, numClasses: 5, embedDim: 24, depth: 2, numHeads: 3,
+                initValues: 0.5, regTokens: 2, noEmbedClass: true),
+            ViTConfig(
+                imageSize: 12, patchSize: 3, inChannels: 1, numClasses: 3, embedDim: 24, depth: 2, numHeads: 2,
+                classToken: false, globalPool: .avg, regTokens: 1, noEmbedClass: true),
+            ViTConfig(
+                imageSize: 12, patchSize: 3, inChannels: 1, numClasses: 3, embedDim: 24, depth: 2, numHeads: 2,
+                regTokens: 3),
         ] {
             let (arch, args) = try XCTUnwrap(TimmArchitectures.exportArchitecture(for: config), config.json)
+            // model_args carry reg_tokens / no_embed_class whenever the architecture's differ.
+            let base = try TimmArchitectures.config(
+                arguments: XCTUnwrap(TimmArchitectures.arguments(of: arch)), path: arch)
+            if base.regTokens != config.regTokens { XCTAssertEqual(args["reg_tokens"], .int(config.regTokens), arch) }
+            if base.noEmbedClass != config.noEmbedClass {
+                XCTAssertEqual(args["no_embed_class"], .bool(config.noEmbedClass), arch)
+            }
             var merged = try XCTUnwrap(TimmArchitectures.arguments(of: arch))
             merged.merge(args) { $1 }
             XCTAssertEqual(try TimmArchitectures.config(arguments: merged, path: arch), config, arch)

@@ -36,6 +36,9 @@ final class GradientReadyTests: XCTestCase {
             ViTConfig(
                 imageSize: 8, patchSize: 4, inChannels: 2, numClasses: 3, embedDim: 8, depth: 2, numHeads: 2,
                 qkvBias: false, classToken: false, globalPool: .avg, fcNorm: true, preNorm: true),
+            ViTConfig(
+                imageSize: 8, patchSize: 4, inChannels: 1, numClasses: 3, embedDim: 8, depth: 2, numHeads: 2,
+                regTokens: 2, noEmbedClass: true),
         ]
         for config in configs {
             let model = ViT(config: config, seed: 5)
