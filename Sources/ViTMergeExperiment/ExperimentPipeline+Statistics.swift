@@ -44,13 +44,18 @@ extension ExperimentPipeline {
             out[.additionNormalized(mode)] = estimate { acc in
                 mean { normalized(acc("addition.\(m)", $0), acc(m, $0)) }
             }
-            for c in r.taskCount[mode] ?? [] {
+            // Mean over the evaluated subsets of size k of their test normalized accuracy.
+            func countScore(_ c: TaskCount, _ acc: (String, Int) -> Double) -> Double {
                 let subsets = (c.tasks ?? []).map { $0.compactMap { r.tasks.firstIndex(of: $0) } }
-                guard !subsets.isEmpty else { continue }
-                out[.taskCount(mode, k: c.k)] = estimate { acc in
-                    subsets.enumerated().map { j, subset in
-                        mean({ normalized(acc("count.\(m).k\(c.k).s\(j)", $0), acc(m, $0)) }, over: subset)
-                    }.reduce(0, +) / Double(subsets.count)
+                return subsets.enumerated().map { j, subset in
+                    mean({ normalized(acc("count.\(m).k\(c.k).s\(j)", $0), acc(m, $0)) }, over: subset)
+                }.reduce(0, +) / Double(max(subsets.count, 1))
+            }
+            let counts = (r.taskCount[mode] ?? []).filter { !($0.tasks ?? []).isEmpty }
+            for c in counts { out[.taskCount(mode, k: c.k)] = estimate { acc in countScore(c, acc) } }
+            if let first = counts.first, let last = counts.last, counts.count >= 2 {
+                out[.difference("task_count_drop.\(m)")] = estimate { acc in
+                    countScore(first, acc) - countScore(last, acc)
                 }
             }
             out[.additionAbsolute(mode)] = estimate { acc in mean { acc("addition.\(m)", $0) } }
