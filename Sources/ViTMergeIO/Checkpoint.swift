@@ -80,18 +80,8 @@ public enum Checkpoint {
         // Every parameter must be in the file with its shape and dtype: checked before the model is
         // allocated, so a config in the header cannot make us allocate more than the file holds.
         let table = ParameterTable(config: config)
-        for r in table.layout.regions {
-            guard let info = file.info(r.name) else {
-                throw IOError.missingTensor(path: path, tensor: r.name, available: file.names)
-            }
-            guard info.dtype == .f32 else {
-                throw IOError.dtypeMismatch(path: path, tensor: r.name, expected: "F32", found: info.dtype.rawValue)
-            }
-            guard info.shape == r.shape.dims else {
-                throw IOError.shapeMismatch(path: path, tensor: r.name, expected: r.shape.dims, found: info.shape)
-            }
-        }
-        let params = ViTParameters(config: config)
+        try requireParameters(table, in: file)
+        let params = ViTParameters(table: table)
         let expected = Set(params.table.names)
         for name in file.names where !expected.contains(name) {
             throw IOError.unknownTensor(
@@ -103,6 +93,25 @@ public enum Checkpoint {
             try file.copyFloats(r.name, into: params.base + r.offset, shape: r.shape.dims)
         }
         return (params, file.metadata)
+    }
+
+    /// Checks that `file` holds every parameter of `table` as `prefix + name`, F32 with the table's
+    /// shape, so that allocating the model afterwards needs no more memory than the file holds.
+    static func requireParameters(
+        _ table: ParameterTable, in file: SafeTensorsFile, prefix: String = ""
+    ) throws(IOError) {
+        for r in table.layout.regions {
+            let name = prefix + r.name
+            guard let info = file.info(name) else {
+                throw .missingTensor(path: file.path, tensor: name, available: file.names)
+            }
+            guard info.dtype == .f32 else {
+                throw .dtypeMismatch(path: file.path, tensor: name, expected: "F32", found: info.dtype.rawValue)
+            }
+            guard info.shape == r.shape.dims else {
+                throw .shapeMismatch(path: file.path, tensor: name, expected: r.shape.dims, found: info.shape)
+            }
+        }
     }
 
     /// Writes `parameters` (optionally only the tensors `include` accepts) atomically, with the

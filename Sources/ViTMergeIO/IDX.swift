@@ -70,7 +70,7 @@ public enum IDX {
         defer { inflateEnd(&stream) }
         let limit = maxBytes + 64
         var out = [UInt8]()
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
         var status: Int32 = Z_OK
         try data.withUnsafeBytes { (src: UnsafeRawBufferPointer) in
             stream.next_in = UnsafeMutablePointer(mutating: src.bindMemory(to: Bytef.self).baseAddress)
