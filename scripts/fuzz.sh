@@ -6,7 +6,9 @@
 # fuzz/regressions/<target>/ (the working corpus grows in .build-fuzz/corpus/<target>/), with
 # fuzz/dict/<target>.dict. A crash, a sanitizer report, a timeout or an allocation over the limits is
 # minimized into fuzz/regressions/<target>/ (commit it with a regression test) and makes the script
-# exit 1. Prints the executions per target. FUZZ_JOBS=N runs N targets at once (default 1).
+# exit 1. Prints the executions per target and appends them to <scratch>/totals.tsv (date, target,
+# wall seconds, executions, corpus files, status), so repeated runs add up. FUZZ_JOBS=N runs N targets
+# at once (default 1); FUZZ_SCRATCH=DIR builds and keeps the corpus in DIR instead of .build-fuzz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
@@ -18,7 +20,7 @@ targets=("$@")
 for t in "${targets[@]}"; do
     [[ " ${all[*]} " == *" $t "* ]] || { echo "fuzz.sh: unknown target $t (targets: ${all[*]})" >&2; exit 2; }
 done
-scratch=.build-fuzz
+scratch="${FUZZ_SCRATCH:-.build-fuzz}"
 # SwiftPM's --sanitize=fuzzer --sanitize=address reaches the compiler as two flags, of which the
 # driver keeps only the last (no coverage instrumentation); one combined flag works.
 swift build -c debug --scratch-path "$scratch" --product vitmerge-fuzz \
@@ -42,14 +44,18 @@ run() {
     local t="$1" log="$scratch/logs/$1.log" art="$scratch/artifacts/$1/"
     mkdir -p "$scratch/corpus/$t" "$art" "$scratch/logs" "fuzz/regressions/$t"
     rm -f "$art"/*
-    local status=0
+    local status=0 t0
+    t0=$(date +%s)
     # -rss_limit_mb and -malloc_limit_mb: an input that makes a reader allocate over 2 GB is a find
     # (the readers must refuse sizes before allocating); -timeout: one input may take at most 10 s.
     VITMERGE_FUZZ_TARGET="$t" "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2560 \
         -malloc_limit_mb=2048 -print_final_stats=1 -dict="$(dict "$t")" -artifact_prefix="$art" \
         "$scratch/corpus/$t" "fuzz/corpus/$t" "fuzz/regressions/$t" >"$log" 2>&1 || status=$?
-    local execs
+    local execs files
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+    files=$(find "$scratch/corpus/$t" -type f | wc -l)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "$(($(date +%s) - t0))" "${execs:-0}" \
+        "$files" "$status" >>"$scratch/totals.tsv"
     if [ "$status" -ne 0 ]; then
         for crash in "$art"*; do
             [ -f "$crash" ] || continue
@@ -63,7 +69,7 @@ run() {
         echo "$t: ${execs:-?} executions in ${seconds} s, exit status $status"
         return 1
     fi
-    echo "$t: ${execs:-?} executions in ${seconds} s, no crash"
+    echo "$t: ${execs:-?} executions in ${seconds} s ($((${execs:-0} / seconds))/s), corpus $files files, no crash"
 }
 failed=0
 jobs="${FUZZ_JOBS:-1}"

@@ -103,7 +103,7 @@ public enum Checkpoint {
                 throw IOError.shapeMismatch(path: path, tensor: r.name, expected: r.shape.dims, found: info.shape)
             }
         }
-        let params = ViTParameters(config: config)
+        let params = ViTParameters(table: table)
         let expected = Set(params.table.names)
         for name in file.names where !expected.contains(name) {
             throw IOError.unknownTensor(
@@ -162,6 +162,25 @@ public enum Checkpoint {
             }
         }
         return out
+    }
+
+    /// Checks that `file` holds every parameter of `table` as `prefix + name`, F32 with the table's
+    /// shape, so that allocating the model afterwards needs no more memory than the file holds.
+    static func requireParameters(
+        _ table: ParameterTable, in file: SafeTensorsFile, prefix: String = ""
+    ) throws(IOError) {
+        for r in table.layout.regions {
+            let name = prefix + r.name
+            guard let info = file.info(name) else {
+                throw .missingTensor(path: file.path, tensor: name, available: file.names)
+            }
+            guard info.dtype == .f32 else {
+                throw .dtypeMismatch(path: file.path, tensor: name, expected: "F32", found: info.dtype.rawValue)
+            }
+            guard info.shape == r.shape.dims else {
+                throw .shapeMismatch(path: file.path, tensor: name, expected: r.shape.dims, found: info.shape)
+            }
+        }
     }
 
     /// Writes `parameters` (optionally only the tensors `include` accepts) atomically, with the

@@ -51,7 +51,10 @@ public struct GoldenFile {
             )
         }
         config = try ViTConfig.parse(json: Data(configJSON.utf8))
-        parameters = ViTParameters(config: config)
+        // Checked before allocating: a config in the header cannot make us allocate more than the file holds.
+        let table = ParameterTable(config: config)
+        try Checkpoint.requireParameters(table, in: file, prefix: "param.")
+        parameters = ViTParameters(table: table)
         try Self.loadParameters(parameters, from: file, prefix: "param.")
         let inputInfo = try Self.require(file, "input")
         guard inputInfo.shape.count == 4, inputInfo.shape[1] == config.inChannels,
@@ -72,7 +75,8 @@ public struct GoldenFile {
         }
         lossWeight = k == 0 ? try file.floats("loss_weight", shape: [batch, d]) : nil
         if file.contains((k > 0 ? "jvp.logits" : "jvp.features")) {
-            let tangent = ViTParameters(config: config)
+            try Checkpoint.requireParameters(table, in: file, prefix: "jvp.tangent.")
+            let tangent = ViTParameters(table: table)
             try Self.loadParameters(tangent, from: file, prefix: "jvp.tangent.")
             jvpTangent = tangent
         } else {

@@ -78,8 +78,11 @@ public final class ViTParameters: @unchecked Sendable {
     public var base: UnsafeMutablePointer<Float> { arena.base }
 
     /// Zero-filled parameters for `config` (call `initialize` or load a checkpoint next).
-    public init(config: ViTConfig) {
-        table = ParameterTable(config: config)
+    public convenience init(config: ViTConfig) { self.init(table: ParameterTable(config: config)) }
+
+    /// Zero-filled parameters laid out by `table`.
+    public init(table: ParameterTable) {
+        self.table = table
         arena = Arena(layout: table.layout)
     }
 
