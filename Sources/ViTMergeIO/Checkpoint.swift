@@ -143,9 +143,11 @@ public enum Checkpoint {
         return side
     }
 
-    /// timm's `resample_abs_pos_embed(pos, new_size=grid of c, old_size=grid, num_prefix_tokens=…,
-    /// interpolation="bicubic", antialias=False)`: `pos` [prefix + H·W rows, D] for the old grid →
-    /// [c.posEmbedTokens, D], the prefix rows copied, the grid resized bicubically.
+    /// timm's `resample_abs_pos_embed(pos, new_size=grid of c, old_size=grid, num_prefix_tokens=…)`
+    /// with its defaults (bicubic, antialias True), as `checkpoint_filter_fn` calls it when
+    /// `timm.create_model(..., pretrained=True, img_size=…)` loads a checkpoint: `pos`
+    /// [prefix + H·W rows, D] for the old grid → [c.posEmbedTokens, D], the prefix rows copied, the
+    /// grid resized with `Bicubic.resize` (antialiased bicubic, the filter stretched when downsampling).
     public static func resampledPositions(
         _ pos: [Float], grid: (height: Int, width: Int), config c: ViTConfig
     )

@@ -138,7 +138,7 @@ final class HubSnapshotTests: XCTestCase {
     }
 
     /// config.json asking for img_size 48 with weights made at 32 (grid 4×4 → 6×6): pos_embed is
-    /// resampled once at load (bicubic, prefix row kept, as timm's checkpoint_filter_fn), the rest kept.
+    /// resampled once at load (antialiased bicubic, prefix row kept, as timm's checkpoint_filter_fn), the rest kept.
     func testSnapshotAtAnotherImageSizeResamplesPosEmbed() throws {
         let dir = try snapshot("resample") { c in
             var m = c["model_args"]!.object!

@@ -5,9 +5,9 @@ import ViTMergeKernels
 @testable import ViTMergeIO
 @testable import ViTMergeModel
 
-/// pos_embed resampling at load time against timm's `resample_abs_pos_embed` (bicubic, antialias
-/// False, prefix rows kept) and its `checkpoint_filter_fn` (data/golden/resample, made by
-/// scripts/make_resample_golden.py from timm 1.0.31).
+/// pos_embed resampling at load time against timm's `resample_abs_pos_embed` and its
+/// `checkpoint_filter_fn`, both with their defaults (bicubic, antialias True, prefix rows kept), up
+/// and down (data/golden/resample, made by scripts/make_resample_golden.py from timm 1.0.31).
 final class PosEmbedResampleTests: XCTestCase {
     static let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("data/golden/resample/pos_embed_resample.safetensors").path
@@ -23,26 +23,37 @@ final class PosEmbedResampleTests: XCTestCase {
         return (file, try JSONDecoder().decode([Case].self, from: Data(json.utf8)))
     }
 
-    /// |ours − timm| ≤ 1e-5 + 1e-4·|timm| (FORMATS.md's forward tolerance), worst element named.
+    /// |ours − timm| ≤ atol + rtol·|timm|, on failure with max abs, max rel and the worst element.
+    /// PyTorch's x86 build sums the first 4·⌊(taps − 1)/4⌋ products of a window unfused (its loop is
+    /// unrolled) and ViTMerge fuses every one. Measured on this golden: upsampling bit for bit,
+    /// downsampling max abs 2.4e-7 (values of order 1), max rel 5.3e-7 where |timm| ≥ 0.1 (print
+    /// them with VITMERGE_PRINT_ERRORS=1). Hence atol 1e-6, rtol 1e-6.
     func assertMatches(
-        _ ours: [Float], _ timm: [Float], _ what: String, file: StaticString = #filePath, line: UInt = #line
+        _ ours: [Float], _ timm: [Float], _ what: String, atol: Float = 1e-6, rtol: Float = 1e-6,
+        file: StaticString = #filePath, line: UInt = #line
     ) {
         XCTAssertEqual(ours.count, timm.count, what, file: file, line: line)
-        var worst = (excess: Float(0), index: -1)
+        var worst = (excess: Float(0), index: -1), maxAbs = Float(0), maxRel = Float(0)
         for i in 0..<min(ours.count, timm.count) {
-            let excess = abs(ours[i] - timm[i]) - (1e-5 + 1e-4 * abs(timm[i]))
+            let err = abs(ours[i] - timm[i]), excess = err - (atol + rtol * abs(timm[i]))
+            maxAbs = max(maxAbs, err)
+            if abs(timm[i]) >= 0.1 { maxRel = max(maxRel, err / abs(timm[i])) }
             if excess > worst.excess || excess.isNaN { worst = (excess, i) }
+        }
+        if ProcessInfo.processInfo.environment["VITMERGE_PRINT_ERRORS"] != nil {
+            print("\(what): max abs \(maxAbs), max rel (|timm| ≥ 0.1) \(maxRel)")
         }
         if worst.index >= 0 {
             XCTFail(
-                "\(what): worst [\(worst.index)] \(ours[worst.index]) vs \(timm[worst.index])", file: file, line: line)
+                "\(what): max abs \(maxAbs), max rel (|timm| ≥ 0.1) \(maxRel); worst [\(worst.index)] "
+                    + "\(ours[worst.index]) vs \(timm[worst.index])", file: file, line: line)
         }
     }
 
     func testResampleMatchesTimmFunction() throws {
         let (file, all) = try cases()
         let direct = all.filter { $0.via == "resample_abs_pos_embed" }
-        XCTAssertEqual(direct.count, 4)
+        XCTAssertEqual(direct.count, 8)
         for c in direct {
             let inp = try file.floats(c.name + ".input"), want = try file.floats(c.name + ".output")
             var out = [Float](repeating: .nan, count: want.count)
@@ -53,13 +64,13 @@ final class PosEmbedResampleTests: XCTestCase {
         }
     }
 
-    /// A config-less checkpoint made at img_size 16 (grid 4×4), loaded with the config at img_size
-    /// 24 (grid 6×6): pos_embed is resampled as timm's checkpoint_filter_fn, everything else is
-    /// copied bit for bit.
+    /// A config-less checkpoint made at one img_size (grid 4×4 or 7×7), loaded with the config at
+    /// another (6×6 or 5×5): pos_embed is resampled as timm's checkpoint_filter_fn with its
+    /// defaults, everything else is copied bit for bit.
     func testCheckpointLoadResamplesLikeTimmsFilter() throws {
         let (file, all) = try cases()
         let filtered = all.filter { $0.via == "checkpoint_filter_fn" }
-        XCTAssertEqual(filtered.count, 2)
+        XCTAssertEqual(filtered.count, 4)
         for c in filtered {
             let m = try XCTUnwrap(c.model)
             let sizes = try XCTUnwrap(m["img_size"]?.array?.compactMap(\.int))
@@ -71,9 +82,9 @@ final class PosEmbedResampleTests: XCTestCase {
                     classToken: m["class_token"]!.bool!, regTokens: m["reg_tokens"]!.int!,
                     noEmbedClass: m["no_embed_class"]!.bool!)
             }
-            let small = config(sizes[0]), large = config(sizes[1])
-            XCTAssertEqual([small.gridHeight, large.gridHeight], [c.from[0], c.to[0]])
-            let p = ViTParameters(config: small)
+            let before = config(sizes[0]), after = config(sizes[1])
+            XCTAssertEqual([before.gridHeight, after.gridHeight], [c.from[0], c.to[0]])
+            let p = ViTParameters(config: before)
             p.initialize(seed: 3)
             let pos = try file.floats(c.name + ".input")
             let region = try XCTUnwrap(p.table.layout.regions.first { $0.name == "pos_embed" })
@@ -88,8 +99,8 @@ final class PosEmbedResampleTests: XCTestCase {
                     shape: r.shape.dims)
             }
             try writer.write(to: path)
-            let (loaded, _) = try Checkpoint.load(file: SafeTensorsFile.read(path: path), config: large)
-            XCTAssertEqual(loaded.config, large)
+            let (loaded, _) = try Checkpoint.load(file: SafeTensorsFile.read(path: path), config: after)
+            XCTAssertEqual(loaded.config, after)
             let got = try XCTUnwrap(loaded["pos_embed"])
             assertMatches(
                 Array(UnsafeBufferPointer(start: got.pointer, count: got.count)), try file.floats(c.name + ".output"),
