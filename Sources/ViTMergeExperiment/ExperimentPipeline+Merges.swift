@@ -20,7 +20,8 @@ extension ExperimentPipeline {
             try MergeTask(
                 name: names[i], validation: splits[i].validation, test: splits[i].test,
                 finetuned: fineTuned.models[mode]![i], pretrained: pre,
-                finetunedValidation: fineTuned.validation[mode]![i], finetunedTest: fineTuned.test[mode]![i])
+                finetunedValidation: fineTuned.validation[mode]![i], finetunedTest: fineTuned.test[mode]![i],
+                samples: splits[i].train.sample(s.mergeSamples, seed: s.seed))
         }
         let base = parameterHash(pre)
         for i in all {
@@ -88,7 +89,7 @@ extension ExperimentPipeline {
 
         // Other merges on the aligned task vectors (hyper-parameter and λ on validation).
         if mode == .aligned || !s.modes.contains(.aligned) {
-            results.merges = compareMerges(
+            results.merges = try compareMerges(
                 ev, names: names, taskArithmetic: (add.lambda, add.test), mode: mode, outcomes: &outcomes)
             let r = results.merges
             log(
@@ -96,19 +97,77 @@ extension ExperimentPipeline {
                     format: "merges (%@): average %.3f, task arithmetic %.3f, TIES %.3f, DARE %.3f (test normalized)",
                     m, r.average!.testNormalized, add.test, r.ties!.testNormalized, r.dare!.testNormalized))
         }
+        if (mode == .aligned || mode == .linearized) && !s.mergeMethods.isEmpty {
+            var methods = results.methods ?? PerMode()
+            methods[mode] = try methodTable(ev, names: names, mode: mode)
+            results.methods = methods
+            try write(methodsChart(methods, names: s.mergeMethods.map(\.rawValue)), "merge_methods.svg")
+        }
         return curve
+    }
+
+    /// Every method of `settings.mergeMethods` on this mode's task vectors: the method's default hyper-parameter
+    /// candidates and λ grid searched on validation, reported on test, timed. A method that refuses the mode
+    /// (RegMean on linearized vectors) is listed as skipped with its reason.
+    func methodTable(_ ev: MergeEvaluator, names: [String], mode: ExperimentMode) throws -> MethodTable {
+        var table = MethodTable()
+        ev.adaMergingOptions.steps = settings.adaMergingSteps
+        ev.adaMergingOptions.seed = settings.fineTuneSeed
+        for method in settings.mergeMethods {
+            let start = Date()
+            if method == .emr {
+                let r = ev.emrMerge()
+                table.rows.append(
+                    MethodResult(
+                        method: method.rawValue, hyperparameter: nil, lambda: nil, valNormalized: nil,
+                        testNormalized: r.test, testNormalizedPerTask: byTask(names, r.testPerTask),
+                        testAbsolute: byTask(names, r.testAbsolute), seconds: Date().timeIntervalSince(start),
+                        perTaskModels: true))
+            } else {
+                let r: MergeSearchResult
+                do {
+                    r = try ev.merge(method, candidates: method.defaultCandidates, seed: settings.fineTuneSeed)
+                } catch let e as MergeError {
+                    table.skipped[method.rawValue] = e.description
+                    log("\(mode.rawValue) \(method.rawValue): skipped (\(e.description))")
+                    continue
+                }
+                table.rows.append(
+                    MethodResult(
+                        method: method.rawValue, hyperparameter: r.hyperparameter, lambda: r.lambda,
+                        valNormalized: r.validation, testNormalized: r.test,
+                        testNormalizedPerTask: byTask(names, r.testPerTask),
+                        testAbsolute: byTask(names, r.testAbsolute),
+                        seconds: Date().timeIntervalSince(start)))
+            }
+            let row = table.rows[table.rows.count - 1]
+            log(
+                String(
+                    format: "%@ %@: test normalized %.3f, absolute %.3f (%.1f s)", mode.rawValue, method.rawValue,
+                    row.testNormalized, row.testAbsoluteMean, row.seconds))
+        }
+        return table
+    }
+
+    /// The methods' mean normalized test accuracy, one bar per mode.
+    func methodsChart(_ methods: PerMode<MethodTable>, names: [String]) -> String {
+        SVG.barChart(
+            title: "Merge methods: mean normalized test accuracy", xLabel: "normalized accuracy", labels: names,
+            series: methods.sorted.map { m in
+                (m.mode.rawValue, names.map { n in m.value.rows.first { $0.method == n }?.testNormalized })
+            }, vMax: 1.1)
     }
 
     /// Averaging (λ = 1), TIES (keep 0.1, 0.2, 0.5) and DARE (drop 0.5, 0.9) next to plain task arithmetic.
     func compareMerges(
         _ ev: MergeEvaluator, names: [String], taskArithmetic: (lambda: Double, test: Double), mode: ExperimentMode,
         outcomes: inout Outcomes
-    )
+    ) throws
         -> MergeComparison
     {
         var out = MergeComparison()
         let all = Array(names.indices)
-        let avg = ev.merge(.average)
+        let avg = try ev.merge(.average)
         record(avg.testPredictions, "merge.average", tasks: all, ev, into: &outcomes)
         out.average = AverageMerge(testNormalized: avg.test, testAbsolute: byTask(names, avg.testAbsolute))
         out.taskArithmetic = TaskArithmeticMerge(lambda: taskArithmetic.lambda, testNormalized: taskArithmetic.test)
@@ -119,8 +178,8 @@ extension ExperimentPipeline {
                 lambda: r.lambda, valNormalized: r.validation, testNormalized: r.test,
                 testAbsolute: byTask(names, r.testAbsolute))
         }
-        let ties = ev.merge(.ties, candidates: [0.1, 0.2, 0.5])
-        let dare = ev.merge(.dare, candidates: [0.5, 0.9], seed: settings.fineTuneSeed)
+        let ties = try ev.merge(.ties, candidates: [0.1, 0.2, 0.5])
+        let dare = try ev.merge(.dare, candidates: [0.5, 0.9], seed: settings.fineTuneSeed)
         for (name, r) in [("ties", ties), ("dare", dare)] {
             record(r.testPredictions, "merge.\(name)", tasks: all, ev, into: &outcomes)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import ViTMergeMerging
 import ViTMergeModel
 import ViTMergeReport
 import ViTMergeTraining
@@ -33,6 +34,12 @@ public struct ExperimentSettings: Sendable {
     public var seedCount = 1
     /// Which run of the sweep these settings are for (0 for the first or only one).
     public var replicate = 0
+    /// Merge methods run on the aligned and linearized task vectors, one table per mode (empty: none).
+    public var mergeMethods: [MergeMethod] = []
+    /// Training images per task for the merges that use data (Fisher, RegMean), a seeded subset.
+    public var mergeSamples = 256
+    /// AdaMerging's optimization steps in the method table.
+    public var adaMergingSteps = 100
     /// Disentanglement grid step over [−3, 3].
     public var alphaStep: Double
     /// Validation images per task for the disentanglement error.

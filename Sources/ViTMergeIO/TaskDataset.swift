@@ -136,3 +136,15 @@ extension LabeledImages {
             labels: indices.map { labels[$0] }, normalization: normalization)
     }
 }
+
+extension LabeledImages {
+    /// `count` examples drawn without replacement with `seed` (stream 0x5A3B), in increasing index
+    /// order; all of them when `count` ≥ the split's size.
+    public func sample(_ count: Int, seed: UInt64) -> LabeledImages {
+        if count >= self.count { return self }
+        var order = Array(0..<self.count)
+        var rng = RNG(seed: seed, stream: 0x5A3B)
+        rng.shuffle(&order)
+        return take(order.prefix(max(count, 0)).sorted())
+    }
+}

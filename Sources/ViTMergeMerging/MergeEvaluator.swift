@@ -18,13 +18,17 @@ public struct MergeTask: Sendable {
     public var tau: EncoderVector
     public let finetunedValidation: Double
     public let finetunedTest: Double
+    /// Training images for the merges that use data (Fisher, RegMean: a seeded subset of the task's
+    /// training split, see `LabeledImages.sample`); nil when none were given.
+    public var samples: LabeledImages?
 
     public init(
         name: String, validation: LabeledImages, test: LabeledImages, finetuned: ViTParameters,
         pretrained: ViTParameters,
-        finetunedValidation: Double, finetunedTest: Double
+        finetunedValidation: Double, finetunedTest: Double, samples: LabeledImages? = nil
     ) throws {
         self.name = name
+        self.samples = samples
         self.validation = validation
         self.test = test
         let t = finetuned.table
@@ -77,6 +81,14 @@ public final class MergeEvaluator {
     /// Predictions of θ_pre itself (every coefficient 0: `combine` skips the vectors, the tangent is 0) per
     /// task, split and image limit: every λ = 0 point of every subset and method asks for them again.
     private var pretrainedPredictions: [String: [Int]] = [:]
+    /// AdaMerging's schedule for `direction(.adaMerging…)` (steps, learning rate, batch, seed).
+    public var adaMergingOptions = AdaMergingOptions()
+    /// The outcome of the last AdaMerging run (its coefficients and loss curve, for reports).
+    public var lastAdaMerging: AdaMergingResult?
+    /// Breadcrumbs' fraction of largest magnitudes masked out per tensor (the paper's β).
+    public var breadcrumbsOutliers = 0.01
+    /// Gradient arenas per class count, for the merges that run the backward (Fisher, AdaMerging).
+    var gradientArenas: [Int: Arena] = [:]
 
     struct Loaded {
         let model: ViT
@@ -95,7 +107,7 @@ public final class MergeEvaluator {
 
     var encoderCount: Int { pretrained.table.encoderEnd }
 
-    private func model(classes: Int) -> Loaded {
+    func model(classes: Int) -> Loaded {
         if let m = models[classes] { return m }
         var c = pretrained.config
         c.numClasses = classes

@@ -80,6 +80,23 @@ public final class ViTActivations: @unchecked Sendable {
     /// Softmax of the logits from the last `crossEntropy` call.
     public var probabilities: UnsafeMutablePointer<Float>? { probs.map(ptr) }
 
+    /// The inputs of every Linear layer of the last forward, for merges that need them (RegMean's Gram
+    /// matrices): the patch embedding's im2col patches [B, numPatches, C·p·p], then per block the inputs
+    /// [B, T, in] of qkv (ln1 output), proj (attention output), fc1 (ln2 output) and fc2 (activation).
+    /// Valid until the next backward (which reuses the MLP activations as scratch).
+    public var patchesPointer: UnsafeMutablePointer<Float> { ptr(patches) }
+
+    /// Block `i`'s Linear inputs (see `patchesPointer`).
+    public func linearInputs(
+        block i: Int
+    ) -> (
+        qkv: UnsafeMutablePointer<Float>, proj: UnsafeMutablePointer<Float>,
+        fc1: UnsafeMutablePointer<Float>, fc2: UnsafeMutablePointer<Float>
+    ) {
+        let b = blocks[i]
+        return (ptr(b.ln1), ptr(b.attnOut), ptr(b.ln2), ptr(b.act))
+    }
+
     /// Named views for tests and golden comparisons: "patch_embed" [B,T,D], "blocks.i", "norm", "pooled".
     public func activation(_ name: String) -> UnsafeMutablePointer<Float>? {
         switch name {

@@ -53,6 +53,8 @@ public struct ExperimentResults: Codable, Sendable {
     public var negation: PerMode<Negation>
     public var disentanglement: PerMode<Disentanglement>
     public var merges: MergeComparison
+    /// Every merge method of `--merge-methods` on the aligned and linearized task vectors (absent when none ran).
+    public var methods: PerMode<MethodTable>?
     /// Bootstrap intervals of the accuracies and differences above (absent in results written before them).
     public var statistics: Statistics?
     /// With `experiment --seeds N` (N > 1): the spread over the fine-tuning runs and the pooled intervals.
@@ -60,7 +62,8 @@ public struct ExperimentResults: Codable, Sendable {
     public var environment: Environment
 
     enum CodingKeys: String, CodingKey {
-        case pretraining, tasks, seed, accuracy, negation, disentanglement, merges, statistics, seeds, environment
+        case pretraining, tasks, seed, accuracy, negation, disentanglement, merges, methods, statistics, seeds
+        case environment
         case taskAddition = "task_addition", taskCount = "task_count"
     }
 
@@ -266,6 +269,58 @@ public struct MergeComparison: Codable, Sendable {
     }
 
     public init() {}
+}
+
+/// Every merge method on one mode's task vectors (`experiment --merge-methods`), in the order run.
+public struct MethodTable: Codable, Sendable {
+    public var rows: [MethodResult] = []
+    /// Methods that do not apply to this mode, with the reason (e.g. RegMean on linearized vectors).
+    public var skipped: [String: String] = [:]
+
+    public init() {}
+}
+
+/// One merge method's outcome: hyper-parameter and λ chosen on validation (absent where the method has
+/// none), test accuracy per task, and the wall time of the merge (search and evaluation included).
+public struct MethodResult: Codable, Sendable {
+    public var method: String
+    public var hyperparameter: Double?
+    public var lambda: Double?
+    public var valNormalized: Double?
+    public var testNormalized: Double
+    public var testNormalizedPerTask: [String: Double]
+    public var testAbsolute: [String: Double]
+    public var seconds: Double
+    /// True for EMR: one model per task (the task is needed at inference), reported apart.
+    public var perTaskModels: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case method, hyperparameter, lambda, seconds
+        case valNormalized = "val_normalized", testNormalized = "test_normalized"
+        case testNormalizedPerTask = "test_normalized_per_task", testAbsolute = "test_absolute"
+        case perTaskModels = "per_task_models"
+    }
+
+    public init(
+        method: String, hyperparameter: Double?, lambda: Double?, valNormalized: Double?, testNormalized: Double,
+        testNormalizedPerTask: [String: Double], testAbsolute: [String: Double], seconds: Double,
+        perTaskModels: Bool = false
+    ) {
+        self.method = method
+        self.hyperparameter = hyperparameter
+        self.lambda = lambda
+        self.valNormalized = valNormalized
+        self.testNormalized = testNormalized
+        self.testNormalizedPerTask = testNormalizedPerTask
+        self.testAbsolute = testAbsolute
+        self.seconds = seconds
+        self.perTaskModels = perTaskModels
+    }
+
+    /// Mean absolute test accuracy over the tasks.
+    public var testAbsoluteMean: Double {
+        testAbsolute.isEmpty ? 0 : testAbsolute.values.reduce(0, +) / Double(testAbsolute.count)
+    }
 }
 
 /// The mean task vector at λ = 1 (model soup).

@@ -136,6 +136,50 @@ public enum SVG {
         return s + "</svg>\n"
     }
 
+    /// Horizontal grouped bars: one group per label, one bar per series (values in [0, vMax]; nil: no bar).
+    public static func barChart(
+        title: String, xLabel: String, labels: [String], series: [(name: String, values: [Double?])],
+        vMax: Double = 1, width: Int = 640
+    ) -> String {
+        let (l, r, t, b) = (130.0, 130.0, 40.0, 50.0)
+        let bar = 12.0, gap = 8.0, group = Double(max(series.count, 1)) * bar + gap
+        let pw = Double(width) - l - r, ph = Double(labels.count) * group
+        func px(_ v: Double) -> Double { l + min(max(v / max(vMax, 1e-12), 0), 1) * pw }
+        var s = header(width, Int(t + ph + b), title)
+        for i in 0...5 {
+            let v = vMax * Double(i) / 5, x = px(v)
+            s += "<line x1=\"\(x)\" y1=\"\(t)\" x2=\"\(x)\" y2=\"\(t + ph)\" stroke=\"#ddd\"/>"
+            s += "<text x=\"\(x)\" y=\"\(t + ph + 18)\" text-anchor=\"middle\" font-size=\"12\">\(fmt(v))</text>\n"
+        }
+        for (gi, label) in labels.enumerated() {
+            let y0 = t + Double(gi) * group
+            s +=
+                "<text x=\"\(l - 8)\" y=\"\(y0 + group / 2)\" text-anchor=\"end\" font-size=\"12\">"
+                + "\(esc(label))</text>"
+            for (si, se) in series.enumerated() {
+                guard gi < se.values.count, let v = se.values[gi] else { continue }
+                let y = y0 + Double(si) * bar
+                s +=
+                    "<rect x=\"\(l)\" y=\"\(y)\" width=\"\(px(v) - l)\" height=\"\(bar - 2)\" "
+                    + "fill=\"\(palette[si % palette.count])\"><title>\(esc(se.name)) \(esc(label)): "
+                    + "\(String(format: "%.3f", v))</title></rect>"
+            }
+            s += "\n"
+        }
+        s += "<rect x=\"\(l)\" y=\"\(t)\" width=\"\(pw)\" height=\"\(ph)\" fill=\"none\" stroke=\"#333\"/>\n"
+        s +=
+            "<text x=\"\(l + pw / 2)\" y=\"\(t + ph + 40)\" text-anchor=\"middle\" font-size=\"14\">"
+            + "\(esc(xLabel))</text>\n"
+        for (i, se) in series.enumerated() {
+            let ly = t + 10 + Double(i) * 20
+            s +=
+                "<rect x=\"\(l + pw + 12)\" y=\"\(ly - 6)\" width=\"20\" height=\"10\" "
+                + "fill=\"\(palette[i % palette.count])\"/>"
+            s += "<text x=\"\(l + pw + 38)\" y=\"\(ly + 4)\" font-size=\"12\">\(esc(se.name))</text>\n"
+        }
+        return s + "</svg>\n"
+    }
+
     static func header(_ w: Int, _ h: Int, _ title: String) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(w)\" height=\"\(h)\" viewBox=\"0 0 \(w) \(h)\" "
             + "font-family=\"sans-serif\">\n"

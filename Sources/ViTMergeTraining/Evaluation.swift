@@ -37,9 +37,10 @@ public final class Evaluator {
     public let acts: ViTActivations
     /// Tangent storage (only for linearized evaluation).
     public let tangents: ViTTangents?
-    /// Images [capacity, C, H, W] and labels [capacity] of the current batch.
-    let input: UnsafeMutablePointer<Float>
-    let labels: UnsafeMutablePointer<Int32>
+    /// Images [capacity, C, H, W] and labels [capacity] of the current batch (`forEachBatch` fills them;
+    /// a caller's backward reads the images from here).
+    public let input: UnsafeMutablePointer<Float>
+    public let labels: UnsafeMutablePointer<Int32>
     let imageSize: Int
 
     /// Batches of up to `acts.capacity` images (`capacity` when `acts` is nil); `linearized`

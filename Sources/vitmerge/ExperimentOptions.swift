@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ViTMergeExperiment
+import ViTMergeMerging
 import ViTMergeReport
 import ViTMergeTraining
 
@@ -38,6 +39,13 @@ struct ExperimentOptions: ParsableArguments {
     @Option(help: "Validation images per task for the disentanglement error.") var disentangleImages = 100
     @Option(help: "Task subsets per size k for the task-count curve (all when fewer; else a seeded sample).")
     var taskCountSubsets = 10
+    @Option(
+        help: ArgumentHelp(
+            "Merge methods for the method table on the aligned and linearized task vectors, comma-separated "
+                + "(`merge --help` lists them; 'all' for every one). Default: none."))
+    var mergeMethods = ""
+    @Option(help: "Training images per task for the merges that use data (fisher, regmean, regmean++).")
+    var mergeSamples = 256
     @Flag(
         help: ArgumentHelp(
             "Print the independent per-task jobs as commands (for a job array, e.g. scripts/slurm_experiment.sh) "
@@ -77,6 +85,8 @@ struct ExperimentOptions: ParsableArguments {
         if pretrainSteps < 1 { throw ValidationError("--pretrain-steps must be ≥ 1") }
         if let n = seeds, n < 1 { throw ValidationError("--seeds must be ≥ 1") }
         if taskCountSubsets < 1 { throw ValidationError("--task-count-subsets must be ≥ 1") }
+        if mergeSamples < 1 { throw ValidationError("--merge-samples must be ≥ 1") }
+        _ = try parseMergeMethods(mergeMethods)
         if let n = seeds, n > 1 && (plan || job != nil) {
             throw ValidationError("--plan and --job fan out one run; give them without --seeds (or --seeds 1)")
         }
@@ -91,6 +101,8 @@ struct ExperimentOptions: ParsableArguments {
             alphaStep: alphaStep, disentangleImages: disentangleImages)
         s.seedCount = seeds ?? (plan || job != nil ? 1 : 3)
         s.taskCountSubsets = taskCountSubsets
+        s.mergeMethods = try parseMergeMethods(mergeMethods)
+        s.mergeSamples = mergeSamples
         return s
     }
 
@@ -117,5 +129,19 @@ struct ExperimentOptions: ParsableArguments {
         let pipeline = ExperimentPipeline(
             settings: settings, pretrainConfig: config, arguments: CommandLine.arguments, log: log)
         try pipeline.run(job: job.flatMap(ExperimentJob.init))
+    }
+}
+
+/// `--merge-methods`: a comma-separated list of `MergeMethod` names, 'all', or empty (none).
+func parseMergeMethods(_ text: String) throws -> [MergeMethod] {
+    let names = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    if names == ["all"] { return MergeMethod.allCases }
+    return try names.map { n in
+        guard let m = MergeMethod(rawValue: n) else {
+            throw ValidationError(
+                "unknown merge method '\(n)' in --merge-methods; use one of "
+                    + MergeMethod.allCases.map(\.rawValue).joined(separator: ", ") + " or 'all'")
+        }
+        return m
     }
 }

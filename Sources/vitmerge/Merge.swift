@@ -2,20 +2,21 @@ import ArgumentParser
 import Foundation
 import ViTMergeIO
 import ViTMergeMerging
+import ViTMergeModel
 
-/// `vitmerge merge`: task addition (or averaging, TIES, DARE, TSV-M, Iso-C, Iso-CTS, MagMax, consensus) with λ
-/// chosen on validation.
+/// `vitmerge merge`: task addition or another merge method, with its hyper-parameters and λ chosen on validation.
 struct MergeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "merge",
-        abstract: "Merge task vectors into the base: θ_pre + λ·Σ τ (or average / TIES / DARE / TSV-M / Iso-C / "
-            + "Iso-CTS / MagMax / consensus), λ chosen on validation, reported on test.")
+        abstract:
+            "Merge task vectors into the base: θ_pre + λ·Σ τ, or one of the methods below; "
+            + "hyper-parameters and λ chosen on validation unless given, reported on test.")
     @OptionGroup var inputs: MergeInputs
     @Option(
         help: ArgumentHelp(
-            "sum (task arithmetic), average, ties, dare, tsv (task singular vectors, TSV-M), iso-c or iso-cts "
-                + "(isotropic merging in the common / common and task-specific subspaces), magmax (largest-magnitude "
-                + "entry) or consensus (Σ τ where ≥ 2 TALL masks agree)."))
+            "sum (task arithmetic), average, ties, dare, tsv (TSV-M), iso-c, iso-cts, magmax, consensus (TALL masks), "
+                + "breadcrumbs; with data: fisher, regmean, regmean++ (training samples), adamerging, "
+                + "adamerging-layer (unlabeled test images); emr (per-task masks: one model per task)."))
     var method = MergeMethod.sum
     @Option(help: "TIES: fraction of each τ kept (top-k by magnitude).") var keep = 0.2
     @Option(help: "DARE: drop probability.") var drop = 0.9
@@ -31,8 +32,20 @@ struct MergeCommand: ParsableCommand {
     var maskScale: Double?
     @Option(
         help: ArgumentHelp(
+            "Breadcrumbs: fraction of each tensor kept below the outliers (default: searched over 0.1, 0.3, 0.5)."))
+    var density: Double?
+    @Option(help: "Breadcrumbs: fraction of each tensor's largest magnitudes masked out.") var outliers = 0.01
+    @Option(
+        help: ArgumentHelp(
+            "RegMean, RegMean++: scale of the Gram matrices' off-diagonal (default: searched over 0.5, 0.7, 0.9)."))
+    var alpha: Double?
+    @Option(help: "AdaMerging: optimization steps.") var adaSteps = 100
+    @Option(help: "AdaMerging: Adam learning rate on the coefficients.") var adaLr = 0.01
+    @Option(help: "AdaMerging: unlabeled test images per task and step.") var adaBatch = 16
+    @Option(
+        help: ArgumentHelp(
             "Overall scale: use this λ instead of searching {0, 0.05, …, 1} (tsv, iso-c, iso-cts: "
-                + "{0, 0.05, …, 2}) on validation."))
+                + "{0, 0.05, …, 2}; average, fisher, regmean, adamerging: 1) on validation."))
     var lambda: Double?
     @Option(help: "Directory for the merged model, one checkpoint per task head (<task>.safetensors).")
     var output: String?
@@ -43,35 +56,43 @@ struct MergeCommand: ParsableCommand {
         if !(drop >= 0 && drop < 1) { throw ValidationError("--drop must be in [0, 1)") }
         if let f = commonFraction, !(f >= 0 && f <= 1) { throw ValidationError("--common-fraction must be in [0, 1]") }
         if let s = maskScale, !(s >= 0 && s <= 10) { throw ValidationError("--mask-scale must be in [0, 10]") }
+        if let d = density, !(d > 0 && d <= 1) { throw ValidationError("--density must be in (0, 1]") }
+        if !(outliers >= 0 && outliers < 1) { throw ValidationError("--outliers must be in [0, 1)") }
+        if let a = alpha, !(a >= 0 && a <= 1) { throw ValidationError("--alpha must be in [0, 1]") }
+        if adaSteps < 1 || adaBatch < 1 || adaBatch > 128 || !(adaLr > 0 && adaLr.isFinite) {
+            throw ValidationError("--ada-steps ≥ 1, --ada-batch in 1…128 and --ada-lr > 0")
+        }
         if let l = lambda, !(l.isFinite && l >= -10 && l <= 10) {
             throw ValidationError("--lambda must be a number in [−10, 10]")
         }
     }
 
+    /// The hyper-parameter candidates for `method`: the one given, or the method's searched defaults.
+    var candidates: [Double] {
+        switch method {
+        case .ties: [keep]
+        case .dare: [drop]
+        case .isoCTS: commonFraction.map { [$0] } ?? method.defaultCandidates
+        case .consensus: maskScale.map { [$0] } ?? method.defaultCandidates
+        case .breadcrumbs: density.map { [$0] } ?? method.defaultCandidates
+        case .regMean, .regMeanPlusPlus: alpha.map { [$0] } ?? method.defaultCandidates
+        case .sum, .average, .tsv, .isoC, .magMax, .fisher, .adaMerging, .adaMergingLayer, .emr: []
+        }
+    }
+
     func run() throws {
         let (ev, names, lineage) = try inputs.load()
-        let all = Array(names.indices)
-        // Averaging is a fixed merge (λ = 1 on the mean) unless a λ is given.
-        let candidates: [Double]
-        switch method {
-        case .ties: candidates = [keep]
-        case .dare: candidates = [drop]
-        case .isoCTS: candidates = commonFraction.map { [$0] } ?? MergeMethod.isoCTSCommonFractions
-        case .consensus: candidates = maskScale.map { [$0] } ?? MergeMethod.consensusMaskScales
-        case .sum, .average, .tsv, .isoC, .magMax: candidates = []
-        }
-        let r = ev.merge(method, candidates: candidates, seed: inputs.seed, grid: lambda.map { [$0] })
+        ev.breadcrumbsOutliers = outliers
+        ev.adaMergingOptions.steps = adaSteps
+        ev.adaMergingOptions.learningRate = adaLr
+        ev.adaMergingOptions.batch = adaBatch
+        ev.adaMergingOptions.seed = inputs.seed
+        if method == .emr { return try runEMR(ev, names: names, lineage: lineage) }
+        let r = try ev.merge(method, candidates: candidates, seed: inputs.seed, grid: lambda.map { [$0] })
         if let output {
-            try AtomicFile.createDirectory(output)
             let enc = ev.encoder([r.direction], [Float(r.lambda)])
-            for i in all {
-                let p = ev.model(encoder: enc, task: i)
-                try Checkpoint.save(
-                    p, to: "\(output)/\(names[i]).safetensors",
-                    metadata: [
-                        "stage": "merge \(method.rawValue) λ=\(r.lambda)",
-                        "command": CommandLine.arguments.joined(separator: " "),
-                    ].merging(lineage) { a, _ in a })
+            try save(output, stage: "merge \(method.rawValue) λ=\(r.lambda)", lineage: lineage, names: names) {
+                ev.model(encoder: enc, task: $0)
             }
         }
         if json {
@@ -83,6 +104,11 @@ struct MergeCommand: ParsableCommand {
                 "curve": r.curve.map { [$0.0, $0.1] },
             ]
             if let h = r.hyperparameter { object["hyperparameter"] = h }
+            if let a = ev.lastAdaMerging, method == .adaMerging || method == .adaMergingLayer {
+                object["adamerging"] = [
+                    "coefficients": a.coefficients, "groups": a.groups, "losses": a.losses,
+                ]
+            }
             printJSON(object)
             return
         }
@@ -90,17 +116,81 @@ struct MergeCommand: ParsableCommand {
             String(
                 format: "%@ merge of %d tasks: λ = %.2f (chosen on validation: mean normalized %.4f)",
                 method.rawValue, names.count, r.lambda, r.validation))
-        if method == .isoCTS, let h = r.hyperparameter { print(String(format: "common fraction %.2f", h)) }
-        if method == .consensus, let h = r.hyperparameter { print(String(format: "mask scale %.2f", h)) }
-        print("task".padding(toLength: 14, withPad: " ", startingAt: 0) + "  fine-tuned  merged  normalized")
-        for i in all {
+        if let h = r.hyperparameter { print(String(format: "%@ %.2f", hyperparameterName(method), h)) }
+        if let a = ev.lastAdaMerging, method == .adaMerging || method == .adaMergingLayer {
             print(
-                names[i].padding(toLength: 14, withPad: " ", startingAt: 0)
-                    + String(
-                        format: "  %10.4f  %6.4f  %10.4f", ev.tasks[i].finetunedTest, r.testAbsolute[i],
-                        r.testPerTask[i]))
+                String(
+                    format: "AdaMerging: entropy %.4f → %.4f over %d steps", a.losses.first ?? 0, a.losses.last ?? 0,
+                    a.losses.count))
+            if method == .adaMerging {
+                print(
+                    "coefficients "
+                        + zip(names, a.coefficients).map { "\($0) \(String(format: "%.3f", $1[0]))" }
+                        .joined(separator: ", "))
+            }
         }
+        printTable(ev, names: names, absolute: r.testAbsolute, normalized: r.testPerTask)
         print(String(format: "mean normalized test accuracy %.4f", r.test))
         if let output { print("wrote merged checkpoints to \(output)/") }
+    }
+
+    /// EMR: one model per task (θ_pre + s_t·M_t ⊙ τ_uni); its masks and rescalers go to `emr.safetensors`.
+    func runEMR(_ ev: MergeEvaluator, names: [String], lineage: [String: String]) throws {
+        let r = ev.emrMerge()
+        if let output {
+            try save(output, stage: "merge emr", lineage: lineage, names: names) {
+                ev.model(encoder: ev.encoder([r.emr.direction(task: $0)], [1]), task: $0)
+            }
+            try r.emr.save(to: "\(output)/emr.safetensors", tasks: names, table: ev.pretrained.table)
+        }
+        if json {
+            printJSON([
+                "method": "emr", "test_normalized": r.test,
+                "test_normalized_per_task": Dictionary(uniqueKeysWithValues: zip(names, r.testPerTask)),
+                "test_absolute": Dictionary(uniqueKeysWithValues: zip(names, r.testAbsolute)),
+                "scales": Dictionary(uniqueKeysWithValues: zip(names, r.emr.scales.map(Double.init))),
+            ])
+            return
+        }
+        print(
+            "emr merge of \(names.count) tasks: one masked, rescaled model per task (the task is needed at inference)")
+        printTable(ev, names: names, absolute: r.testAbsolute, normalized: r.testPerTask)
+        print(String(format: "mean normalized test accuracy %.4f", r.test))
+        if let output { print("wrote per-task checkpoints and emr.safetensors to \(output)/") }
+    }
+
+    func save(
+        _ output: String, stage: String, lineage: [String: String], names: [String],
+        model: (Int) -> ViTParameters
+    ) throws {
+        try AtomicFile.createDirectory(output)
+        for i in names.indices {
+            try Checkpoint.save(
+                model(i), to: "\(output)/\(names[i]).safetensors",
+                metadata: ["stage": stage, "command": CommandLine.arguments.joined(separator: " ")]
+                    .merging(lineage) { a, _ in a })
+        }
+    }
+
+    func printTable(_ ev: MergeEvaluator, names: [String], absolute: [Double], normalized: [Double]) {
+        print("task".padding(toLength: 14, withPad: " ", startingAt: 0) + "  fine-tuned  merged  normalized")
+        for i in names.indices {
+            print(
+                names[i].padding(toLength: 14, withPad: " ", startingAt: 0)
+                    + String(format: "  %10.4f  %6.4f  %10.4f", ev.tasks[i].finetunedTest, absolute[i], normalized[i]))
+        }
+    }
+}
+
+/// The name of `method`'s hyper-parameter, for printing.
+func hyperparameterName(_ method: MergeMethod) -> String {
+    switch method {
+    case .ties: "keep"
+    case .dare: "drop"
+    case .isoCTS: "common fraction"
+    case .consensus: "mask scale"
+    case .breadcrumbs: "density"
+    case .regMean, .regMeanPlusPlus: "alpha"
+    default: "hyper-parameter"
     }
 }

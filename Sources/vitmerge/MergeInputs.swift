@@ -26,6 +26,10 @@ struct MergeInputs: ParsableArguments {
         help: "Task vectors to use instead of θ_ft − θ_pre (checked against the base's hash), same order.")
     var taskVectors: [String] = []
     @Option(help: "Seed of the validation split (as used in fine-tuning).") var seed: UInt64 = 0
+    @Option(
+        help: ArgumentHelp(
+            "Merges that use data (fisher, regmean, regmean++): training images per task, a seeded subset."))
+    var samples = 256
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
@@ -33,6 +37,7 @@ struct MergeInputs: ParsableArguments {
             throw ValidationError(
                 "give one --tasks entry per --finetuned checkpoint (\(finetuned.count) vs \(tasks.count))")
         }
+        if samples < 1 { throw ValidationError("--samples must be at least 1") }
         if !taskVectors.isEmpty && taskVectors.count != finetuned.count {
             throw ValidationError("give one --task-vectors file per --finetuned checkpoint, or none")
         }
@@ -67,7 +72,7 @@ struct MergeInputs: ParsableArguments {
             var t = try MergeTask(
                 name: s.dataset.name, validation: s.validation, test: s.test, finetuned: ft, pretrained: pre,
                 finetunedValidation: evaluate(m, on: s.validation).accuracy,
-                finetunedTest: evaluate(m, on: s.test).accuracy)
+                finetunedTest: evaluate(m, on: s.test).accuracy, samples: s.train.sample(samples, seed: seed))
             if !taskVectors.isEmpty {
                 let tv = try TaskVector.load(path: taskVectors[i], table: pre.table)
                 guard tv.base == base else { throw MergeError.wrongBase(task: tv.task, expected: base, found: tv.base) }
