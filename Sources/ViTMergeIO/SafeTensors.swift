@@ -1,15 +1,19 @@
 import Foundation
 
-/// Element types ViTMerge reads and writes.
+/// Element types ViTMerge reads (F16 and BF16 only as floats, widened to Float32) and writes.
 public enum DType: String, Sendable {
-    case f32 = "F32", f64 = "F64", i64 = "I64", i32 = "I32", u8 = "U8"
+    case f32 = "F32", f64 = "F64", i64 = "I64", i32 = "I32", u8 = "U8", f16 = "F16", bf16 = "BF16"
     public var size: Int {
         switch self {
         case .f32, .i32: 4
         case .f64, .i64: 8
+        case .f16, .bf16: 2
         case .u8: 1
         }
     }
+
+    /// The float types `floats`/`copyFloats` accept: F32 as stored, F16 and BF16 widened exactly.
+    public static let floatTypes: [DType] = [.f32, .f16, .bf16]
 }
 
 /// One tensor's entry in a safetensors header.
@@ -86,7 +90,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
             guard let dtype = DType(rawValue: dt) else {
                 throw .invalidFile(
                     path: path, reason: "tensor '\(name)' has dtype \(dt)",
-                    hint: "ViTMerge reads F32, F64, I64, I32 and U8; convert the tensor")
+                    hint: "ViTMerge reads F32, F16, BF16 (as float32), F64, I64, I32 and U8; convert the tensor, "
+                        + "e.g. with safetensors.torch: {k: v.float() for k, v in tensors.items()}")
             }
             guard let shapeAny = e["shape"] as? [Any], let offsetsAny = e["data_offsets"] as? [Any],
                 offsetsAny.count == 2
@@ -149,18 +154,37 @@ public final class SafeTensorsFile: @unchecked Sendable {
         bytes.withUnsafeBytes { src in dst.copyMemory(from: src.baseAddress! + e.offset, byteCount: e.byteCount) }
     }
 
-    /// An F32 tensor's values; with `shape`, the stored shape must match exactly.
+    /// An F32, F16 or BF16 tensor's values as Float32 (half types widened exactly, `HalfFloat`);
+    /// with `shape`, the stored shape must match exactly.
     public func floats(_ name: String, shape: [Int]? = nil) throws(IOError) -> [Float] {
-        let e = try entry(name, [.f32], shape: shape)
+        let e = try entry(name, DType.floatTypes, shape: shape)
         var out = [Float](repeating: 0, count: e.count)
-        out.withUnsafeMutableBytes { copyBytes(e, to: $0.baseAddress!) }
+        out.withUnsafeMutableBufferPointer { copyFloats(e, to: $0.baseAddress!) }
         return out
     }
 
-    /// Copies an F32 tensor of exactly `shape` into `into`.
+    /// Copies an F32, F16 or BF16 tensor of exactly `shape` into `into` as Float32.
     public func copyFloats(_ name: String, into: UnsafeMutablePointer<Float>, shape: [Int]) throws(IOError) {
-        let e = try entry(name, [.f32], shape: shape)
-        copyBytes(e, to: UnsafeMutableRawPointer(into))
+        let e = try entry(name, DType.floatTypes, shape: shape)
+        copyFloats(e, to: into)
+    }
+
+    private func copyFloats(_ e: TensorInfo, to dst: UnsafeMutablePointer<Float>) {
+        switch e.dtype {
+        case .f16, .bf16:
+            // Little-endian 16-bit words read byte by byte: the data offsets need not be aligned.
+            bytes.withUnsafeBufferPointer { src in
+                let s = src.baseAddress! + e.offset
+                if e.dtype == .f16 {
+                    for i in 0..<e.count { dst[i] = HalfFloat.float(f16: UInt16(s[2 * i]) | UInt16(s[2 * i + 1]) << 8) }
+                } else {
+                    for i in 0..<e.count {
+                        dst[i] = HalfFloat.float(bf16: UInt16(s[2 * i]) | UInt16(s[2 * i + 1]) << 8)
+                    }
+                }
+            }
+        default: copyBytes(e, to: UnsafeMutableRawPointer(dst))
+        }
     }
 
     /// An I64 (or I32, widened) tensor's values.
@@ -182,9 +206,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
         return Array(bytes[e.offset..<(e.offset + e.byteCount)])
     }
 
-    /// An F32 scalar (shape [] or [1]).
+    /// An F32 (or F16, BF16) scalar (shape [] or [1]).
     public func scalar(_ name: String) throws(IOError) -> Float {
-        let e = try entry(name, [.f32], shape: nil)
+        let e = try entry(name, DType.floatTypes, shape: nil)
         guard e.count == 1 else { throw .shapeMismatch(path: path, tensor: name, expected: [], found: e.shape) }
         return try floats(name)[0]
     }
@@ -220,6 +244,12 @@ public struct SafeTensorsWriter {
     }
     public mutating func add(_ name: String, bytes: [UInt8], shape: [Int]) throws(IOError) {
         try put(name, .u8, shape, bytes)
+    }
+    /// A tensor of 16-bit floats given as their bit patterns (`dtype` .f16 or .bf16), stored little-endian.
+    public mutating func add(_ name: String, halfBits: [UInt16], dtype: DType, shape: [Int]) throws(IOError) {
+        precondition(dtype == .f16 || dtype == .bf16, "add(halfBits:): dtype must be F16 or BF16")
+        let le = halfBits.map(\.littleEndian)
+        try put(name, dtype, shape, le.withUnsafeBytes { [UInt8]($0) })
     }
 
     public func serialized() -> [UInt8] {
