@@ -253,6 +253,16 @@ public struct SafeTensorsWriter {
     }
 
     public func serialized() -> [UInt8] {
+        let names = tensors.keys.sorted()
+        var out = Self.header(
+            metadata: metadata, tensors: names.map { (name: $0, dtype: tensors[$0]!.dtype, shape: tensors[$0]!.shape) })
+        for name in names { out += tensors[name]!.data }
+        return out
+    }
+
+    /// The 8-byte length and the header (JSON with sorted keys, padded with spaces to a multiple
+    /// of 8) of a file holding `tensors` in this order, their data packed one after the other.
+    static func header(metadata: [String: String], tensors: [(name: String, dtype: DType, shape: [Int])]) -> [UInt8] {
         var header = "{"
         var parts: [String] = []
         if !metadata.isEmpty {
@@ -261,25 +271,21 @@ public struct SafeTensorsWriter {
             parts.append("\"__metadata__\":{\(m)}")
         }
         var offset = 0
-        let names = tensors.keys.sorted()
-        for name in names {
-            let t = tensors[name]!
-            let shape = t.shape.map(String.init).joined(separator: ",")
+        for t in tensors {
+            let shape = t.shape.map(String.init).joined(separator: ","), bytes = t.shape.reduce(1, *) * t.dtype.size
             parts.append(
-                "\(Self.quote(name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(shape)],"
-                    + "\"data_offsets\":[\(offset),\(offset + t.data.count)]}")
-            offset += t.data.count
+                "\(Self.quote(t.name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(shape)],"
+                    + "\"data_offsets\":[\(offset),\(offset + bytes)]}")
+            offset += bytes
         }
         header += parts.joined(separator: ",") + "}"
         var h = Array(header.utf8)
         while (8 + h.count) % 8 != 0 { h.append(0x20) }
         var out: [UInt8] = []
-        out.reserveCapacity(8 + h.count + offset)
+        out.reserveCapacity(8 + h.count)
         var n = UInt64(h.count)
         for _ in 0..<8 { out.append(UInt8(n & 0xff)); n >>= 8 }
-        out += h
-        for name in names { out += tensors[name]!.data }
-        return out
+        return out + h
     }
 
     /// Writes the file atomically (`AtomicFile`): never leaves a partial or temporary file behind.
@@ -300,4 +306,48 @@ public struct SafeTensorsWriter {
         }
         return out + "\""
     }
+}
+
+/// A safetensors file too large to hold in memory, written as it is computed: every tensor is
+/// declared up front (name, dtype, shape; stored in sorted name order, as `SafeTensorsWriter`
+/// does), then F32 data is written at any element offset of any tensor, in any order, through an
+/// `AtomicFile.Pending`; `finish` puts the file in place. Nothing is at `path` before `finish`
+/// succeeds; a writer dropped before it leaves nothing behind. Bytes never written are zero.
+public final class SafeTensorsStreamWriter {
+    let file: AtomicFile.Pending
+    /// Byte offset in the file and element count of each tensor.
+    let placement: [String: (offset: Int, count: Int)]
+
+    public init(
+        path: String, metadata: [String: String], tensors: [(name: String, dtype: DType, shape: [Int])]
+    ) throws(IOError) {
+        let sorted = tensors.sorted { $0.name < $1.name }
+        for (a, b) in zip(sorted, sorted.dropFirst()) where a.name == b.name {
+            throw .duplicateTensor(name: a.name)
+        }
+        let header = SafeTensorsWriter.header(metadata: metadata, tensors: sorted)
+        var placement: [String: (offset: Int, count: Int)] = [:], offset = header.count
+        for t in sorted {
+            let count = t.shape.reduce(1, *)
+            placement[t.name] = (offset, count)
+            offset += count * t.dtype.size
+        }
+        self.placement = placement
+        file = try AtomicFile.Pending(path: path, size: offset)
+        var failure: IOError?
+        header.withUnsafeBytes { b in
+            do throws(IOError) { try file.write(b, at: 0) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Writes `floats` as elements `element..<element + floats.count` of F32 tensor `name`.
+    public func write(_ name: String, floats: UnsafeBufferPointer<Float>, at element: Int) throws(IOError) {
+        guard let p = placement[name] else { preconditionFailure("SafeTensorsStreamWriter: no tensor \(name)") }
+        precondition(element >= 0 && element + floats.count <= p.count, "SafeTensorsStreamWriter: \(name) overflows")
+        try file.write(UnsafeRawBufferPointer(floats), at: p.offset + element * 4)
+    }
+
+    /// Makes the file durable and renames it over `path` (`AtomicFile.Pending.commit`).
+    public func finish() throws(IOError) { try file.commit() }
 }
