@@ -39,6 +39,9 @@ final class Bench {
     var bandwidths: [Int: Double] = [:]
     var torchResults: [(name: String, threads: Int, value: Double)] = []
     var torchVersion = "?"
+    /// scripts/bench_images.py's figures (`--pillow`): name, worker processes, img/s.
+    var pillowResults: [(name: String, threads: Int, value: Double)] = []
+    var pillowVersion = "?"
     let openblas = OpenBLAS.load()
 
     init(options: BenchOptions) { self.options = options }
@@ -65,6 +68,7 @@ final class Bench {
             print("  note: libopenblas not found (apt-get install libopenblas0); peer columns skipped")
         }
         if let path = options.compare { loadTorch(path) }
+        if let path = options.pillow { loadPillow(path) }
         if options.suites.contains(.runtime) { runtimeSuite() }
         if options.suites.contains(.gemm) { gemmSuite() }
         if options.suites.contains(.kernels) { kernelSuite() }
@@ -73,6 +77,7 @@ final class Bench {
         if options.suites.contains(.profile) { profileSuite() }
         if options.suites.contains(.allocations) { allocationSuite() }
         if options.suites.contains(.svd) { svdSuite() }
+        if options.suites.contains(.images) { imageSuite() }
         printTable()
         if let path = options.jsonPath {
             struct Output: Encodable {
@@ -145,6 +150,26 @@ final class Bench {
         let s = String(data: pipe.fileHandleForReading.readDataToEndOfFile(), encoding: .utf8) ?? ""
         return s.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
             ? "unknown" : s.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Reads scripts/bench_images.py's JSON: {"pillow": version, "results": [{"name", "threads", "value"}]}.
+    func loadPillow(_ path: String) {
+        guard let data = FileManager.default.contents(atPath: path),
+            let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let rs = obj["results"] as? [[String: Any]]
+        else {
+            FileHandle.standardError.write(
+                "vitmerge-bench: cannot read \(path) (expected scripts/bench_images.py output)\n".data(using: .utf8)!)
+            exit(1)
+        }
+        pillowVersion = obj["pillow"] as? String ?? "?"
+        pillowResults = rs.compactMap { r in
+            guard let n = r["name"] as? String, let t = r["threads"] as? Int, let v = r["value"] as? Double else {
+                return nil
+            }
+            return (n, t, v)
+        }
+        print("  peer: Pillow \(pillowVersion) + timm from \(path) (\(pillowResults.count) figures)")
     }
 
     /// Reads scripts/bench_torch.py's JSON: {"torch": version, "results": [{"name", "threads", "value"}]}.

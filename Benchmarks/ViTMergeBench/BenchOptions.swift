@@ -8,6 +8,8 @@ enum Suite: String, CaseIterable, ExpressibleByArgument {
     case allocations
     /// Thin SVD at ViT-B weight shapes (numpy.linalg.svd as the peer with --numpy).
     case svd
+    /// Image-folder loading: JPEG/PNG decoding plus timm's eval transform (and `--augment`'s crops), images/s.
+    case images
 }
 
 /// A comma-separated list of suites (`--suite gemm,kernels`); `--help` lists the values.
@@ -75,6 +77,12 @@ struct BenchOptions: ParsableArguments {
         help: ArgumentHelp(
             "PyTorch figures from scripts/bench_torch.py, shown as the vit suite's peer.", valueName: "file"))
     var compare: String?
+
+    /// JSON written by scripts/bench_images.py: Pillow + timm img/s to compare the images suite with.
+    @Option(
+        help: ArgumentHelp(
+            "Pillow + timm figures from scripts/bench_images.py, shown as the images suite's peer.", valueName: "file"))
+    var pillow: String?
 
     /// The suites to run, in the order they are run.
     var suites: Set<Suite> { all ? Set(Suite.allCases) : Set(suiteList?.suites ?? [.gemm]) }

@@ -106,7 +106,7 @@ public struct RNG: Sendable {
 
     /// Natural logarithm of a positive finite double in IEEE arithmetic only (|error| < 1e-15
     /// relative), so it returns the same bits on every conforming machine.
-    static func log(_ x: Double) -> Double {
+    public static func log(_ x: Double) -> Double {
         precondition(x > 0 && x.isFinite, "RNG.log of \(x)")
         // x = m · 2^e with m in [√½, √2).
         var m = x.significand, e = Double(x.exponent)

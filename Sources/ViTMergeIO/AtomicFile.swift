@@ -54,10 +54,15 @@ public enum AtomicFile {
         }
     }
 
-    private static func replace(_ path: String, with bytes: UnsafeRawBufferPointer) -> IOError? {
+    /// The hidden temporary file `path` is written through: `.<name>.tmp-<pid>-<n>` beside it.
+    fileprivate static func temporaryPath(for path: String) -> String {
         let dir = directory(of: path), name = path.split(separator: "/").last.map(String.init) ?? path
         let n = counter.add(1, ordering: .relaxed).newValue
-        let tmp = (dir == "." ? "" : dir.hasSuffix("/") ? dir : dir + "/") + ".\(name).tmp-\(getpid())-\(n)"
+        return (dir == "." ? "" : dir.hasSuffix("/") ? dir : dir + "/") + ".\(name).tmp-\(getpid())-\(n)"
+    }
+
+    private static func replace(_ path: String, with bytes: UnsafeRawBufferPointer) -> IOError? {
+        let dir = directory(of: path), tmp = temporaryPath(for: path)
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return error(errno, path: path) }
         var code: Int32 = 0
@@ -88,5 +93,75 @@ public enum AtomicFile {
             close(d)
         }
         return nil
+    }
+}
+
+extension AtomicFile {
+    /// A file written in pieces, with `write`'s guarantees: the bytes go to the hidden temporary
+    /// file (of `size` bytes, zero where nothing is written) at any offsets and in any order;
+    /// `commit` fsyncs it, renames it over `path` and fsyncs the directory. Until then `path` is
+    /// untouched, and a pending file that is dropped, or whose write or commit fails, is removed.
+    public final class Pending {
+        public let path: String
+        let temporary: String
+        var fd: Int32
+
+        public init(path: String, size: Int) throws(IOError) {
+            self.path = path
+            temporary = AtomicFile.temporaryPath(for: path)
+            fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw AtomicFile.error(errno, path: path) }
+            if ftruncate(fd, off_t(size)) != 0 {
+                let code = errno
+                abandon()
+                throw AtomicFile.error(code, path: path)
+            }
+        }
+
+        deinit { abandon() }
+
+        /// Writes `bytes` at byte `offset` of the file.
+        public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(IOError) {
+            precondition(fd >= 0, "AtomicFile.Pending: written after commit")
+            var done = 0
+            while done < bytes.count {
+                let r = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+                if r > 0 {
+                    done += r
+                } else if r < 0 && errno == EINTR {
+                    continue
+                } else {
+                    let code = r < 0 ? errno : ENOSPC
+                    abandon()
+                    throw AtomicFile.error(code, path: path)
+                }
+            }
+        }
+
+        /// Makes the file durable and puts it at `path`.
+        public func commit() throws(IOError) {
+            precondition(fd >= 0, "AtomicFile.Pending: committed twice")
+            var code: Int32 = 0
+            if fsync(fd) != 0 { code = errno }
+            if close(fd) != 0 && code == 0 { code = errno }
+            fd = -1
+            if code == 0 && rename(temporary, path) != 0 { code = errno }
+            if code != 0 {
+                unlink(temporary)
+                throw AtomicFile.error(code, path: path)
+            }
+            let d = open(AtomicFile.directory(of: path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if d >= 0 {
+                fsync(d)
+                close(d)
+            }
+        }
+
+        func abandon() {
+            guard fd >= 0 else { return }
+            close(fd)
+            fd = -1
+            unlink(temporary)
+        }
     }
 }

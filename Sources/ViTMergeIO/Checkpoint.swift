@@ -10,7 +10,8 @@ public enum Checkpoint {
     /// model.safetensors, or that model.safetensors with the config.json beside it; see HubSnapshot).
     /// The config comes from the file's metadata (or config.json), or from `config` when the file
     /// has none (if both exist they must agree). Every tensor must be present with the config's
-    /// shape, and no unknown tensor may appear. A PyTorch pickle is refused, never opened.
+    /// shape, as F32, F16 or BF16 (half types widened exactly to Float32, as hub checkpoints are
+    /// often stored), and no unknown tensor may appear. A PyTorch pickle is refused, never opened.
     /// When the config comes from outside the file (given, or timm's config.json) and the file's
     /// `pos_embed` is for another, square patch grid, it is resampled to the config's grid once,
     /// as timm does when a model is created at another img_size (see `resampledPositions`).
@@ -82,7 +83,8 @@ public enum Checkpoint {
                     + "or export with scripts/export_timm.py")
         }
         // Every parameter must be in the file with its shape and dtype: checked before the model is
-        // allocated, so a config in the header cannot make us allocate more than the file holds.
+        // allocated, so a config in the header cannot make us allocate more than twice what the file
+        // holds (F16 and BF16 tensors are widened to Float32).
         let table = ParameterTable(config: config)
         let external = file.metadata["config"] == nil
         var oldGrid: Int?  // side of the square grid of a pos_embed to resample
@@ -90,8 +92,9 @@ public enum Checkpoint {
             guard let info = file.info(r.name) else {
                 throw IOError.missingTensor(path: path, tensor: r.name, available: file.names)
             }
-            guard info.dtype == .f32 else {
-                throw IOError.dtypeMismatch(path: path, tensor: r.name, expected: "F32", found: info.dtype.rawValue)
+            guard DType.floatTypes.contains(info.dtype) else {
+                throw IOError.dtypeMismatch(
+                    path: path, tensor: r.name, expected: "F32, F16 or BF16", found: info.dtype.rawValue)
             }
             if info.shape != r.shape.dims, r.name == "pos_embed", external,
                 let side = resamplableGrid(found: info.shape, config: config)
@@ -166,8 +169,9 @@ public enum Checkpoint {
         return out
     }
 
-    /// Checks that `file` holds every parameter of `table` as `prefix + name`, F32 with the table's
-    /// shape, so that allocating the model afterwards needs no more memory than the file holds.
+    /// Checks that `file` holds every parameter of `table` as `prefix + name`, F32 (or F16, BF16,
+    /// widened when read) with the table's shape, so that allocating the model afterwards needs at
+    /// most twice the memory the file's data takes.
     static func requireParameters(
         _ table: ParameterTable, in file: SafeTensorsFile, prefix: String = ""
     ) throws(IOError) {
@@ -176,8 +180,9 @@ public enum Checkpoint {
             guard let info = file.info(name) else {
                 throw .missingTensor(path: file.path, tensor: name, available: file.names)
             }
-            guard info.dtype == .f32 else {
-                throw .dtypeMismatch(path: file.path, tensor: name, expected: "F32", found: info.dtype.rawValue)
+            guard DType.floatTypes.contains(info.dtype) else {
+                throw .dtypeMismatch(
+                    path: file.path, tensor: name, expected: "F32, F16 or BF16", found: info.dtype.rawValue)
             }
             guard info.shape == r.shape.dims else {
                 throw .shapeMismatch(path: file.path, tensor: name, expected: r.shape.dims, found: info.shape)

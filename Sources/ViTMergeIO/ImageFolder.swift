@@ -74,6 +74,31 @@ public struct ImageFolder: Sendable, Equatable {
             path: path, classes: train.classes, train: train.split, test: test.split, validation: validation?.split)
     }
 
+    /// The images named by `paths`, in order: a file as given (decoded by its content), a directory
+    /// as its JPEG and PNG files found recursively in `sorted(os.walk(…))` order (a file in a refused
+    /// format inside it is an error, as in an image folder). A missing path or an empty directory is
+    /// an error naming it.
+    public static func imageFiles(_ paths: [String]) throws(IOError) -> [String] {
+        var out: [String] = []
+        for path in paths {
+            if isDirectory(path) {
+                let found = try images(under: path)
+                guard !found.isEmpty else {
+                    throw .invalidImageFolder(
+                        path: path, reason: "no .jpg, .jpeg or .png file in it or below",
+                        hint: "give image files or directories holding them")
+                }
+                out += found
+            } else {
+                guard FileManager.default.fileExists(atPath: path) else {
+                    throw .cannotRead(path: path, reason: "no such file or directory")
+                }
+                out.append(path)
+            }
+        }
+        return out
+    }
+
     /// Python's string order: by code points (= UTF-8 byte order).
     static func sorted(_ names: [String]) -> [String] { names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) } }
 

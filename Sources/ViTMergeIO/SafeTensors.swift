@@ -1,15 +1,19 @@
 import Foundation
 
-/// Element types ViTMerge reads and writes.
+/// Element types ViTMerge reads (F16 and BF16 only as floats, widened to Float32) and writes.
 public enum DType: String, Sendable {
-    case f32 = "F32", f64 = "F64", i64 = "I64", i32 = "I32", u8 = "U8"
+    case f32 = "F32", f64 = "F64", i64 = "I64", i32 = "I32", u8 = "U8", f16 = "F16", bf16 = "BF16"
     public var size: Int {
         switch self {
         case .f32, .i32: 4
         case .f64, .i64: 8
+        case .f16, .bf16: 2
         case .u8: 1
         }
     }
+
+    /// The float types `floats`/`copyFloats` accept: F32 as stored, F16 and BF16 widened exactly.
+    public static let floatTypes: [DType] = [.f32, .f16, .bf16]
 }
 
 /// One tensor's entry in a safetensors header.
@@ -86,7 +90,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
             guard let dtype = DType(rawValue: dt) else {
                 throw .invalidFile(
                     path: path, reason: "tensor '\(name)' has dtype \(dt)",
-                    hint: "ViTMerge reads F32, F64, I64, I32 and U8; convert the tensor")
+                    hint: "ViTMerge reads F32, F16, BF16 (as float32), F64, I64, I32 and U8; convert the tensor, "
+                        + "e.g. with safetensors.torch: {k: v.float() for k, v in tensors.items()}")
             }
             guard let shapeAny = e["shape"] as? [Any], let offsetsAny = e["data_offsets"] as? [Any],
                 offsetsAny.count == 2
@@ -149,18 +154,37 @@ public final class SafeTensorsFile: @unchecked Sendable {
         bytes.withUnsafeBytes { src in dst.copyMemory(from: src.baseAddress! + e.offset, byteCount: e.byteCount) }
     }
 
-    /// An F32 tensor's values; with `shape`, the stored shape must match exactly.
+    /// An F32, F16 or BF16 tensor's values as Float32 (half types widened exactly, `HalfFloat`);
+    /// with `shape`, the stored shape must match exactly.
     public func floats(_ name: String, shape: [Int]? = nil) throws(IOError) -> [Float] {
-        let e = try entry(name, [.f32], shape: shape)
+        let e = try entry(name, DType.floatTypes, shape: shape)
         var out = [Float](repeating: 0, count: e.count)
-        out.withUnsafeMutableBytes { copyBytes(e, to: $0.baseAddress!) }
+        out.withUnsafeMutableBufferPointer { copyFloats(e, to: $0.baseAddress!) }
         return out
     }
 
-    /// Copies an F32 tensor of exactly `shape` into `into`.
+    /// Copies an F32, F16 or BF16 tensor of exactly `shape` into `into` as Float32.
     public func copyFloats(_ name: String, into: UnsafeMutablePointer<Float>, shape: [Int]) throws(IOError) {
-        let e = try entry(name, [.f32], shape: shape)
-        copyBytes(e, to: UnsafeMutableRawPointer(into))
+        let e = try entry(name, DType.floatTypes, shape: shape)
+        copyFloats(e, to: into)
+    }
+
+    private func copyFloats(_ e: TensorInfo, to dst: UnsafeMutablePointer<Float>) {
+        switch e.dtype {
+        case .f16, .bf16:
+            // Little-endian 16-bit words read byte by byte: the data offsets need not be aligned.
+            bytes.withUnsafeBufferPointer { src in
+                let s = src.baseAddress! + e.offset
+                if e.dtype == .f16 {
+                    for i in 0..<e.count { dst[i] = HalfFloat.float(f16: UInt16(s[2 * i]) | UInt16(s[2 * i + 1]) << 8) }
+                } else {
+                    for i in 0..<e.count {
+                        dst[i] = HalfFloat.float(bf16: UInt16(s[2 * i]) | UInt16(s[2 * i + 1]) << 8)
+                    }
+                }
+            }
+        default: copyBytes(e, to: UnsafeMutableRawPointer(dst))
+        }
     }
 
     /// An I64 (or I32, widened) tensor's values.
@@ -182,9 +206,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
         return Array(bytes[e.offset..<(e.offset + e.byteCount)])
     }
 
-    /// An F32 scalar (shape [] or [1]).
+    /// An F32 (or F16, BF16) scalar (shape [] or [1]).
     public func scalar(_ name: String) throws(IOError) -> Float {
-        let e = try entry(name, [.f32], shape: nil)
+        let e = try entry(name, DType.floatTypes, shape: nil)
         guard e.count == 1 else { throw .shapeMismatch(path: path, tensor: name, expected: [], found: e.shape) }
         return try floats(name)[0]
     }
@@ -221,8 +245,24 @@ public struct SafeTensorsWriter {
     public mutating func add(_ name: String, bytes: [UInt8], shape: [Int]) throws(IOError) {
         try put(name, .u8, shape, bytes)
     }
+    /// A tensor of 16-bit floats given as their bit patterns (`dtype` .f16 or .bf16), stored little-endian.
+    public mutating func add(_ name: String, halfBits: [UInt16], dtype: DType, shape: [Int]) throws(IOError) {
+        precondition(dtype == .f16 || dtype == .bf16, "add(halfBits:): dtype must be F16 or BF16")
+        let le = halfBits.map(\.littleEndian)
+        try put(name, dtype, shape, le.withUnsafeBytes { [UInt8]($0) })
+    }
 
     public func serialized() -> [UInt8] {
+        let names = tensors.keys.sorted()
+        var out = Self.header(
+            metadata: metadata, tensors: names.map { (name: $0, dtype: tensors[$0]!.dtype, shape: tensors[$0]!.shape) })
+        for name in names { out += tensors[name]!.data }
+        return out
+    }
+
+    /// The 8-byte length and the header (JSON with sorted keys, padded with spaces to a multiple
+    /// of 8) of a file holding `tensors` in this order, their data packed one after the other.
+    static func header(metadata: [String: String], tensors: [(name: String, dtype: DType, shape: [Int])]) -> [UInt8] {
         var header = "{"
         var parts: [String] = []
         if !metadata.isEmpty {
@@ -231,25 +271,21 @@ public struct SafeTensorsWriter {
             parts.append("\"__metadata__\":{\(m)}")
         }
         var offset = 0
-        let names = tensors.keys.sorted()
-        for name in names {
-            let t = tensors[name]!
-            let shape = t.shape.map(String.init).joined(separator: ",")
+        for t in tensors {
+            let shape = t.shape.map(String.init).joined(separator: ","), bytes = t.shape.reduce(1, *) * t.dtype.size
             parts.append(
-                "\(Self.quote(name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(shape)],"
-                    + "\"data_offsets\":[\(offset),\(offset + t.data.count)]}")
-            offset += t.data.count
+                "\(Self.quote(t.name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(shape)],"
+                    + "\"data_offsets\":[\(offset),\(offset + bytes)]}")
+            offset += bytes
         }
         header += parts.joined(separator: ",") + "}"
         var h = Array(header.utf8)
         while (8 + h.count) % 8 != 0 { h.append(0x20) }
         var out: [UInt8] = []
-        out.reserveCapacity(8 + h.count + offset)
+        out.reserveCapacity(8 + h.count)
         var n = UInt64(h.count)
         for _ in 0..<8 { out.append(UInt8(n & 0xff)); n >>= 8 }
-        out += h
-        for name in names { out += tensors[name]!.data }
-        return out
+        return out + h
     }
 
     /// Writes the file atomically (`AtomicFile`): never leaves a partial or temporary file behind.
@@ -270,4 +306,48 @@ public struct SafeTensorsWriter {
         }
         return out + "\""
     }
+}
+
+/// A safetensors file too large to hold in memory, written as it is computed: every tensor is
+/// declared up front (name, dtype, shape; stored in sorted name order, as `SafeTensorsWriter`
+/// does), then F32 data is written at any element offset of any tensor, in any order, through an
+/// `AtomicFile.Pending`; `finish` puts the file in place. Nothing is at `path` before `finish`
+/// succeeds; a writer dropped before it leaves nothing behind. Bytes never written are zero.
+public final class SafeTensorsStreamWriter {
+    let file: AtomicFile.Pending
+    /// Byte offset in the file and element count of each tensor.
+    let placement: [String: (offset: Int, count: Int)]
+
+    public init(
+        path: String, metadata: [String: String], tensors: [(name: String, dtype: DType, shape: [Int])]
+    ) throws(IOError) {
+        let sorted = tensors.sorted { $0.name < $1.name }
+        for (a, b) in zip(sorted, sorted.dropFirst()) where a.name == b.name {
+            throw .duplicateTensor(name: a.name)
+        }
+        let header = SafeTensorsWriter.header(metadata: metadata, tensors: sorted)
+        var placement: [String: (offset: Int, count: Int)] = [:], offset = header.count
+        for t in sorted {
+            let count = t.shape.reduce(1, *)
+            placement[t.name] = (offset, count)
+            offset += count * t.dtype.size
+        }
+        self.placement = placement
+        file = try AtomicFile.Pending(path: path, size: offset)
+        var failure: IOError?
+        header.withUnsafeBytes { b in
+            do throws(IOError) { try file.write(b, at: 0) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Writes `floats` as elements `element..<element + floats.count` of F32 tensor `name`.
+    public func write(_ name: String, floats: UnsafeBufferPointer<Float>, at element: Int) throws(IOError) {
+        guard let p = placement[name] else { preconditionFailure("SafeTensorsStreamWriter: no tensor \(name)") }
+        precondition(element >= 0 && element + floats.count <= p.count, "SafeTensorsStreamWriter: \(name) overflows")
+        try file.write(UnsafeRawBufferPointer(floats), at: p.offset + element * 4)
+    }
+
+    /// Makes the file durable and renames it over `path` (`AtomicFile.Pending.commit`).
+    public func finish() throws(IOError) { try file.commit() }
 }

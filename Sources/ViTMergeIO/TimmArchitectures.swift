@@ -176,17 +176,26 @@ public enum TimmArchitectures {
     }
 
     /// The architecture (and its model_args) to export `config` as: `preferred` when it can express
-    /// it, else the table entry needing the fewest model_args (ties: the first name in order).
+    /// it, else the table entry needing the fewest model_args; among those, timm's own `vit_` names
+    /// before the aliases that build the same model (`deit_tiny_patch16_224` is `vit_tiny_patch16_224`'s
+    /// model), then the entry made for the config's image size (`vit_base_patch16_384` for a 384² model),
+    /// then the first name in order. A config that only another family expresses exactly (e.g.
+    /// DeiT-III's LayerScale with `no_embed_class`) keeps that family's name.
     public static func exportArchitecture(
         for config: ViTConfig, preferred: String? = nil
     ) -> (architecture: String, modelArgs: [String: JSONValue])? {
         if let p = preferred, let m = modelArguments(for: config, architecture: p) {
             return (String(p.split(separator: ".").first!), m)
         }
+        func rank(_ name: String, _ m: [String: JSONValue]) -> (Int, Int, Int) {
+            let own = arguments(of: name).flatMap { try? self.config(arguments: $0, path: name) }
+            let sameSize = own.map { $0.imageHeight == config.imageHeight && $0.imageWidth == config.imageWidth }
+            return (m.count, name.hasPrefix("vit_") ? 0 : 1, sameSize == true ? 0 : 1)
+        }
         var best: (String, [String: JSONValue])?
         for name in all.keys.sorted() {
             guard let m = modelArguments(for: config, architecture: name) else { continue }
-            if best == nil || m.count < best!.1.count { best = (name, m) }
+            if best == nil || rank(name, m) < rank(best!.0, best!.1) { best = (name, m) }
         }
         return best
     }

@@ -69,19 +69,51 @@ extension LabeledImages {
     @inline(__always)
     func fill(image i: Int, at j: Int, input: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Int32>?) {
         let size = imageSize
-        images.withUnsafeBufferPointer { src in
-            let s = src.baseAddress! + i * size, d = input + j * size
-            if let n = normalization {
-                // torch's order of operations: ToTensor divides by 255, Normalize subtracts and divides.
-                let plane = height * width
-                for c in 0..<channels {
-                    let (m, sd) = (n.mean[c], n.std[c])
-                    for p in (c * plane)..<((c + 1) * plane) { d[p] = (Float(s[p]) / 255 - m) / sd }
+        images.withUnsafeBufferPointer { src in convert(src.baseAddress! + i * size, into: input + j * size) }
+        labels?[j] = self.labels[i]
+    }
+
+    /// d[C, H, W] = s[C, H, W] / 255, then normalized with `normalization`.
+    @inline(__always)
+    func convert(_ s: UnsafePointer<UInt8>, into d: UnsafeMutablePointer<Float>) {
+        if let n = normalization {
+            // torch's order of operations: ToTensor divides by 255, Normalize subtracts and divides.
+            let plane = height * width
+            for c in 0..<channels {
+                let (m, sd) = (n.mean[c], n.std[c])
+                for p in (c * plane)..<((c + 1) * plane) { d[p] = (Float(s[p]) / 255 - m) / sd }
+            }
+        } else {
+            for p in 0..<imageSize { d[p] = Float(s[p]) * (1 / 255) }
+        }
+    }
+
+    /// `fill` with each image replaced by its augmented crop: image `indices[j]` is at position
+    /// `firstPosition + j` of global batch `step`, and gets `augmentation.crop(seed:step:position:…)`,
+    /// resized back to H × W (then scaled and normalized as `fill` does). The images are processed
+    /// on `pool`'s threads, each by one thread, so the result does not depend on the thread count.
+    /// Allocates a few image-sized buffers per image.
+    public func fill(
+        _ indices: ArraySlice<Int>, augmentation: Augmentation, seed: UInt64, step: Int, firstPosition: Int,
+        input: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Int32>?, pool: ThreadPool = .shared
+    ) {
+        let first = indices.startIndex, n = indices.count, size = imageSize
+        pool.run(threads: max(1, min(pool.threads, n))) { ith, nth in
+            var crop = [UInt8](repeating: 0, count: size)
+            for j in ThreadPool.split(n, ith, nth) {
+                let i = indices[first + j]
+                let c = augmentation.crop(
+                    seed: seed, step: step, position: firstPosition + j, height: height, width: width)
+                images.withUnsafeBufferPointer { src in
+                    crop.withUnsafeMutableBufferPointer { dst in
+                        augmentation.apply(
+                            c, image: src.baseAddress! + i * size, channels: channels, height: height, width: width,
+                            into: dst.baseAddress!)
+                        convert(dst.baseAddress!, into: input + j * size)
+                    }
                 }
-            } else {
-                for p in 0..<size { d[p] = Float(s[p]) * (1 / 255) }
             }
         }
-        labels?[j] = self.labels[i]
+        for j in 0..<n { labels?[j] = self.labels[indices[first + j]] }
     }
 }

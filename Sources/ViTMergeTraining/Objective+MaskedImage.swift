@@ -93,7 +93,7 @@ public final class MaskedImageObjective: TrainingObjective {
         let p = UnsafePointer(model.parameters.base), g = batch.grads.base
         let (decW, decB) = (model.table.headW!, model.table.headB!)
         let x = batch.input
-        batch.data.fill(batch.indices, input: x, labels: nil)
+        batch.fillImages(into: x, labels: nil)
         mask(x, config: c, step: batch.step, share: batch.share)
         model.forward(input: x, batch: b, acts: batch.acts, throughHead: false)
         // Decoder: decoded[b·T, pd] = tokens[b·T, D] · Wᵀ + bias.

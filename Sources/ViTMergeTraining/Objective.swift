@@ -25,9 +25,28 @@ public struct TrainingBatch {
     /// Accumulates (+=) the loss's gradient, laid out like the parameters.
     public let grads: Arena
     let reducer: GradientReducer?
+    /// Random crops and flips of the images (nil: the stored images, as evaluation sees them).
+    public let augmentation: Augmentation?
+    /// The run's seed (`TrainSettings.seed`), from which the crops are drawn.
+    public let seed: UInt64
 
     /// Images in this rank's share.
     public var count: Int { share.count }
+
+    /// Writes this rank's images of the batch [count, C, H, W] into `images` (default: `input`)
+    /// and, unless nil, their labels into `labels`: the stored images, or with `augmentation` each
+    /// one's crop for (seed, step, position in the global batch), so every rank count, thread count
+    /// and resumed run trains on the same crops.
+    public func fillImages(into images: UnsafeMutablePointer<Float>? = nil, labels: UnsafeMutablePointer<Int32>?) {
+        let x = images ?? input
+        if let augmentation {
+            data.fill(
+                indices, augmentation: augmentation, seed: seed, step: step, firstPosition: share.lowerBound,
+                input: x, labels: labels, pool: model.pool)
+        } else {
+            data.fill(indices, input: x, labels: labels)
+        }
+    }
 
     /// `model.backward` for the batch's forward into `grads`, starting from `acts.outputGradient`
     /// (or from `tokenGradient` [count, T, D]); gradients summed across ranks as they become final.
@@ -74,7 +93,7 @@ public final class SupervisedObjective: TrainingObjective {
 
     public func loss(_ batch: TrainingBatch) -> Float {
         let model = batch.model, b = batch.count
-        batch.data.fill(batch.indices, input: batch.input, labels: batch.labels)
+        batch.fillImages(labels: batch.labels)
         model.forward(input: batch.input, batch: b, acts: batch.acts)
         let loss = model.crossEntropy(
             labels: batch.labels, batch: b, acts: batch.acts, gradientScale: 1 / Float(batch.globalBatch))
@@ -107,7 +126,7 @@ public final class LinearizedObjective: TrainingObjective {
 
     public func loss(_ batch: TrainingBatch) -> Float {
         let model = batch.model, b = batch.count
-        batch.data.fill(batch.indices, input: batch.input, labels: batch.labels)
+        batch.fillImages(labels: batch.labels)
         // δ = θ − θ0 as copy + axpy(−1): the same single FMA per element as `theta.difference`,
         // without its per-call arrays.
         let n = model.table.layout.count

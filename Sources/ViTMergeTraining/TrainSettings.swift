@@ -1,4 +1,5 @@
 import Foundation
+import ViTMergeIO
 
 /// How the encoder and head are trained.
 public enum TrainMode: String, Codable, Sendable, CaseIterable {
@@ -55,10 +56,14 @@ public struct TrainSettings: Codable, Sendable, Equatable {
     public var checkpointEvery: Int
     /// Fraction of patches masked per image (masked image modeling only).
     public var maskRatio: Double
+    /// Random resized crops and flips of the training images (nil: the stored images, the eval
+    /// transform). Part of `json`, so a state is only resumed with the same augmentation.
+    public var augmentation: Augmentation?
 
     public init(
         steps: Int, batchSize: Int = 32, lr: Float = 1e-3, warmupSteps: Int? = nil, weightDecay: Float = 0.05,
-        clipNorm: Double = 1, seed: UInt64 = 0, evalEvery: Int = 0, checkpointEvery: Int = 0, maskRatio: Double = 0.6
+        clipNorm: Double = 1, seed: UInt64 = 0, evalEvery: Int = 0, checkpointEvery: Int = 0, maskRatio: Double = 0.6,
+        augmentation: Augmentation? = nil
     ) {
         self.steps = steps
         self.batchSize = batchSize
@@ -70,6 +75,7 @@ public struct TrainSettings: Codable, Sendable, Equatable {
         self.evalEvery = evalEvery
         self.checkpointEvery = checkpointEvery
         self.maskRatio = maskRatio
+        self.augmentation = augmentation
     }
 
     public var json: String { String(decoding: try! JSONEncoder.sorted.encode(self), as: UTF8.self) }

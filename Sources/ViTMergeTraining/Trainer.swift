@@ -161,7 +161,7 @@ public final class Trainer {
             TrainingBatch(
                 model: model, step: s, indices: batchIndices(step: s), data: train, share: share,
                 globalBatch: sampler.batchSize, input: input, labels: labels, acts: acts, grads: grads,
-                reducer: reducer))
+                reducer: reducer, augmentation: settings.augmentation, seed: settings.seed))
     }
 
     /// Trains until `settings.steps`, calling `log` after every step and `save` every

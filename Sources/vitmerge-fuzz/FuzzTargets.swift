@@ -13,7 +13,7 @@ struct FuzzTarget: Sendable {
 private func readAll(_ f: SafeTensorsFile) {
     for name in f.names {
         switch f.info(name)?.dtype {
-        case .f32: _ = try? f.floats(name)
+        case .f32, .f16, .bf16: _ = try? f.floats(name)
         case .i64, .i32: _ = try? f.int64s(name)
         case .u8: _ = try? f.bytes(name)
         default: break

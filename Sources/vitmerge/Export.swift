@@ -9,7 +9,8 @@ struct Export: ParsableCommand {
         discussion:
             "timm loads it with create_model(architecture, pretrained=False, **model_args) and "
             + "load_state_dict(strict=True) (see scripts/check_export.py). The architecture is the one the model "
-            + "came from when it was loaded from a snapshot, else the closest timm ViT; pretrained_cfg keeps the "
+            + "came from when it was loaded from a snapshot, else the closest timm ViT (fewest model_args, timm's "
+            + "vit_ names before aliases such as deit_); pretrained_cfg keeps the "
             + "checkpoint's preprocessing (identity normalization for models trained here).")
 
     @Option(help: "Model checkpoint (ours, or a hub snapshot directory).")

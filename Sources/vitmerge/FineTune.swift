@@ -24,6 +24,12 @@ struct FineTune: ParsableCommand {
                 + "test/<class>/…) read with the checkpoint's preprocessing."))
     var task: String
     @Option(help: "Output checkpoint.") var output: String
+    @Flag(
+        help: ArgumentHelp(
+            "Train on seeded random resized crops (scale 0.08–1, aspect 3/4–4/3) with horizontal flips of the "
+                + "images, as timm's training transform (for photos: a flip changes a glyph). Off: the eval "
+                + "transform's images."))
+    var augment = false
     @OptionGroup var stateOptions: StateOptions
     @OptionGroup var train: TrainOptions
     @OptionGroup var runtime: RuntimeOptions
@@ -44,9 +50,9 @@ struct FineTune: ParsableCommand {
         if root { try ensureWritable(output, state) }
         Interrupt.install()  // Ctrl-C: save the state, stop, say how to resume
         let (start, startMeta) = try Checkpoint.load(path: checkpoint)
+        let preprocessing = try Checkpoint.preprocessing(startMeta, config: start.config)
         let splits = try TaskSplits(
-            path: task, seed: train.seed, preprocessing: Checkpoint.preprocessing(startMeta, config: start.config),
-            cache: train.imageCache)
+            path: task, seed: train.seed, preprocessing: preprocessing, cache: train.imageCache)
         try checkShares(batchSize: train.batchSize, train: splits.train, group: group)
         try splits.check(fits: start.config, checkpoint: checkpoint)
         let classes = splits.dataset.classes.count
@@ -59,10 +65,9 @@ struct FineTune: ParsableCommand {
         let params = withHead(start, classes: classes)
         if mode == .full { reinitializeHead(params, seed: train.seed) }
         let model = ViT(parameters: params)
-        let trainer = Trainer(
-            model: model, train: splits.train, mode: mode,
-            settings: train.settings(checkpointEvery: stateOptions.every(default: 100)),
-            group: group)
+        var settings = train.settings(checkpointEvery: stateOptions.every(default: 100))
+        if augment { settings.augmentation = Augmentation(interpolation: preprocessing.interpolation) }
+        let trainer = Trainer(model: model, train: splits.train, mode: mode, settings: settings, group: group)
         trainer.gradientSync = parallel.gradSync
         // Under MPI only rank 0 reads the state; `run` gives every rank its parameters and moments.
         if root, resume, let state, FileManager.default.fileExists(atPath: state) {

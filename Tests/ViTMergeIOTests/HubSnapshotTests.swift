@@ -253,4 +253,47 @@ final class HubSnapshotTests: XCTestCase {
         odd.normEps = 1e-3
         XCTAssertNil(TimmArchitectures.exportArchitecture(for: odd))
     }
+
+    /// Export names a model by timm's `vit_` architecture whenever one builds it with as few
+    /// model_args as any other name (DeiT and EVA entries alias some of them), and keeps another
+    /// family's name only when that family expresses the config more exactly.
+    func testExportPrefersVitNames() throws {
+        for (config, name) in [
+            (ViTConfig.vitTiny(), "vit_tiny_patch16_224"), (.vitSmall(), "vit_small_patch16_224"),
+            (.vitBase(), "vit_base_patch16_224"),
+        ] {
+            let (arch, args) = try XCTUnwrap(TimmArchitectures.exportArchitecture(for: config))
+            XCTAssertEqual(arch, name)
+            XCTAssertEqual(Set(args.keys), ["img_size", "in_chans", "num_classes", "global_pool"], arch)
+        }
+        let mini = try XCTUnwrap(TimmArchitectures.exportArchitecture(for: .mini28()))
+        XCTAssertTrue(mini.architecture.hasPrefix("vit_"), mini.architecture)
+        var checked = 0
+        for name in TimmArchitectures.all.keys.sorted() {
+            let args = try XCTUnwrap(TimmArchitectures.arguments(of: name))
+            guard let config = try? TimmArchitectures.config(arguments: args, path: name) else { continue }
+            let (arch, modelArgs) = try XCTUnwrap(TimmArchitectures.exportArchitecture(for: config), name)
+            var merged = try XCTUnwrap(TimmArchitectures.arguments(of: arch))
+            merged.merge(modelArgs) { $1 }
+            XCTAssertEqual(try TimmArchitectures.config(arguments: merged, path: arch), config, "\(name) → \(arch)")
+            // The table entry itself needs no model_args beyond the four always written, so the choice
+            // needs no more; a vit_ entry is never exported under another family's name.
+            XCTAssertLessThanOrEqual(
+                modelArgs.count,
+                TimmArchitectures.modelArguments(for: config, architecture: name)?.count ?? .max, name)
+            if name.hasPrefix("vit_") { XCTAssertTrue(arch.hasPrefix("vit_"), "\(name) exported as \(arch)") }
+            checked += 1
+        }
+        XCTAssertGreaterThan(checked, 50)
+        XCTAssertEqual(try exportName("deit_tiny_patch16_224"), "vit_tiny_patch16_224")
+        XCTAssertEqual(try exportName("deit_base_patch16_384"), "vit_base_patch16_384")
+        XCTAssertEqual(try exportName("deit3_small_patch16_224"), "deit3_small_patch16_224")
+    }
+
+    /// The architecture the model of table entry `name` is exported as.
+    func exportName(_ name: String) throws -> String {
+        let config = try TimmArchitectures.config(
+            arguments: XCTUnwrap(TimmArchitectures.arguments(of: name)), path: name)
+        return try XCTUnwrap(TimmArchitectures.exportArchitecture(for: config)).architecture
+    }
 }
