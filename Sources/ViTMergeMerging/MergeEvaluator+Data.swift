@@ -149,10 +149,11 @@ extension MergeEvaluator {
     }
 
     /// RegMean (Jin et al. 2023): each Linear weight W (timm's [out, in]) becomes the solution of
-    /// min Σ_t ‖X_t Wᵀ − X_t W_tᵀ‖², i.e. Wᵀ = (Σ_t G̃_t)⁻¹ Σ_t G̃_t W_tᵀ with G_t = X_tᵀX_t / rows,
-    /// the inputs X_t of that layer on task t's samples, and G̃_t = α·G_t + (1 − α)·diag(G_t) (`alpha`, the paper's
-    /// off-diagonal scaling). In task-vector form the direction is (Σ G̃_t)⁻¹ Σ G̃_t τ_tᵀ (θ_pre cancels);
-    /// every other tensor is the mean τ, as in the reference code. The solve is Cholesky in Double with a
+    /// min Σ_t ‖X_t Wᵀ − X_t W_tᵀ‖², i.e. Wᵀ = (Σ_t G̃_t)⁻¹ Σ_t G̃_t W_tᵀ
+    /// with G_t = X_tᵀX_t / rows,
+    /// the inputs X_t of that layer on task t's samples, and G̃_t = α·G_t + (1 − α)·diag(G_t) (`alpha`, the
+    /// paper's off-diagonal scaling). In task-vector form the direction is (Σ G̃_t)⁻¹ Σ G̃_t τ_tᵀ (θ_pre
+    /// cancels); every other tensor is the mean τ, as in the reference code. The solve is Cholesky in Double with a
     /// ridge of 1e-6·mean(diag) (×10 until positive definite).
     ///
     /// `plusPlus` is RegMean++ (Nguyen et al. 2025): the inputs of block b's layers come from the merged
