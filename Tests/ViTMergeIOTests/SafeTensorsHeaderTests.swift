@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import ViTMergeIO
+@_spi(Testing) @testable import ViTMergeIO
 
 /// The safetensors header parser (SafeTensors+Header.swift) decides as JSONSerialization did: same
 /// value where it accepts, refusal only where Foundation refuses, and Foundation's answer elsewhere.
