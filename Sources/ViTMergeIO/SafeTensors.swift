@@ -67,51 +67,44 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 "header length \(n) is outside 2…min(\(Self.maxHeaderBytes), file size − 8 = \(bytes.count - 8))")
         }
         let headerEnd = 8 + Int(n)
-        let json: Any
-        do { json = try JSONSerialization.jsonObject(with: Data(bytes[8..<headerEnd])) } catch {
-            throw bad("header is not valid JSON")
-        }
-        guard let header = json as? [String: Any] else { throw bad("header is not a JSON object") }
+        guard let json = HeaderJSON.parse(bytes[8..<headerEnd]) else { throw bad("header is not valid JSON") }
+        guard let header = json.object else { throw bad("header is not a JSON object") }
         var metadata: [String: String] = [:]
         if let meta = header["__metadata__"] {
-            guard let m = meta as? [String: Any] else { throw bad("__metadata__ is not an object") }
+            guard let m = meta.object else { throw bad("__metadata__ is not an object") }
             for (k, v) in m {
-                guard let s = v as? String else { throw bad("__metadata__['\(k)'] is not a string") }
+                guard let s = v.string else { throw bad("__metadata__['\(k)'] is not a string") }
                 metadata[k] = s
             }
         }
         let dataSize = bytes.count - headerEnd
         var entries: [String: TensorInfo] = [:]
         for (name, value) in header where name != "__metadata__" {
-            guard let e = value as? [String: Any] else { throw bad("entry '\(name)' is not an object") }
-            guard let dt = e["dtype"] as? String, !(e["dtype"] is NSNumber) else {
-                throw bad("tensor '\(name)' has no string dtype")
-            }
+            guard let e = value.object else { throw bad("entry '\(name)' is not an object") }
+            guard let dt = e["dtype"]?.string else { throw bad("tensor '\(name)' has no string dtype") }
             guard let dtype = DType(rawValue: dt) else {
                 throw .invalidFile(
                     path: path, reason: "tensor '\(name)' has dtype \(dt)",
                     hint: "ViTMerge reads F32, F16, BF16 (as float32), F64, I64, I32 and U8; convert the tensor, "
                         + "e.g. with safetensors.torch: {k: v.float() for k, v in tensors.items()}")
             }
-            guard let shapeAny = e["shape"] as? [Any], let offsetsAny = e["data_offsets"] as? [Any],
-                offsetsAny.count == 2
-            else {
+            guard let shapeJSON = e["shape"]?.array, let offsets = e["data_offsets"]?.array, offsets.count == 2 else {
                 throw bad("tensor '\(name)' needs 'shape' (list) and 'data_offsets' ([begin, end])")
             }
             var shape: [Int] = []
             var count = 1
-            for d in shapeAny {
-                guard let v = d as? Int, v >= 0, v < 1 << 40 else {
+            for d in shapeJSON {
+                guard let v = d.int, v >= 0, v < 1 << 40 else {
                     throw bad("tensor '\(name)' has an invalid dimension \(d)")
                 }
                 let (p, overflow) = count.multipliedReportingOverflow(by: v)
                 guard !overflow, p <= dataSize else {
-                    throw bad("tensor '\(name)' shape \(shapeAny) is larger than the file")
+                    throw bad("tensor '\(name)' shape \(HeaderJSON.array(shapeJSON)) is larger than the file")
                 }
                 shape.append(v)
                 count = p
             }
-            guard let begin = offsetsAny[0] as? Int, let end = offsetsAny[1] as? Int else {
+            guard let begin = offsets[0].int, let end = offsets[1].int else {
                 throw bad("tensor '\(name)' has non-integer data_offsets")
             }
             guard begin >= 0, begin <= end, end <= dataSize else {

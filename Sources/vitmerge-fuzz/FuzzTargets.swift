@@ -1,5 +1,5 @@
 import Foundation
-import ViTMergeIO
+@_spi(Testing) import ViTMergeIO
 import ViTMergeModel
 
 /// One file reader under test: `run` feeds it the bytes through the library's normal entry point.
@@ -24,6 +24,14 @@ private func readAll(_ f: SafeTensorsFile) {
 /// The readers of untrusted input (SECURITY.md), one target each.
 let fuzzTargets: [FuzzTarget] = [
     FuzzTarget(name: "safetensors") { b in
+        // The header parser's fast path must decide as JSONSerialization does (SafeTensors+Header.swift).
+        if b.count >= 10 {
+            let n = b[0..<8].reversed().reduce(0) { $0 << 8 | Int($1) }
+            if n >= 2, n <= b.count - 8 {
+                precondition(
+                    SafeTensorsFile.headerParserAgreesWithFoundation(b[8..<(8 + n)]), "header parsers disagree")
+            }
+        }
         guard let f = try? SafeTensorsFile(bytes: b, path: "fuzz.safetensors") else { return }
         readAll(f)
     },
