@@ -361,10 +361,12 @@ final class DataMergeTests: XCTestCase {
         ).loss
         let end = ev.adaMergingObjective(a.coefficients, layerWise: false, batches: full, gradient: false).loss
         XCTAssertLessThan(end, start)
-        // The direction is Σ c_t τ_t.
-        let ref = MergeFixture.referenceMerge(
-            EncoderVector(table: ev.pretrained.table).base, ev.tasks.map(\.tau), a.coefficients.map { Float($0[0]) },
-            count: ev.encoderCount)
+        // The direction is Σ c_t τ_t. The zero base is held for the whole call: a temporary's pointer dangles.
+        let zero = EncoderVector(table: ev.pretrained.table)
+        let ref = withExtendedLifetime(zero) {
+            MergeFixture.referenceMerge(
+                zero.base, ev.tasks.map(\.tau), a.coefficients.map { Float($0[0]) }, count: ev.encoderCount)
+        }
         XCTAssertEqual(MergeFixture.bits(a.direction), MergeFixture.bits(ref))
     }
 
