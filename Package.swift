@@ -32,6 +32,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // Merge recipes (merge --recipe FILE.yaml): libyaml through Yams.
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(
@@ -54,7 +56,10 @@ let package = Package(
             swiftSettings: simdSettings),
         .target(
             name: "ViTMergeMerging",
-            dependencies: ["ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining"],
+            dependencies: [
+                "ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining",
+                .product(name: "Yams", package: "Yams"),
+            ],
             swiftSettings: simdSettings),
         .target(name: "ViTMergeReport", dependencies: [], swiftSettings: simdSettings),
         .target(
@@ -96,7 +101,7 @@ let package = Package(
             path: "Benchmarks/ViTMergeBench", swiftSettings: simdSettings),
         .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
         .executableTarget(
-            name: "vitmerge-fuzz", dependencies: ["ViTMergeCore", "ViTMergeIO", "ViTMergeModel"],
+            name: "vitmerge-fuzz", dependencies: ["ViTMergeCore", "ViTMergeIO", "ViTMergeModel", "ViTMergeMerging"],
             swiftSettings: simdSettings),
         .testTarget(
             name: "ViTMergeCoreTests", dependencies: ["ViTMergeCore"], swiftSettings: simdSettings),

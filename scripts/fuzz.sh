@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 seconds="${1:-60}"
 shift || true
-all=(safetensors checkpoint config hub idx task image golden)
+all=(safetensors checkpoint config hub idx task image golden recipe)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 for t in "${targets[@]}"; do
@@ -39,6 +39,7 @@ dict() {
         config | hub) cat fuzz/dict/json.dict >"$d" ;;
         safetensors | checkpoint | task | golden) cat fuzz/dict/safetensors.dict fuzz/dict/json.dict >"$d" ;;
         idx | image) cp "fuzz/dict/$1.dict" "$d" ;;
+        recipe) cp fuzz/dict/yaml.dict "$d" ;;
     esac
     echo "$d"
 }

@@ -193,16 +193,25 @@ extension MergeEvaluator {
     ) throws
         -> MergeSearchResult
     {
-        let lambdas = grid ?? (method.isFixedScale ? [1] : method.isSpectral ? spectralLambdaGrid : lambdaGrid)
         let tuned = method.isTuned
         precondition(!tuned || !candidates.isEmpty, "merge(\(method)): give at least one hyper-parameter candidate")
+        return try merge(method, candidates: tuned ? candidates.map(Optional.some) : [nil], grid: grid) {
+            try self.direction(method, hyperparameter: $0, seed: seed)
+        }
+    }
+
+    /// The search of `merge(_:candidates:seed:grid:)` over directions made by `build` from each candidate.
+    func merge(
+        _ method: MergeMethod, candidates: [Double?], grid: [Double]?, build: (Double?) throws -> EncoderVector
+    ) throws -> MergeSearchResult {
+        let lambdas = grid ?? (method.isFixedScale ? [1] : method.isSpectral ? spectralLambdaGrid : lambdaGrid)
         let all = Array(tasks.indices)
         // Each candidate's λ on validation; only the chosen (candidate, λ) is evaluated on test.
         var best: (h: Double?, direction: EncoderVector, lambda: Double, score: Double, curve: [(Double, Double)])?
-        for h in tuned ? candidates.map(Optional.some) : [nil] {
-            let dir = try direction(method, hyperparameter: h, seed: seed)
+        for h in candidates {
+            let dir = try build(h)
             let r = searchLambda(tasks: all, direction: dir, grid: lambdas)
-            if let b = best, !(r.score > b.score || (r.score == b.score && h! < b.h!)) { continue }
+            if let b = best, !(r.score > b.score || (r.score == b.score && (h ?? 0) < (b.h ?? 0))) { continue }
             best = (h, dir, r.lambda, r.score, r.curve)
         }
         let b = best!

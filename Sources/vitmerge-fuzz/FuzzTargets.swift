@@ -1,5 +1,6 @@
 import Foundation
 @_spi(Testing) import ViTMergeIO
+import ViTMergeMerging
 import ViTMergeModel
 
 /// One file reader under test: `run` feeds it the bytes through the library's normal entry point.
@@ -48,6 +49,7 @@ let fuzzTargets: [FuzzTarget] = [
         _ = try? TaskDataset.load(file: f)
     },
     FuzzTarget(name: "image") { b in _ = try? RGBImage.decode(b, path: "fuzz.img") },
+    FuzzTarget(name: "recipe") { b in _ = try? MergeRecipe.parse(Data(b), file: "fuzz.yaml") },
     FuzzTarget(name: "golden") { b in
         guard let f = try? SafeTensorsFile(bytes: b, path: "fuzz.safetensors") else { return }
         _ = try? GoldenFile(file: f)

@@ -16,10 +16,16 @@ struct MergeCommand: ParsableCommand {
         help: ArgumentHelp(
             "sum (task arithmetic), average, ties, dare, tsv (TSV-M), iso-c, iso-cts, magmax, consensus (TALL masks), "
                 + "breadcrumbs; with data: fisher, regmean, regmean++ (training samples), adamerging, "
-                + "adamerging-layer (unlabeled test images); emr (per-task masks: one model per task)."))
-    var method = MergeMethod.sum
-    @Option(help: "TIES: fraction of each τ kept (top-k by magnitude).") var keep = 0.2
-    @Option(help: "DARE: drop probability.") var drop = 0.9
+                + "adamerging-layer (unlabeled test images); emr (per-task masks: one model per task). "
+                + "Default: sum."))
+    var method: MergeMethod?
+    @Option(
+        help: ArgumentHelp(
+            "A mergekit-style YAML recipe: method, base, models with their tasks, parameters (fixed, searched "
+                + "or per tensor filter); it replaces the options above and below but --output and --json."))
+    var recipe: String?
+    @Option(help: "TIES: fraction of each τ kept (top-k by magnitude; default 0.2).") var keep: Double?
+    @Option(help: "DARE: drop probability (default 0.9).") var drop: Double?
     @Option(
         help: ArgumentHelp(
             "Iso-CTS: fraction of each matrix's rank given to the common subspace (default: searched on "
@@ -34,32 +40,36 @@ struct MergeCommand: ParsableCommand {
         help: ArgumentHelp(
             "Breadcrumbs: fraction of each tensor kept below the outliers (default: searched over 0.1, 0.3, 0.5)."))
     var density: Double?
-    @Option(help: "Breadcrumbs: fraction of each tensor's largest magnitudes masked out.") var outliers = 0.01
+    @Option(help: "Breadcrumbs: fraction of each tensor's largest magnitudes masked out (default 0.01).")
+    var outliers: Double?
     @Option(
         help: ArgumentHelp(
             "RegMean, RegMean++: scale of the Gram matrices' off-diagonal (default: searched over 0.5, 0.7, 0.9)."))
     var alpha: Double?
-    @Option(help: "AdaMerging: optimization steps.") var adaSteps = 100
-    @Option(help: "AdaMerging: Adam learning rate on the coefficients.") var adaLr = 0.01
-    @Option(help: "AdaMerging: unlabeled test images per task and step.") var adaBatch = 16
+    @Option(help: "AdaMerging: optimization steps (default 100).") var adaSteps: Int?
+    @Option(help: "AdaMerging: Adam learning rate on the coefficients (default 0.01).") var adaLr: Double?
+    @Option(help: "AdaMerging: unlabeled test images per task and step (default 16).") var adaBatch: Int?
     @Option(
         help: ArgumentHelp(
             "Overall scale: use this λ instead of searching {0, 0.05, …, 1} (tsv, iso-c, iso-cts: "
                 + "{0, 0.05, …, 2}; average, fisher, regmean, adamerging: 1) on validation."))
     var lambda: Double?
-    @Option(help: "Directory for the merged model, one checkpoint per task head (<task>.safetensors).")
+    @Option(
+        help: ArgumentHelp(
+            "Directory for the merged model, one checkpoint per task head (<task>.safetensors; with --recipe, "
+                + "over the recipe's output)."))
     var output: String?
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
-        if !(keep > 0 && keep <= 1) { throw ValidationError("--keep must be in (0, 1]") }
-        if !(drop >= 0 && drop < 1) { throw ValidationError("--drop must be in [0, 1)") }
+        if let keep, !(keep > 0 && keep <= 1) { throw ValidationError("--keep must be in (0, 1]") }
+        if let drop, !(drop >= 0 && drop < 1) { throw ValidationError("--drop must be in [0, 1)") }
         if let f = commonFraction, !(f >= 0 && f <= 1) { throw ValidationError("--common-fraction must be in [0, 1]") }
         if let s = maskScale, !(s >= 0 && s <= 10) { throw ValidationError("--mask-scale must be in [0, 10]") }
         if let d = density, !(d > 0 && d <= 1) { throw ValidationError("--density must be in (0, 1]") }
-        if !(outliers >= 0 && outliers < 1) { throw ValidationError("--outliers must be in [0, 1)") }
+        if let outliers, !(outliers >= 0 && outliers < 1) { throw ValidationError("--outliers must be in [0, 1)") }
         if let a = alpha, !(a >= 0 && a <= 1) { throw ValidationError("--alpha must be in [0, 1]") }
-        if adaSteps < 1 || adaBatch < 1 || adaBatch > 128 || !(adaLr > 0 && adaLr.isFinite) {
+        if (adaSteps ?? 1) < 1 || !(1...128).contains(adaBatch ?? 1) || !((adaLr ?? 1) > 0 && (adaLr ?? 1).isFinite) {
             throw ValidationError("--ada-steps ≥ 1, --ada-batch in 1…128 and --ada-lr > 0")
         }
         if let l = lambda, !(l.isFinite && l >= -10 && l <= 10) {
@@ -67,11 +77,21 @@ struct MergeCommand: ParsableCommand {
         }
     }
 
+    /// The options given here that a recipe sets (merge --recipe refuses them).
+    var given: [String] {
+        let named: [(String, Any?)] = [
+            ("--method", method), ("--keep", keep), ("--drop", drop), ("--common-fraction", commonFraction),
+            ("--mask-scale", maskScale), ("--density", density), ("--outliers", outliers), ("--alpha", alpha),
+            ("--ada-steps", adaSteps), ("--ada-lr", adaLr), ("--ada-batch", adaBatch), ("--lambda", lambda),
+        ]
+        return inputs.given + named.compactMap { $0.1 == nil ? nil : $0.0 }
+    }
+
     /// The hyper-parameter candidates for `method`: the one given, or the method's searched defaults.
-    var candidates: [Double] {
+    func candidates(_ method: MergeMethod) -> [Double] {
         switch method {
-        case .ties: [keep]
-        case .dare: [drop]
+        case .ties: [keep ?? 0.2]
+        case .dare: [drop ?? 0.9]
         case .isoCTS: commonFraction.map { [$0] } ?? method.defaultCandidates
         case .consensus: maskScale.map { [$0] } ?? method.defaultCandidates
         case .breadcrumbs: density.map { [$0] } ?? method.defaultCandidates
@@ -81,17 +101,47 @@ struct MergeCommand: ParsableCommand {
     }
 
     func run() throws {
+        if let recipe { return try runRecipe(recipe) }
+        let method = method ?? .sum
         let (ev, names, lineage) = try inputs.load()
-        ev.breadcrumbsOutliers = outliers
-        ev.adaMergingOptions.steps = adaSteps
-        ev.adaMergingOptions.learningRate = adaLr
-        ev.adaMergingOptions.batch = adaBatch
-        ev.adaMergingOptions.seed = inputs.seed
-        if method == .emr { return try runEMR(ev, names: names, lineage: lineage) }
-        let r = try ev.merge(method, candidates: candidates, seed: inputs.seed, grid: lambda.map { [$0] })
+        ev.breadcrumbsOutliers = outliers ?? 0.01
+        ev.adaMergingOptions.steps = adaSteps ?? 100
+        ev.adaMergingOptions.learningRate = adaLr ?? 0.01
+        ev.adaMergingOptions.batch = adaBatch ?? 16
+        ev.adaMergingOptions.seed = inputs.seed ?? 0
+        if method == .emr { return try runEMR(ev, names: names, lineage: lineage, output: output) }
+        let r = try ev.merge(method, candidates: candidates(method), seed: inputs.seed ?? 0, grid: lambda.map { [$0] })
+        try report(r, ev: ev, names: names, lineage: lineage, output: output, recipe: nil)
+    }
+
+    /// `merge --recipe FILE`: every input and parameter from the recipe; --output and --json from here.
+    func runRecipe(_ path: String) throws {
+        if let first = given.first {
+            throw ValidationError(
+                "merge --recipe: \(first) is set by the recipe (\(path)), not on the command line: edit the recipe")
+        }
+        let r = try MergeRecipe.load(path: path)
+        inputs.runtime.apply()
+        let (ev, names, lineage) = try loadMerge(
+            pretrained: r.base, finetuned: r.models.map(\.checkpoint), tasks: r.models.map(\.task),
+            taskVectors: r.models.map { $0.vector ?? "" }, weights: r.models.map(\.weight), seed: r.seed,
+            samples: r.samples, imageCache: r.imageCache, check: { try r.checkFilters(table: $0.table) })
+        let out = output ?? r.output
+        if r.method == .emr { return try runEMR(ev, names: names, lineage: lineage, output: out, recipe: r.text) }
+        try report(try ev.merge(recipe: r), ev: ev, names: names, lineage: lineage, output: out, recipe: r.text)
+    }
+
+    func report(
+        _ r: MergeSearchResult, ev: MergeEvaluator, names: [String], lineage: [String: String], output: String?,
+        recipe: String?
+    ) throws {
+        let method = r.method
         if let output {
             let enc = ev.encoder([r.direction], [Float(r.lambda)])
-            try save(output, stage: "merge \(method.rawValue) λ=\(r.lambda)", lineage: lineage, names: names) {
+            try save(
+                output, stage: "merge \(method.rawValue) λ=\(r.lambda)", lineage: lineage, names: names,
+                recipe: recipe
+            ) {
                 ev.model(encoder: enc, task: $0)
             }
         }
@@ -135,10 +185,12 @@ struct MergeCommand: ParsableCommand {
     }
 
     /// EMR: one model per task (θ_pre + s_t·M_t ⊙ τ_uni); its masks and rescalers go to `emr.safetensors`.
-    func runEMR(_ ev: MergeEvaluator, names: [String], lineage: [String: String]) throws {
+    func runEMR(
+        _ ev: MergeEvaluator, names: [String], lineage: [String: String], output: String?, recipe: String? = nil
+    ) throws {
         let r = ev.emrMerge()
         if let output {
-            try save(output, stage: "merge emr", lineage: lineage, names: names) {
+            try save(output, stage: "merge emr", lineage: lineage, names: names, recipe: recipe) {
                 ev.model(encoder: ev.encoder([r.emr.direction(task: $0)], [1]), task: $0)
             }
             try r.emr.save(to: "\(output)/emr.safetensors", tasks: names, table: ev.pretrained.table)
@@ -160,15 +212,15 @@ struct MergeCommand: ParsableCommand {
     }
 
     func save(
-        _ output: String, stage: String, lineage: [String: String], names: [String],
+        _ output: String, stage: String, lineage: [String: String], names: [String], recipe: String?,
         model: (Int) -> ViTParameters
     ) throws {
         try AtomicFile.createDirectory(output)
+        var metadata = ["stage": stage, "command": CommandLine.arguments.joined(separator: " ")]
+        if let recipe { metadata["recipe"] = recipe }
         for i in names.indices {
             try Checkpoint.save(
-                model(i), to: "\(output)/\(names[i]).safetensors",
-                metadata: ["stage": stage, "command": CommandLine.arguments.joined(separator: " ")]
-                    .merging(lineage) { a, _ in a })
+                model(i), to: "\(output)/\(names[i]).safetensors", metadata: metadata.merging(lineage) { a, _ in a })
         }
     }
 
