@@ -28,27 +28,33 @@ extension Bench {
             }
         }
         ThreadPool.shared.threads = ThreadPool.shared.capacity
-        spectralMergeCase()
     }
 
-    /// TSV-M, Iso-C and Iso-CTS of 4 random task vectors over the ViT-Ti/16 encoder (5.5 M floats, 48
-    /// matrices of 192 to 768 × 192), at all threads: time and the peak resident memory above the
-    /// inputs (VmHWM after resetting it through /proc/self/clear_refs, minus VmRSS before), in MB
-    /// and in encoder vectors (the result itself is one).
-    func spectralMergeCase() {
-        let table = ParameterTable(config: .vitTiny())
-        let taus = (0..<4).map { t -> EncoderVector in
+    /// Every data-free merge of T random task vectors (std 1e-3) over a ViT encoder — ViT-S/16 with T = 8
+    /// (22 M floats, 88 MB a vector), with --quick ViT-Ti/16 with T = 4 — at all threads: time and the peak
+    /// resident memory above the inputs (VmHWM after resetting it through /proc/self/clear_refs, minus VmRSS
+    /// before), in MB and in encoder vectors (the result itself is one). EMR's result is τ_uni, its T byte
+    /// masks and scales.
+    func mergeMemorySuite() {
+        let (config, name, t) = options.quick ? (ViTConfig.vitTiny(), "vit-ti", 4) : (.vitSmall(), "vit-s", 8)
+        let table = ParameterTable(config: config)
+        let taus = (0..<t).map { t -> EncoderVector in
             let v = EncoderVector(table: table)
             var rng = RNG(seed: 100 + UInt64(t))
             for i in 0..<v.count { v.base[i] = Float(rng.normal() * 1e-3) }
             return v
         }
         let vectorMB = Double(taus[0].count * 4) / 1e6
-        let methods: [(String, () -> EncoderVector)] = [
+        let methods: [(String, () -> Any)] = [
+            ("sum", { Merges.sum(taus) }), ("average", { Merges.average(taus) }),
+            ("ties", { Merges.ties(taus, keep: 0.2) }), ("dare", { Merges.dareSum(taus, drop: 0.9, seed: 1) }),
+            ("magmax", { Merges.magMax(taus) }), ("consensus", { Merges.consensus(taus, maskScale: 0.4) }),
+            ("breadcrumbs", { Merges.breadcrumbs(taus, density: 0.3, outliers: 0.01) }), ("emr", { Merges.emr(taus) }),
             ("tsv", { Merges.tsv(taus) }), ("iso-c", { Merges.isoC(taus) }),
             ("iso-cts", { Merges.isoCTS(taus, commonFraction: 0.8) }),
         ]
-        for (name, merge) in methods {
+        print(String(format: "merge memory: %d task vectors of %d floats (%.0f MB each)", t, taus[0].count, vectorMB))
+        for (method, merge) in methods {
             let reset = resetPeakRSS()
             let before = procStatusKB("VmRSS")
             let t0 = DispatchTime.now().uptimeNanoseconds
@@ -57,12 +63,15 @@ extension Bench {
             let peak = procStatusKB("VmHWM")
             withExtendedLifetime(out) {}
             let th = ThreadPool.shared.threads
-            record("svd", "\(name) merge, 4 × vit-ti encoder", [4, taus[0].count], threads: th, value: time, unit: "s")
+            record(
+                "merge-memory", "\(method) merge, \(t) × \(name) encoder", [t, taus[0].count], threads: th,
+                value: time, unit: "s")
             if reset, let before, let peak {
                 let extra = Double(peak - before) / 1e3
                 records[records.count - 1].name += String(
-                    format: " (peak +%.0f MB = %.1f vectors of %.0f MB)", extra, extra / vectorMB, vectorMB)
+                    format: " (peak +%.0f MB = %.2f vectors of %.0f MB)", extra, extra / vectorMB, vectorMB)
             }
+            print("  \(records[records.count - 1].name): \(String(format: "%.2f", time)) s")
         }
     }
 

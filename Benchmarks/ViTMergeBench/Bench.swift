@@ -77,6 +77,7 @@ final class Bench {
         if options.suites.contains(.profile) { profileSuite() }
         if options.suites.contains(.allocations) { allocationSuite() }
         if options.suites.contains(.svd) { svdSuite() }
+        if options.suites.contains(.mergeMemory) { mergeMemorySuite() }
         if options.suites.contains(.images) { imageSuite() }
         printTable()
         if let path = options.jsonPath {

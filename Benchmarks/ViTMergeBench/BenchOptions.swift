@@ -10,6 +10,8 @@ enum Suite: String, CaseIterable, ExpressibleByArgument {
     case svd
     /// Image-folder loading: JPEG/PNG decoding plus timm's eval transform (and `--augment`'s crops), images/s.
     case images
+    /// Time and peak memory above the inputs of every data-free merge (T task vectors over a ViT encoder).
+    case mergeMemory = "merge-memory"
 }
 
 /// A comma-separated list of suites (`--suite gemm,kernels`); `--help` lists the values.

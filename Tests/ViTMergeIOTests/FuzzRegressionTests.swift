@@ -88,4 +88,19 @@ final class FuzzRegressionTests: XCTestCase {
             XCTAssertTrue(tensor.hasPrefix("param."), tensor)
         }
     }
+
+    /// libFuzzer's timeout (101 bytes, 14 s under ASan): a baseline JPEG whose header claims 2052 × 44060
+    /// pixels and whose only scan stops at a marker after a few bytes. libjpeg fills the rest with gray, so
+    /// it used to decode to a 90-megapixel image; a scan that stops early is now a corrupt file.
+    func testJPEGWhoseScanStopsEarlyIsCorrupt() throws {
+        let path = Self.fuzzDirectory.appendingPathComponent("regressions/image/timeout-jpeg-gray-fill-101b")
+        let bytes = try XCTUnwrap(FileManager.default.contents(atPath: path.path))
+        XCTAssertEqual(bytes.count, 101)
+        let start = Date()
+        XCTAssertThrowsError(try RGBImage.decode([UInt8](bytes), path: "bomb.jpg")) { error in
+            XCTAssertTrue("\(error)".contains("stops before the image is complete"), "\(error)")
+            XCTAssertTrue("\(error)".contains("bomb.jpg"), "\(error)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 1, "refused before decoding the claimed pixels")
+    }
 }
