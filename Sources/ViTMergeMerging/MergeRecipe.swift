@@ -261,10 +261,8 @@ private struct RecipeParser {
         }
         let name = try string(methodNode, "merge_method")
         guard let method = MergeMethod(rawValue: name) else {
-            throw fail(
-                methodNode,
-                "unknown merge_method '\(name)' (one of \(MergeMethod.allCases.map(\.rawValue).joined(separator: ", ")))"
-            )
+            let names = MergeMethod.allCases.map(\.rawValue).joined(separator: ", ")
+            throw fail(methodNode, "unknown merge_method '\(name)' (one of \(names))")
         }
         guard let baseNode = e["base_model"] ?? e["base"] else {
             throw fail(nil, "no base_model: give the pre-trained checkpoint")
