@@ -1,4 +1,5 @@
 import ViTMergeCore
+import ViTMergeKernels
 
 extension Merges {
     /// MagMax (Marczak et al. 2024, "MagMax-Ind"): per entry, the τ_i value of largest magnitude
@@ -107,7 +108,7 @@ extension Merges {
         }
     }
 
-    // out[n] = Σ_t taus[t][n]·[lo_t ≤ |taus[t][n]| < hi_t], thresholds from the sorted magnitudes
+    // out[n] = Σ_t taus[t][n]·[lo_t ≤ |taus[t][n]| < hi_t], thresholds: order statistics of the magnitudes
     static func breadcrumbs(
         _ taus: [UnsafePointer<Float>], count n: Int, density: Double, outliers: Double,
         into out: UnsafeMutablePointer<Float>
@@ -116,12 +117,13 @@ extension Merges {
         out.update(repeating: 0, count: n)
         guard n > 0 else { return }
         let skip = Int(Double(n) * outliers), keep = max(1, Int((Double(n) * density).rounded()))
-        var mags = UnsafeMutableBufferPointer<Float>.allocate(capacity: n)
+        let mags = UnsafeMutableBufferPointer<Float>.allocate(capacity: n)
         defer { mags.deallocate() }
         for t in taus {
             for i in 0..<n { mags[i] = abs(t[i]) }
-            mags.sort(by: >)
-            let hi = skip > 0 ? mags[skip - 1] : Float.infinity, lo = mags[min(n, skip + keep) - 1]
+            // The two order statistics of the sorted magnitudes (selection reorders, but keeps the values).
+            let lo = Selection.kthLargest(mags, min(n, skip + keep))
+            let hi = skip > 0 ? Selection.kthLargest(mags, skip) : Float.infinity
             for i in 0..<n where abs(t[i]) >= lo && abs(t[i]) < hi { out[i] += t[i] }
         }
     }

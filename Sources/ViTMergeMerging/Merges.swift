@@ -98,10 +98,9 @@ public enum Merges {
     ) -> Float? {
         let k = max(1, Int((Double(tau.count) * keep).rounded()))
         if k >= tau.count { return nil }
-        var mags = UnsafeMutableBufferPointer(rebasing: scratch[0..<tau.count])
+        let mags = UnsafeMutableBufferPointer(rebasing: scratch[0..<tau.count])
         for i in tau.indices { mags[i] = abs(tau[i]) }
-        mags.sort(by: >)
-        return mags[k - 1]
+        return Selection.kthLargest(mags, k)
     }
 
     /// τ with all but its `keep` fraction of largest |values| set to 0 (ties at the threshold kept).
