@@ -13,9 +13,10 @@ final class PretrainMAECLITests: XCTestCase {
         let dir = try CLI.temporaryDirectory("vitmerge-mae")
         defer { try? FileManager.default.removeItem(at: dir) }
         let config = dir.appendingPathComponent("cfg.json").path
-        try
-            #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 10, "embed_dim": 16, "depth": 1, "num_heads": 2}"#
-            .write(toFile: config, atomically: true, encoding: .utf8)
+        let json =
+            #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 10, "embed_dim": 16, "depth": 1, "#
+            + #""num_heads": 2}"#
+        try json.write(toFile: config, atomically: true, encoding: .utf8)
         let help = try CLI.run(exe, ["pretrain", "--help"])
         for option in [
             "values: supervised, mim, mae", "--decoder-depth", "--decoder-dim", "--decoder-heads", "--norm-pix-loss",
