@@ -38,8 +38,8 @@ struct FineTune: ParsableCommand {
     func validate() throws {
         if mode == .masked || mode == .mae {
             throw ValidationError(
-                "--mode must be aligned, full or linearized (masked image modeling and masked autoencoding are "
-                    + "`vitmerge pretrain --scheme mim` and `--scheme mae`)")
+                "--mode must be aligned or full (or linearized); masked image modeling is `vitmerge pretrain "
+                    + "--scheme mim`, masked autoencoding `vitmerge pretrain --scheme mae`")
         }
     }
 
