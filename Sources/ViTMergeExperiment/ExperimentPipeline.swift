@@ -151,7 +151,7 @@ public final class ExperimentPipeline {
         guard let config = pretrainConfig else {
             preconditionFailure("pre-training needs the pipeline's pretrainConfig")
         }
-        let (p, metadata) = try ViTMergeTraining.pretrain(
+        let pretrained = try ViTMergeTraining.pretrain(
             scheme: scheme, train: data.train, validation: data.validation, test: data.test,
             classes: data.dataset.classes.count, config: config, settings: s.pretraining,
             state: "\(s.out)/pretrain_\(scheme.rawValue)_state.safetensors", resume: true
@@ -164,7 +164,7 @@ public final class ExperimentPipeline {
             }
         }
         let command = ["data": s.pretrainData, "command": arguments.joined(separator: " ")]
-        try Checkpoint.save(p, to: path, metadata: metadata.merging(command) { $1 })
+        try pretrained.save(to: path, metadata: command)
     }
 
     /// Task `i`'s probe, then each fine-tuning mode of the settings (probe, aligned, linearized, full order).

@@ -97,7 +97,7 @@ public struct ExperimentSettings: Sendable {
     public var pretraining: TrainSettings {
         TrainSettings(
             steps: pretrainSteps, batchSize: 64, lr: 1e-3, warmupSteps: max(1, pretrainSteps / 20),
-            weightDecay: 0.05, clipNorm: 1, seed: seed, checkpointEvery: 250)
+            weightDecay: 0.05, clipNorm: 1, seed: seed, checkpointEvery: 250, maskRatio: scheme == .mae ? 0.75 : 0.6)
     }
 
     /// The settings report.md states.

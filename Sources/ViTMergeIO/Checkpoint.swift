@@ -11,7 +11,8 @@ public enum Checkpoint {
     /// The config comes from the file's metadata (or config.json), or from `config` when the file
     /// has none (if both exist they must agree). Every tensor must be present with the config's
     /// shape, as F32, F16 or BF16 (half types widened exactly to Float32, as hub checkpoints are
-    /// often stored), and no unknown tensor may appear. A PyTorch pickle is refused, never opened.
+    /// often stored), and no unknown tensor may appear (the ones `__metadata__["auxiliary_tensors"]`
+    /// names, another tower or head saved beside the encoder, are skipped). A PyTorch pickle is refused, never opened.
     /// When the config comes from outside the file (given, or timm's config.json) and the file's
     /// `pos_embed` is for another, square patch grid, it is resampled to the config's grid once,
     /// as timm does when a model is created at another img_size (see `resampledPositions`).
@@ -107,7 +108,7 @@ public enum Checkpoint {
             }
         }
         let params = ViTParameters(table: table)
-        let expected = Set(params.table.names)
+        let expected = Set(params.table.names).union(try auxiliaryTensors(file))
         for name in file.names where !expected.contains(name) {
             throw IOError.unknownTensor(
                 path: path, tensor: name,
@@ -191,20 +192,41 @@ public enum Checkpoint {
     }
 
     /// Writes `parameters` (optionally only the tensors `include` accepts) atomically, with the
-    /// config and `metadata` in the header.
+    /// config and `metadata` in the header. `auxiliary` tensors (another tower or head trained
+    /// with the encoder, e.g. an MAE decoder; names distinct from the encoder's) follow the
+    /// encoder's, and `__metadata__["auxiliary_tensors"]` lists their names (a JSON array), so
+    /// `load` reads the encoder and skips them.
     public static func save(
         _ parameters: ViTParameters, to path: String, metadata: [String: String] = [:],
-        include: (String) -> Bool = { _ in true }
+        include: (String) -> Bool = { _ in true }, auxiliary: Arena? = nil
     ) throws {
         var meta = metadata
         meta["config"] = parameters.config.json
         meta["format"] = meta["format"] ?? "vitmerge-checkpoint"
+        if let auxiliary { meta["auxiliary_tensors"] = json(auxiliary.layout.regions.map(\.name)) }
         var writer = SafeTensorsWriter(metadata: meta)
         for r in parameters.table.layout.regions where include(r.name) {
             try writer.add(
                 r.name, floats: UnsafeBufferPointer(start: parameters.base + r.offset, count: r.shape.count),
                 shape: r.shape.dims)
         }
+        for r in auxiliary?.layout.regions ?? [] {
+            try writer.add(
+                r.name, floats: UnsafeBufferPointer(start: auxiliary!.base + r.offset, count: r.shape.count),
+                shape: r.shape.dims)
+        }
         try writer.write(to: path)
+    }
+
+    /// The names `__metadata__["auxiliary_tensors"]` lists (tensors beside the encoder that `load`
+    /// skips); none when the key is absent.
+    public static func auxiliaryTensors(_ file: SafeTensorsFile) throws(IOError) -> [String] {
+        guard let text = file.metadata["auxiliary_tensors"] else { return [] }
+        guard let names = try? JSONDecoder().decode([String].self, from: Data(text.utf8)) else {
+            throw .invalidFile(
+                path: file.path, reason: "its auxiliary_tensors metadata is not a JSON array of tensor names",
+                hint: "fix or remove __metadata__[\"auxiliary_tensors\"]")
+        }
+        return names
     }
 }

@@ -55,10 +55,11 @@ public struct ParameterTable: Sendable {
     public static func isHead(_ name: String) -> Bool { name.hasPrefix("head.") }
 
     /// Whether a tensor is a "1-D" parameter in the usual weight-decay sense (biases, norms,
-    /// tokens, position embeddings), which fine-tuning recipes exclude from decay.
+    /// tokens, position embeddings; also an MAE decoder's `mask_token` and `decoder_pos_embed`),
+    /// which fine-tuning recipes exclude from decay.
     public static func isNoDecay(_ name: String) -> Bool {
         name.hasSuffix(".bias") || name.contains("norm") || name == "cls_token" || name == "reg_token"
-            || name == "pos_embed"
+            || name == "pos_embed" || name == "mask_token" || name == "decoder_pos_embed"
             || name.hasSuffix(".gamma")
     }
 

@@ -88,16 +88,19 @@ extension Trainer {
     /// Bytes of gradient each step sums across the ranks (the trainable span; 0 for one process).
     public var gradientBytesPerStep: Int { (reducer?.span.count ?? 0) * MemoryLayout<Float>.size }
 
-    /// Gives every rank rank 0's parameters (θ0 and θ when linearized), AdamW moments and step.
+    /// Gives every rank rank 0's parameters (θ0 and θ when linearized; the objective's auxiliary
+    /// ones), AdamW moments and step.
     public func broadcastState() {
         var arenas = [model.parameters.arena, optimizer.m, optimizer.v]
         if let theta { arenas.append(theta.arena) }
+        if let aux = objective.auxiliary { arenas += [aux.parameters, aux.optimizer.m, aux.optimizer.v] }
         for a in arenas {
             group.broadcast(UnsafeMutableRawPointer(a.base), bytes: a.count * MemoryLayout<Float>.size, root: 0)
         }
         var step = Int64(optimizer.step)
         withUnsafeMutableBytes(of: &step) { group.broadcast($0.baseAddress!, bytes: 8, root: 0) }
         optimizer.step = Int(step)
+        objective.auxiliary?.optimizer.step = Int(step)
     }
 
     /// Checks that every rank holds the same trained parameters (a 64-bit hash of their bits
@@ -106,6 +109,9 @@ extension Trainer {
     func ensureRanksAgree() {
         let p = trained.arena
         var hash = fnv1a(UnsafeRawBufferPointer(start: p.base, count: p.count * MemoryLayout<Float>.size))
+        if let a = objective.auxiliary?.parameters {
+            hash ^= fnv1a(UnsafeRawBufferPointer(start: a.base, count: a.count * MemoryLayout<Float>.size)) &* 31
+        }
         let mine = hash
         withUnsafeMutableBytes(of: &hash) { group.broadcast($0.baseAddress!, bytes: 8, root: 0) }
         var disagreeing: Double = mine == hash ? 0 : 1

@@ -62,13 +62,16 @@ public struct TrainingBatch {
 /// What a training step minimises. `Trainer` owns the loop, the optimizer, the reduction of
 /// gradients across ranks, the NaN guard and the resumable state; an objective turns a batch
 /// into a loss and its gradient. Supervised (full or aligned), linearized and masked image
-/// modeling are the built-in ones (`TrainMode`); MAE, DINO or CLIP objectives plug in the same way.
+/// modeling and masked autoencoding are the built-in ones (`TrainMode`); DINO or CLIP objectives
+/// plug in the same way (towers and heads of their own in `auxiliary`).
 public protocol TrainingObjective: AnyObject {
     /// Whether the head trains (full, masked) or stays frozen bit-identically (aligned, linearized).
     var trainsHead: Bool { get }
     /// The parameters the optimizer updates when they are not the model's (linearized: θ, with
     /// the model holding θ0); nil for the model's own.
     var trainedParameters: ViTParameters? { get }
+    /// Parameters the objective trains besides the model's (MAE's decoder), nil for none.
+    var auxiliary: AuxiliaryParameters? { get }
     /// Fills this rank's share of the global batch, runs the model and returns the share's part of
     /// the global batch's mean loss (Σ over the ranks = the mean), with its gradient (scaled by
     /// 1 / globalBatch) accumulated into `batch.grads`.
@@ -77,6 +80,26 @@ public protocol TrainingObjective: AnyObject {
 
 extension TrainingObjective {
     public var trainedParameters: ViTParameters? { nil }
+    public var auxiliary: AuxiliaryParameters? { nil }
+}
+
+/// Parameters an objective trains besides the model's (a decoder, a second tower, a head), in an
+/// arena of their own with timm-style names that do not clash with the encoder's. `Trainer` zeroes
+/// `gradients` before each step (the objective accumulates into them), sums them across ranks,
+/// clips them with the model's gradients as one (a single global norm), updates them with
+/// `optimizer` (AdamW, the run's weight decay, none on 1-D tensors, tokens and position
+/// embeddings), and saves and restores them (and their moments) with the training state.
+public final class AuxiliaryParameters {
+    public let parameters: Arena
+    public let gradients: Arena
+    public let optimizer: AdamWOptimizer
+    public var layout: Arena.Layout { parameters.layout }
+
+    public init(layout: Arena.Layout, weightDecay: Float) {
+        parameters = Arena(layout: layout)
+        gradients = Arena(layout: layout)
+        optimizer = AdamWOptimizer(layout: layout, weightDecay: weightDecay) { _ in true }
+    }
 }
 
 /// This rank's part of the global mean: `loss` is the share's own mean over `count` images.
@@ -151,6 +174,7 @@ extension TrainMode {
         case .masked:
             MaskedImageObjective(
                 model: model, capacity: capacity, maskRatio: settings.maskRatio, seed: settings.seed)
+        case .mae: MAEObjective(model: model, capacity: capacity, settings: settings)
         }
     }
 }

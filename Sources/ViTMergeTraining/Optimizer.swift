@@ -68,13 +68,18 @@ public final class AdamWOptimizer {
 
     /// L2 norm of the trainable part of `grads` [m.count], laid out like the moments.
     public func gradientNorm(_ grads: UnsafePointer<Float>, pool: ThreadPool = .shared) -> Double {
+        squaredNorm(grads, pool: pool).squareRoot()
+    }
+
+    /// The squared L2 norm of the trainable part of `grads` (tensor by tensor, in a fixed order).
+    func squaredNorm(_ grads: UnsafePointer<Float>, pool: ThreadPool) -> Double {
         var s = 0.0
         for i in 0..<groups.count {  // index loops: a for-in over the tuples allocates in debug builds
             let g = groups[i]
             let n = GradientNorm.l2(grads + g.offset, count: g.count, pool: pool)
             s += n * n
         }
-        return s.squareRoot()
+        return s
     }
 
     /// Clips the trainable gradients to `maxNorm` (if > 0) and applies one AdamW update with `lr`.
@@ -95,6 +100,31 @@ public final class AdamWOptimizer {
     ) -> Double {
         let norm = gradientNorm(grads, pool: pool)
         guard norm.isFinite else { return norm }
+        apply(parameters: parameters, grads: grads, lr: lr, norm: norm, maxNorm: maxNorm, pool: pool)
+        return norm
+    }
+
+    /// `update` of this optimizer's parameters and of `other`'s (e.g. an objective's own decoder,
+    /// in another arena) as one model: the gradient norm over both is clipped to `maxNorm`, then
+    /// each applies its AdamW update. Returns that norm; a non-finite one touches nothing.
+    @discardableResult
+    public func update(
+        parameters: UnsafeMutablePointer<Float>, grads: UnsafeMutablePointer<Float>, with other: AdamWOptimizer,
+        parameters otherParameters: UnsafeMutablePointer<Float>, grads otherGrads: UnsafeMutablePointer<Float>,
+        lr: Float, maxNorm: Double, pool: ThreadPool = .shared
+    ) -> Double {
+        let norm = (squaredNorm(grads, pool: pool) + other.squaredNorm(otherGrads, pool: pool)).squareRoot()
+        guard norm.isFinite else { return norm }
+        apply(parameters: parameters, grads: grads, lr: lr, norm: norm, maxNorm: maxNorm, pool: pool)
+        other.apply(parameters: otherParameters, grads: otherGrads, lr: lr, norm: norm, maxNorm: maxNorm, pool: pool)
+        return norm
+    }
+
+    /// Clips by `maxNorm / norm` (when `maxNorm` > 0 and the norm exceeds it), then one AdamW step.
+    func apply(
+        parameters: UnsafeMutablePointer<Float>, grads: UnsafeMutablePointer<Float>, lr: Float, norm: Double,
+        maxNorm: Double, pool: ThreadPool
+    ) {
         if maxNorm > 0 && norm > maxNorm {
             let s = Float(maxNorm / (norm + 1e-6))
             for i in 0..<groups.count {
@@ -111,7 +141,6 @@ public final class AdamWOptimizer {
                 count: g.count, step: step, lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: g.decay,
                 pool: pool)
         }
-        return norm
     }
 
     /// Restores the moments and step count (for resuming).

@@ -9,12 +9,30 @@ public enum PretrainScheme: String, Codable, Sendable, CaseIterable {
     case supervised
     /// Masked image modeling on the images alone (`TrainMode.masked`); keeps the encoder only.
     case mim
+    /// Masked autoencoding on the images alone (`TrainMode.mae`, He et al. 2022); keeps the encoder
+    /// and, beside it in the file, the decoder.
+    case mae
+}
+
+/// A pre-trained model to save: the encoder (with its head for supervised pre-training), the
+/// checkpoint metadata, and the tensors trained beside it (MAE's decoder), if any.
+public struct PretrainedModel {
+    public let parameters: ViTParameters
+    public let metadata: [String: String]
+    public let auxiliary: Arena?
+
+    /// Writes the checkpoint (`Checkpoint.save`: the encoder in timm layout, the auxiliary tensors
+    /// after it, skipped by `Checkpoint.load`) with `metadata` plus `extra`.
+    public func save(to path: String, metadata extra: [String: String] = [:]) throws {
+        try Checkpoint.save(parameters, to: path, metadata: metadata.merging(extra) { $1 }, auxiliary: auxiliary)
+    }
 }
 
 /// Pre-trains a model from scratch (`ViT(config:seed: settings.seed)`) with `scheme` on `train`
 /// and returns the checkpoint to save with its metadata: supervised keeps its classification
 /// head (`classes` classes; validated on `validation` during training, "test_accuracy" on `test`);
-/// mim keeps the encoder only (num_classes 0; the decoder is dropped).
+/// mim keeps the encoder only (num_classes 0; the decoder is dropped); mae keeps the encoder
+/// (num_classes 0) and its decoder as auxiliary tensors (`settings.mae`, or its defaults).
 /// With a `group` of several ranks the training is data-parallel; only rank 0 reads `state`
 /// (when `resume` and the file exists) and writes it.
 public func pretrain(
@@ -22,20 +40,33 @@ public func pretrain(
     config: ViTConfig, settings: TrainSettings, state: String?, resume: Bool, log: (StepLog) -> Void,
     group: Collective = SingleProcess.shared, gradientSync: GradientSync = .overlapped
 )
-    throws -> (ViTParameters, [String: String])
+    throws -> PretrainedModel
 {
     var cfg = config
-    let mim = scheme == .mim
-    cfg.numClasses = mim ? cfg.patchDim : classes
+    var settings = settings
+    let mode: TrainMode =
+        switch scheme {
+        case .supervised: .full
+        case .mim: .masked
+        case .mae: .mae
+        }
+    switch mode {
+    case .masked: cfg.numClasses = cfg.patchDim
+    case .mae:
+        cfg.numClasses = 0
+        if settings.mae == nil { settings.mae = MAESettings.defaults(for: cfg) }
+    default: cfg.numClasses = classes
+    }
+    let selfSupervised = mode != .full
     let model = ViT(config: cfg, seed: settings.seed)
-    let trainer = Trainer(model: model, train: train, mode: mim ? .masked : .full, settings: settings, group: group)
+    let trainer = Trainer(model: model, train: train, mode: mode, settings: settings, group: group)
     trainer.gradientSync = gradientSync
     if group.isRoot, resume, let state, FileManager.default.fileExists(atPath: state) {
         try trainer.restoreState(from: state)
     }
     var last: Float = .nan
     try trainer.run(
-        validation: mim ? nil : validation,
+        validation: selfSupervised ? nil : validation,
         log: {
             last = $0.loss
             log($0)
@@ -44,7 +75,14 @@ public func pretrain(
         if group.isRoot, let state { try t.saveState(to: state) }
     }
     var metadata = ["scheme": scheme.rawValue, "settings": settings.json, "final_loss": String(format: "%.5f", last)]
-    if mim { return (withHead(model.parameters, classes: 0), metadata) }
-    metadata["test_accuracy"] = String(format: "%.4f", trainer.evaluateTrained(on: test).accuracy)
-    return (model.parameters, metadata)
+    switch mode {
+    case .masked:
+        return PretrainedModel(parameters: withHead(model.parameters, classes: 0), metadata: metadata, auxiliary: nil)
+    case .mae:
+        return PretrainedModel(
+            parameters: model.parameters, metadata: metadata, auxiliary: trainer.objective.auxiliary?.parameters)
+    default:
+        metadata["test_accuracy"] = String(format: "%.4f", trainer.evaluateTrained(on: test).accuracy)
+        return PretrainedModel(parameters: model.parameters, metadata: metadata, auxiliary: nil)
+    }
 }

@@ -6,7 +6,8 @@ import ViTMergeModel
 extension Trainer {
     // MARK: Resumable state
 
-    /// Writes parameters, AdamW moments, step and settings to `path` atomically.
+    /// Writes parameters, AdamW moments, step and settings to `path` atomically (with the
+    /// objective's auxiliary parameters and their moments, when it has any).
     public func saveState(to path: String, metadata: [String: String] = [:]) throws {
         var meta = metadata
         meta["format"] = "vitmerge-train-state"
@@ -20,6 +21,18 @@ extension Trainer {
             try w.add(
                 r.name, floats: UnsafeBufferPointer(start: p.base + r.offset, count: r.shape.count), shape: r.shape.dims
             )
+        }
+        if let aux = objective.auxiliary {
+            for r in aux.layout.regions {
+                try w.add(
+                    r.name, floats: UnsafeBufferPointer(start: aux.parameters.base + r.offset, count: r.shape.count),
+                    shape: r.shape.dims)
+            }
+            let (m, v) = (aux.optimizer.m, aux.optimizer.v)
+            try w.add(
+                "optimizer.auxiliary.m", floats: UnsafeBufferPointer(start: m.base, count: m.count), shape: [m.count])
+            try w.add(
+                "optimizer.auxiliary.v", floats: UnsafeBufferPointer(start: v.base, count: v.count), shape: [v.count])
         }
         try w.add(
             "optimizer.m", floats: UnsafeBufferPointer(start: optimizer.m.base, count: optimizer.m.count),
@@ -53,6 +66,19 @@ extension Trainer {
             v = try file.floats("optimizer.v", shape: [optimizer.v.count])
         m.withUnsafeBufferPointer { mp in
             v.withUnsafeBufferPointer { vp in optimizer.restore(step: step, m: mp.baseAddress!, v: vp.baseAddress!) }
+        }
+        if let aux = objective.auxiliary {
+            for r in aux.layout.regions {
+                try file.copyFloats(r.name, into: aux.parameters.base + r.offset, shape: r.shape.dims)
+            }
+            let count = aux.optimizer.m.count
+            let am = try file.floats("optimizer.auxiliary.m", shape: [count]),
+                av = try file.floats("optimizer.auxiliary.v", shape: [count])
+            am.withUnsafeBufferPointer { mp in
+                av.withUnsafeBufferPointer { vp in
+                    aux.optimizer.restore(step: step, m: mp.baseAddress!, v: vp.baseAddress!)
+                }
+            }
         }
     }
 }

@@ -97,6 +97,12 @@ public final class Trainer {
         let s = optimizer.step
         let loss = gradients(step: s)
         let lr = schedule.lr(step: s + 1)
+        if let aux = objective.auxiliary {
+            let norm = optimizer.update(
+                parameters: trained.base, grads: grads.base, with: aux.optimizer, parameters: aux.parameters.base,
+                grads: aux.gradients.base, lr: lr, maxNorm: settings.clipNorm, pool: model.pool)
+            return (loss, lr, norm)
+        }
         let norm = optimizer.update(
             parameters: trained, grads: grads, lr: lr, maxNorm: settings.clipNorm, pool: model.pool)
         return (loss, lr, norm)
@@ -107,6 +113,8 @@ public final class Trainer {
         var loss = objectiveLoss(step: s)
         if let reducer {
             reducer.finish()
+            // The objective's own parameters' gradients, summed in one blocking call.
+            if let aux = objective.auxiliary { group.allreduceSum(aux.gradients.base, count: aux.gradients.count) }
             // The global loss (each rank's share is already weighted) and whether any rank got Ctrl-C.
             var scalars: (Double, Double) = (Double(loss), Interrupt.requested ? 1 : 0)
             withUnsafeMutableBytes(of: &scalars) {
@@ -157,6 +165,7 @@ public final class Trainer {
     /// The objective's loss on this rank's share of global batch `s`, its gradient in `grads`.
     func objectiveLoss(step s: Int) -> Float {
         grads.zero()
+        objective.auxiliary?.gradients.zero()
         return objective.loss(
             TrainingBatch(
                 model: model, step: s, indices: batchIndices(step: s), data: train, share: share,
@@ -206,8 +215,13 @@ public final class Trainer {
 
     /// The first parameter, else gradient, tensor (checkpoint order) with a NaN or ±∞.
     func firstNonFiniteTensor() -> String {
-        for (arena, kind) in [(trained.arena, "parameter"), (grads, "gradient")] {
-            for r in model.table.layout.regions {
+        var arenas = [(trained.arena, "parameter"), (grads, "gradient")]
+        if let aux = objective.auxiliary {
+            arenas.insert((aux.parameters, "parameter"), at: 1)
+            arenas.append((aux.gradients, "gradient"))
+        }
+        for (arena, kind) in arenas {
+            for r in arena.layout.regions {
                 let p = arena.base + r.offset
                 if (0..<r.shape.count).contains(where: { !p[$0].isFinite }) { return "\(r.name) (\(kind))" }
             }

@@ -36,9 +36,10 @@ struct FineTune: ParsableCommand {
     @OptionGroup var parallel: ParallelOptions
 
     func validate() throws {
-        if mode == .masked {
+        if mode == .masked || mode == .mae {
             throw ValidationError(
-                "--mode must be aligned or full (masked image modeling is `vitmerge pretrain --scheme mim`)")
+                "--mode must be aligned or full (or linearized); masked image modeling is `vitmerge pretrain "
+                    + "--scheme mim`, masked autoencoding `vitmerge pretrain --scheme mae`")
         }
     }
 

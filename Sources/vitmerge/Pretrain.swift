@@ -9,16 +9,26 @@ import ViTMergeTraining
 /// `vitmerge pretrain`: a ViT from scratch on the pre-training data.
 struct Pretrain: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Pre-train a ViT from scratch (supervised) and write a checkpoint with its config and command line.")
+        abstract:
+            "Pre-train a ViT from scratch (supervised, mim or mae) and write a checkpoint with its config and command "
+            + "line.")
 
     @Option(
         help:
             ArgumentHelp(
                 "supervised: classification on the pre-training labels; mim: masked image modeling on the images alone "
-                    + "(labels unused).")
+                    + "(labels unused); mae: a masked autoencoder (He et al. 2022): the encoder sees the visible "
+                    + "patches only, a light decoder reconstructs the masked ones (labels unused).")
     )
     var scheme = PretrainScheme.supervised
-    @Option(help: "mim: fraction of patches masked per image.") var maskRatio = 0.6
+    @Option(help: "mim, mae: fraction of patches masked per image (default 0.6 for mim, 0.75 for mae).")
+    var maskRatio: Double?
+    @Option(help: "mae: decoder blocks (default 2).") var decoderDepth: Int?
+    @Option(help: "mae: decoder width (default half the encoder's).") var decoderDim: Int?
+    @Option(help: "mae: decoder attention heads (default the encoder's, if they divide the width).")
+    var decoderHeads: Int?
+    @Flag(help: "mae: reconstruct each patch normalized by its own mean and variance (MAE's norm_pix_loss).")
+    var normPixLoss = false
     @Option(help: "Pre-training data (task-format .safetensors).")
     var data = "data/pretrain/glyphs.safetensors"
     @Option(help: "Model config JSON or preset name.")
@@ -30,7 +40,29 @@ struct Pretrain: ParsableCommand {
     @OptionGroup var parallel: ParallelOptions
 
     func validate() throws {
-        if !(maskRatio > 0 && maskRatio < 1) { throw ValidationError("--mask-ratio must be in (0, 1)") }
+        if let r = maskRatio, !(r > 0 && r < 1) { throw ValidationError("--mask-ratio must be in (0, 1)") }
+        if scheme != .mae && (decoderDepth != nil || decoderDim != nil || decoderHeads != nil || normPixLoss) {
+            throw ValidationError(
+                "--decoder-depth, --decoder-dim, --decoder-heads and --norm-pix-loss are for --scheme mae only")
+        }
+    }
+
+    /// The MAE decoder for the encoder `cfg`: the flags over `MAESettings.defaults(for:)`.
+    func maeSettings(for cfg: ViTConfig) throws -> MAESettings {
+        let defaults = MAESettings.defaults(for: cfg)
+        let dim = decoderDim ?? defaults.decoderDim
+        let heads = decoderHeads ?? MAESettings.defaultHeads(dim: dim, encoder: cfg)
+        let mae = MAESettings(
+            decoderDepth: decoderDepth ?? defaults.decoderDepth, decoderDim: dim, decoderHeads: heads,
+            normPixLoss: normPixLoss)
+        if let problem = mae.problem { throw ValidationError(problem) }
+        if cfg.numPatches < 2 {
+            throw ValidationError("--scheme mae needs at least 2 patches per image; \(config) has \(cfg.numPatches)")
+        }
+        if normPixLoss && cfg.patchDim < 2 {
+            throw ValidationError("--norm-pix-loss needs at least 2 pixels per patch; \(config) has \(cfg.patchDim)")
+        }
+        return mae
     }
 
     func run() throws {
@@ -43,23 +75,22 @@ struct Pretrain: ParsableCommand {
         let splits = try TaskSplits(path: data, seed: train.seed, validationFraction: 0.05)
         try checkShares(batchSize: train.batchSize, train: splits.train, group: group)
         var settings = train.settings(checkpointEvery: stateOptions.every(default: 200))
-        settings.maskRatio = maskRatio
+        settings.maskRatio = maskRatio ?? (scheme == .mae ? 0.75 : 0.6)
         let cfg = try loadConfig(config)
+        if scheme == .mae { settings.mae = try maeSettings(for: cfg) }
         try splits.check(fits: cfg, checkpoint: "--config \(config)")
         if root && group.size > 1 && !train.quiet {
             print(World.describe(globalBatch: min(train.batchSize, splits.train.count)))
         }
-        let (params, metadata) = try pretrain(
+        let pretrained = try pretrain(
             scheme: scheme, train: splits.train, validation: splits.validation, test: splits.test,
             classes: splits.dataset.classes.count, config: cfg, settings: settings, state: state, resume: resume,
             log: root ? train.progress("pretrain-\(scheme.rawValue)") : { _ in }, group: group,
             gradientSync: parallel.gradSync)
         guard root else { return }
-        try Checkpoint.save(
-            params, to: output,
-            metadata: metadata.merging([
-                "command": CommandLine.arguments.joined(separator: " "), "data": data,
-            ]) { $1 })
+        let metadata = pretrained.metadata
+        try pretrained.save(
+            to: output, metadata: ["command": CommandLine.arguments.joined(separator: " "), "data": data])
         print(
             "wrote \(output) ("
                 + (metadata["test_accuracy"].map { "pre-training test accuracy \($0)" }

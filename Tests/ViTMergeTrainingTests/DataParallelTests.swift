@@ -72,6 +72,54 @@ final class DataParallelTests: XCTestCase {
         }
     }
 
+    func testMAEShardsEncoderAndDecoderGradientsAndRanksStayIdentical() throws {
+        let (full, data, _) = try setup(mode: .full)
+        var config = full
+        config.numClasses = 0
+        let start = ViTParameters(config: config)
+        start.initialize(seed: 11)
+        let mae = MAESettings(decoderDepth: 1, decoderDim: 8, decoderHeads: 2, normPixLoss: true)
+        let settings = TrainSettings(steps: 4, batchSize: 16, lr: 3e-3, seed: 3, maskRatio: 0.75, mae: mae)
+        @Sendable func decoderGradients(_ t: Trainer) -> [Float] {
+            let g = t.objective.auxiliary!.gradients
+            return Array(UnsafeBufferPointer(start: g.base, count: g.count))
+        }
+        let single = Trainer(model: ViT(parameters: start.copy()), train: data, mode: .mae, settings: settings)
+        let loss = single.gradients(step: 0)
+        let want = UnsafeBufferPointer(start: single.grads.base, count: single.grads.count).map { $0 }
+        let wantDecoder = decoderGradients(single)
+        for size in [2, 3] {  // 3 ranks share 16 images as 5, 5, 6
+            let got = try onRanks(size) { _, group in
+                let t = Trainer(
+                    model: ViT(parameters: start.copy()), train: data, mode: .mae, settings: settings, group: group)
+                let l = t.gradients(step: 0)
+                let g = UnsafeBufferPointer(start: t.grads.base, count: t.grads.count).map { $0 }
+                return (l, g, decoderGradients(t))
+            }
+            for (rank, (l, g, dg)) in got.enumerated() {
+                XCTAssertEqual(l, loss, accuracy: 1e-5 * abs(loss), "mae \(size) ranks, rank \(rank): loss")
+                XCTAssertEqual(g.map(\.bitPattern), got[0].1.map(\.bitPattern), "ranks must hold the same gradient")
+                XCTAssertEqual(dg.map(\.bitPattern), got[0].2.map(\.bitPattern), "ranks: the same decoder gradient")
+                for (name, a, b) in [("encoder", g, want), ("decoder", dg, wantDecoder)] {
+                    let scale = b.map(abs).max()!
+                    let err = zip(a, b).map { abs($0 - $1) }.max()!
+                    XCTAssertGreaterThan(scale, 0)
+                    XCTAssertLessThanOrEqual(err, 1e-5 * scale, "mae \(size) ranks: \(name) gradient off by \(err)")
+                }
+            }
+        }
+        // Two ranks train to the same bits, encoder and decoder alike.
+        let runs = try onRanks(2) { _, group in
+            let t = Trainer(
+                model: ViT(parameters: start.copy()), train: data, mode: .mae, settings: settings, group: group)
+            try t.run()
+            let d = t.objective.auxiliary!.parameters
+            return (t.model.parameters, Array(UnsafeBufferPointer(start: d.base, count: d.count)))
+        }
+        assertBitIdentical(runs[0].0, runs[1].0, "the ranks' encoders diverged")
+        XCTAssertEqual(runs[0].1.map(\.bitPattern), runs[1].1.map(\.bitPattern), "the ranks' decoders diverged")
+    }
+
     func testTwoRanksFollowTheSingleProcessLossCurveAndStayIdentical() throws {
         let (_, data, start) = try setup(mode: .full)
         let settings = TrainSettings(steps: 30, batchSize: 16, lr: 3e-3, seed: 4, checkpointEvery: 10)
