@@ -166,7 +166,9 @@ struct MergeCommand: ParsableCommand {
             String(
                 format: "%@ merge of %d tasks: λ = %.2f (chosen on validation: mean normalized %.4f)",
                 method.rawValue, names.count, r.lambda, r.validation))
-        if let h = r.hyperparameter { print(String(format: "%@ %.2f", hyperparameterName(method), h)) }
+        if let h = r.hyperparameter, let key = method.recipeKey {
+            print(String(format: "%@ %.2f", key.replacingOccurrences(of: "_", with: " "), h))
+        }
         if let a = ev.lastAdaMerging, method == .adaMerging || method == .adaMergingLayer {
             print(
                 String(
@@ -231,18 +233,5 @@ struct MergeCommand: ParsableCommand {
                 names[i].padding(toLength: 14, withPad: " ", startingAt: 0)
                     + String(format: "  %10.4f  %6.4f  %10.4f", ev.tasks[i].finetunedTest, absolute[i], normalized[i]))
         }
-    }
-}
-
-/// The name of `method`'s hyper-parameter, for printing.
-func hyperparameterName(_ method: MergeMethod) -> String {
-    switch method {
-    case .ties: "keep"
-    case .dare: "drop"
-    case .isoCTS: "common fraction"
-    case .consensus: "mask scale"
-    case .breadcrumbs: "density"
-    case .regMean, .regMeanPlusPlus: "alpha"
-    default: "hyper-parameter"
     }
 }
