@@ -29,6 +29,9 @@ public struct TrainingBatch {
     public let augmentation: Augmentation?
     /// The run's seed (`TrainSettings.seed`), from which the crops are drawn.
     public let seed: UInt64
+    /// The ranks sharing the global batch (objectives whose loss couples the images of a batch,
+    /// such as a contrastive one, gather through it; every rank makes the same calls).
+    public let group: Collective
 
     /// Images in this rank's share.
     public var count: Int { share.count }
@@ -81,6 +84,9 @@ public protocol TrainingObjective: AnyObject {
 extension TrainingObjective {
     public var trainedParameters: ViTParameters? { nil }
     public var auxiliary: AuxiliaryParameters? { nil }
+    public var state: Arena? { nil }
+    public var metrics: [(name: String, value: Double)] { [] }
+    public func didUpdate(step: Int, of steps: Int) {}
 }
 
 /// Parameters an objective trains besides the model's (a decoder, a second tower, a head), in an

@@ -145,5 +145,7 @@ public struct StepLog: Sendable {
     public let gradNorm: Double
     public let imagesPerSecond: Double
     public let secondsLeft: Double
+    /// The objective's own figures (`TrainingObjective.metrics`).
+    public var metrics: [(name: String, value: Double)] = []
     public var validationAccuracy: Double?
 }

@@ -7,7 +7,7 @@ extension Trainer {
     // MARK: Resumable state
 
     /// Writes parameters, AdamW moments, step and settings to `path` atomically (with the
-    /// objective's auxiliary parameters and their moments, when it has any).
+    /// objective's auxiliary parameters and their moments, and its `state` tensors, when it has any).
     public func saveState(to path: String, metadata: [String: String] = [:]) throws {
         var meta = metadata
         meta["format"] = "vitmerge-train-state"
@@ -33,6 +33,13 @@ extension Trainer {
                 "optimizer.auxiliary.m", floats: UnsafeBufferPointer(start: m.base, count: m.count), shape: [m.count])
             try w.add(
                 "optimizer.auxiliary.v", floats: UnsafeBufferPointer(start: v.base, count: v.count), shape: [v.count])
+        }
+        if let state = objective.state {
+            for r in state.layout.regions {
+                try w.add(
+                    r.name, floats: UnsafeBufferPointer(start: state.base + r.offset, count: r.shape.count),
+                    shape: r.shape.dims)
+            }
         }
         try w.add(
             "optimizer.m", floats: UnsafeBufferPointer(start: optimizer.m.base, count: optimizer.m.count),
@@ -78,6 +85,11 @@ extension Trainer {
                 av.withUnsafeBufferPointer { vp in
                     aux.optimizer.restore(step: step, m: mp.baseAddress!, v: vp.baseAddress!)
                 }
+            }
+        }
+        if let state = objective.state {
+            for r in state.layout.regions {
+                try file.copyFloats(r.name, into: state.base + r.offset, shape: r.shape.dims)
             }
         }
     }

@@ -101,10 +101,12 @@ public final class Trainer {
             let norm = optimizer.update(
                 parameters: trained.base, grads: grads.base, with: aux.optimizer, parameters: aux.parameters.base,
                 grads: aux.gradients.base, lr: lr, maxNorm: settings.clipNorm, pool: model.pool)
+            objective.didUpdate(step: optimizer.step, of: settings.steps)
             return (loss, lr, norm)
         }
         let norm = optimizer.update(
             parameters: trained, grads: grads, lr: lr, maxNorm: settings.clipNorm, pool: model.pool)
+        objective.didUpdate(step: optimizer.step, of: settings.steps)
         return (loss, lr, norm)
     }
 
@@ -170,7 +172,7 @@ public final class Trainer {
             TrainingBatch(
                 model: model, step: s, indices: batchIndices(step: s), data: train, share: share,
                 globalBatch: sampler.batchSize, input: input, labels: labels, acts: acts, grads: grads,
-                reducer: reducer, augmentation: settings.augmentation, seed: settings.seed))
+                reducer: reducer, augmentation: settings.augmentation, seed: settings.seed, group: group))
     }
 
     /// Trains until `settings.steps`, calling `log` after every step and `save` every
@@ -193,7 +195,7 @@ public final class Trainer {
             let rate = Double((done - first) * sampler.batchSize) / max(elapsed, 1e-9)
             var entry = StepLog(
                 step: done, steps: settings.steps, loss: loss, lr: lr, gradNorm: norm, imagesPerSecond: rate,
-                secondsLeft: elapsed / Double(done - first) * Double(settings.steps - done))
+                secondsLeft: elapsed / Double(done - first) * Double(settings.steps - done), metrics: objective.metrics)
             if let validation, (settings.evalEvery > 0 && done % settings.evalEvery == 0) || done == settings.steps {
                 entry.validationAccuracy = evaluateTrained(on: validation).accuracy
             }

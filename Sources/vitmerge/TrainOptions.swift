@@ -48,6 +48,7 @@ struct TrainOptions: ParsableArguments {
                     "event": "step", "what": label, "step": s.step, "steps": s.steps, "loss": Double(s.loss),
                     "lr": Double(s.lr), "images_per_second": s.imagesPerSecond,
                 ]
+                for (name, value) in s.metrics { o[name] = value }
                 if let v = s.validationAccuracy { o["val_accuracy"] = v }
                 printJSON(o)
                 fflush(nil)
@@ -58,6 +59,7 @@ struct TrainOptions: ParsableArguments {
                     format: "%@ step %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %@", label, s.step, s.steps, s.loss,
                     s.lr,
                     s.imagesPerSecond, formatSeconds(s.secondsLeft))
+                + s.metrics.map { String(format: "  %@ %.4f", $0.name, $0.value) }.joined()
                 + (s.validationAccuracy.map { String(format: "  val acc %.4f", $0) } ?? "")
             if tty {
                 print("\r\u{1B}[K" + line, terminator: s.step == s.steps ? "\n" : "")
