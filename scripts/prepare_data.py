@@ -34,6 +34,12 @@ pretrain 76 glyph classes that are in NO task: Latin capitals K-Z, ten Greek cap
          from Latin ones, fourteen Cyrillic capitals that differ from Latin and Greek ones (and
          from the digit 3), and the 36 other basic hiragana; rendered ONLY from the font source
          packages of the letters/kana TRAIN side.  Its "test" split is a stratified 5% hold-out.
+pretrain captions  data/pretrain/glyphs_captions.safetensors: `train.captions` / `test.captions`
+         U8 [N, W], row i the zero-padded UTF-8 caption of row i of the same split of
+         glyphs.safetensors, "<character> in <family>[ <style>]" (CAPTION_TEMPLATE), e.g.
+         "capital letter K in DejaVu Serif Bold Italic"; family and style are Pillow's getname()
+         of the face render_set drew for that image (recording it draws nothing from the rng, so
+         the glyph file is unchanged).
 digits_opencv  Debian opencv-doc samples/data/digits.png (5000 digits 20x20, 500 per class in
          row order), placed into 28x28 by centre of mass exactly like MNIST (no resampling).
 digits8x8  scikit-learn load_digits (1797 UCI optdigits images, 8x8, values 0..16) -> x255/16,
@@ -565,9 +571,11 @@ def by_source(faces):
     return [d[k] for k in sorted(d)]
 
 
-def render_set(groups, chars, n_per_class, rng, seen: set, blocked=frozenset()):
+def render_set(groups, chars, n_per_class, rng, seen: set, blocked=frozenset(), faces_out=None):
     """n_per_class images per character: a font project (source package) uniformly, then one of
-    its faces uniformly, then the seeded jitter of `render`.  Exact duplicates are redrawn."""
+    its faces uniformly, then the seeded jitter of `render`.  Exact duplicates are redrawn.
+    If `faces_out` is a list, the Face that rendered each returned image is appended to it (row
+    order; this draws nothing from `rng`, so the images are the same with or without it)."""
     X, y = [], []
     for c, ch in enumerate(chars):
         pool = [[f for f in g if f.hires(ch) is not None and (f.key, ch) not in blocked]
@@ -587,6 +595,8 @@ def render_set(groups, chars, n_per_class, rng, seen: set, blocked=frozenset()):
             seen.add(h)
             X.append(img)
             y.append(c)
+            if faces_out is not None:
+                faces_out.append(f)
             got += 1
     return np.stack(X), np.array(y, dtype=np.int64)
 
@@ -607,6 +617,104 @@ def glyph_class_name(ch: str) -> str:
         if n.startswith(pre):
             return short + n[len(pre):].lower().replace(" ", "_")
     raise ValueError(n)
+
+
+# Captions of the pre-training images (data/pretrain/glyphs_captions.safetensors), for CLIP-style
+# pre-training: "<character> in <family>[ <style>]", from each image's own metadata.
+CAPTION_MAX_BYTES = 128
+CAPTION_OMIT_STYLES = ("Regular", "Book")     # the plain style of a family is not named
+CAPTION_TEMPLATE = (
+    "'<character> in <family>[ <style>]', UTF-8, zero-padded to W bytes (W = longest caption, "
+    f"<= {CAPTION_MAX_BYTES}); <character>: 'capital letter K' (Latin), 'Greek capital letter "
+    "<name>', 'Cyrillic capital letter <name>', 'hiragana <name>', <name> being the lower-cased "
+    "rest of the character's Unicode name, the same words as the class name (greek_lamda -> "
+    "'Greek capital letter lamda', cyrillic_hard_sign -> 'Cyrillic capital letter hard sign'); "
+    "<family>, <style>: Pillow FreeTypeFont.getname() of the face that rendered the image, "
+    "whitespace collapsed; the style is left out when it is empty or "
+    + " or ".join(CAPTION_OMIT_STYLES) + " (any case); row i describes row i of the same split of "
+    "glyphs.safetensors")
+
+
+def caption_char_name(ch: str) -> str:
+    n = unicodedata.name(ch)
+    for pre, out, lower in (("LATIN CAPITAL LETTER ", "capital letter ", False),
+                            ("GREEK CAPITAL LETTER ", "Greek capital letter ", True),
+                            ("CYRILLIC CAPITAL LETTER ", "Cyrillic capital letter ", True),
+                            ("HIRAGANA LETTER ", "hiragana ", True)):
+        if n.startswith(pre):
+            rest = n[len(pre):]
+            return out + (rest.lower() if lower else rest)
+    raise ValueError(n)
+
+
+def caption_font_name(face: Face) -> str:
+    family, style = face.font().getname()
+    family = " ".join((family or "").split())
+    style = " ".join((style or "").split())
+    assert family, face.key
+    omit = not style or style.lower() in {o.lower() for o in CAPTION_OMIT_STYLES}
+    return family if omit else f"{family} {style}"
+
+
+def caption_class_name(caption: str) -> str:
+    """The class name a caption names (independent of caption_char_name: parses the words and
+    looks the character up by its Unicode name)."""
+    words = caption.split(" in ", 1)[0]
+    for pre, uni in (("capital letter ", "LATIN CAPITAL LETTER "),
+                     ("Greek capital letter ", "GREEK CAPITAL LETTER "),
+                     ("Cyrillic capital letter ", "CYRILLIC CAPITAL LETTER "),
+                     ("hiragana ", "HIRAGANA LETTER ")):
+        if words.startswith(pre):
+            return glyph_class_name(unicodedata.lookup(uni + words[len(pre):].upper()))
+    raise ValueError(caption)
+
+
+def caption_rows(captions: list[str]) -> np.ndarray:
+    raw = [c.encode("utf-8") for c in captions]
+    width = max(len(b) for b in raw)
+    assert width <= CAPTION_MAX_BYTES, (width, max(captions, key=len))
+    out = np.zeros((len(raw), width), dtype=np.uint8)
+    for i, b in enumerate(raw):
+        assert b and 0 not in b, captions[i]
+        out[i, :len(b)] = np.frombuffer(b, dtype=np.uint8)
+    return out
+
+
+def decode_caption_rows(rows: np.ndarray) -> list[str]:
+    out = []
+    for r in rows:
+        b = r.tobytes().rstrip(b"\0")
+        assert b and 0 not in b, "caption row empty or with a zero byte inside"
+        out.append(b.decode("utf-8"))          # strict: raises on invalid UTF-8
+    return out
+
+
+def check_captions(cap_path: str, glyph_path: str) -> dict:
+    """The captions file: layout, UTF-8, 1:1 row alignment with the glyph file, and every
+    caption names the class of its row's label."""
+    t = stnp.load_file(cap_path)
+    meta = read_metadata(cap_path)
+    g = stnp.load_file(glyph_path)
+    gmeta = read_metadata(glyph_path)
+    classes = json.loads(gmeta["classes"])
+    assert set(t) == {"train.captions", "test.captions"}, (cap_path, sorted(t))
+    for k in ("template", "source", "license"):
+        assert isinstance(meta.get(k), str) and meta[k], (cap_path, k)
+    assert meta["license"] == gmeta["license"]
+    widths = {t[f"{s}.captions"].shape[1] for s in ("train", "test")}
+    assert len(widths) == 1 and widths.pop() <= CAPTION_MAX_BYTES
+    all_caps = []
+    for s in ("train", "test"):
+        C = t[f"{s}.captions"]
+        assert C.dtype == np.uint8 and C.ndim == 2 and len(C) == len(g[f"{s}.images"]), (s, C.shape)
+        caps = decode_caption_rows(C)
+        for i, (cap, lab) in enumerate(zip(caps, g[f"{s}.labels"])):
+            assert caption_class_name(cap) == classes[lab], (s, i, cap, classes[lab])
+        all_caps += caps
+    longest = max(len(c.encode("utf-8")) for c in all_caps)
+    assert longest == t["train.captions"].shape[1], "W is not the longest caption"
+    return {"captions": len(all_caps), "distinct": len(set(all_caps)), "longest": longest,
+            "longest_caption": max(all_caps, key=lambda c: len(c.encode("utf-8")))}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -739,6 +847,7 @@ def main():
                   "greek", "devanagari", "hangul"]
     task_path = {n: os.path.join(tasks_dir, f"{n}.safetensors") for n in task_names}
     pre_path = os.path.join(pre_dir, "glyphs.safetensors")
+    cap_path = os.path.join(pre_dir, "glyphs_captions.safetensors")
     paths = [task_path[n] for n in task_names] + [pre_path]
 
     if args.check:
@@ -746,7 +855,11 @@ def main():
         assert on_disk == sorted(f"{n}.safetensors" for n in task_names), on_disk
         for row in check_files(paths):
             print(row["file"], row["train"], row["test"], len(row["classes"]))
-        print("check: OK (format, per-class counts, no exact duplicate image anywhere)")
+        cs = check_captions(cap_path, pre_path)
+        print(os.path.relpath(cap_path, ROOT), cs["captions"], "captions,", cs["distinct"],
+              "distinct, longest", cs["longest"], "bytes")
+        print("check: OK (format, per-class counts, no exact duplicate image anywhere, captions "
+              "aligned with the pre-training labels)")
         return
 
     common = {"seed": str(SEED), "splits": "train/test only; validation is carved from train "
@@ -838,10 +951,11 @@ def main():
     per_class = int(math.ceil(PRETRAIN_TOTAL / len(all_chars)))
     rng = sub_rng("pretrain")
     Xs, ys, seen = [], [], set()
+    pre_faces = []                                 # the face of every image, in row order
     used_faces = {}
     base = 0
     for faces, chars in groups_chars:
-        Xc, yc = render_set(by_source(faces), chars, per_class, rng, seen)
+        Xc, yc = render_set(by_source(faces), chars, per_class, rng, seen, faces_out=pre_faces)
         Xs.append(Xc)
         ys.append(yc + base)
         base += len(chars)
@@ -877,6 +991,31 @@ def main():
                   f"class, no test-side font; 'test' is a stratified 5% hold-out",
                   FONT_LICENSE_NOTE, {**common, "preprocessing": glyph_pre})
     font_rows += [("pretrain", "train", f, "") for f in pre_latin + pre_kana if f.key in used_faces]
+    # captions: the same keep/hold indexing, so row i describes row i of the same split
+    assert len(pre_faces) == len(yp)
+    font_names = {}
+    captions = []
+    for i in range(len(yp)):
+        f = pre_faces[i]
+        if f.key not in font_names:
+            font_names[f.key] = caption_font_name(f)
+        captions.append(f"{caption_char_name(all_chars[yp[i]])} in {font_names[f.key]}")
+    assert all(caption_class_name(c) == pre_classes[yp[i]] for i, c in enumerate(captions))
+    caps = caption_rows(captions)                  # one width W for both splits
+    with open(pre_path, "rb") as fh:
+        glyph_sha = hashlib.sha256(fh.read()).hexdigest()
+    cap_data = canonical_safetensors(
+        {"train.captions": np.ascontiguousarray(caps[keep]),
+         "test.captions": np.ascontiguousarray(caps[hold])},
+        {"template": CAPTION_TEMPLATE,
+         "source": f"Captions of data/pretrain/glyphs.safetensors (sha256 {glyph_sha}), one per "
+                   f"image, from its own metadata: its class and the face that rendered it "
+                   f"(Pillow {pypi_version('pillow')} FreeTypeFont.getname(); the faces are in "
+                   f"data/fonts.tsv, use 'pretrain'); {len(set(captions))} distinct captions",
+         "license": FONT_LICENSE_NOTE})
+    with open(cap_path + ".tmp", "wb") as fh:
+        fh.write(cap_data)
+    os.replace(cap_path + ".tmp", cap_path)
 
     # greek, devanagari, hangul: the source packages pre-training was rendered from are kept on
     # the train side, so no test-side font of any task is seen in pre-training
@@ -948,6 +1087,9 @@ def main():
         print(f"{name}: {ntr} train faces, {nte} test faces, {n_blocked[name]} test (face, "
               f"class) pairs excluded as near-identical to a train glyph")
     print(f"pretrain: {len(pre_classes)} classes from {len(used_faces)} faces")
+    cs = check_captions(cap_path, pre_path)
+    print(f"captions: {cs['captions']} ({cs['distinct']} distinct), longest {cs['longest']} "
+          f"bytes: {cs['longest_caption']!r}")
     print("OK: no image occurs twice across all splits of all files")
 
 
