@@ -1,5 +1,6 @@
 import Foundation
 import ViTMergeCore
+import ViTMergeIO
 import ViTMergeReport
 
 /// Per-image outcomes on each task's test split: for every model the run scores (a fine-tuned model, a merge at
@@ -22,6 +23,49 @@ struct Outcomes {
 
     /// Makes `name` another name of `model`'s outcomes.
     mutating func alias(_ name: String, to model: String) { correct[name] = correct[model] }
+
+    /// `test_outcomes.json`: per model and task index (as a string), one character per test image, "1" for a
+    /// correct prediction and "0" for a wrong one. Another run's comparisons (`experiment --schemes`) pair
+    /// their bootstrap over the same images from it.
+    func json(tasks: [String]) throws -> Data {
+        let models = correct.mapValues { byTask in
+            Dictionary(uniqueKeysWithValues: byTask.map { t, c in ("\(t)", String(c.map { $0 ? "1" : "0" })) })
+        }
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return try e.encode(OutcomesFile(tasks: tasks, models: models))
+    }
+
+    /// Reads `json(tasks:)`'s file; the task names it was written for are returned with the outcomes.
+    static func read(path: String) throws -> (tasks: [String], outcomes: Outcomes) {
+        let file: OutcomesFile
+        do {
+            file = try JSONDecoder().decode(OutcomesFile.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+        } catch {
+            throw IOError.invalidFile(
+                path: path, reason: "not a test_outcomes.json (\(error))",
+                hint: "rerun that experiment (delete its results.json) so it writes the file again")
+        }
+        var out = Outcomes()
+        for (model, byTask) in file.models {
+            for (t, text) in byTask {
+                guard let i = Int(t), file.tasks.indices.contains(i), text.allSatisfy({ $0 == "0" || $0 == "1" })
+                else {
+                    throw IOError.invalidFile(
+                        path: path, reason: "model \(model) has a bad entry for task \(t)",
+                        hint: "rerun that experiment (delete its results.json) so it writes the file again")
+                }
+                out.correct[model, default: [:]][i] = text.map { $0 == "1" }
+            }
+        }
+        return (file.tasks, out)
+    }
+}
+
+/// The JSON form of `Outcomes`.
+private struct OutcomesFile: Codable {
+    var tasks: [String]
+    var models: [String: [String: String]]
 }
 
 /// Percentile bootstrap over test images, resampled within each task with replacement; every model is scored on

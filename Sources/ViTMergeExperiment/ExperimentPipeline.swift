@@ -122,6 +122,7 @@ public final class ExperimentPipeline {
         results.environment = Environment(
             cpu: Machine.cpuModel, threads: ThreadPool.shared.threads, isa: Machine.buildISA,
             seconds: Int(Date().timeIntervalSince(start)))
+        try AtomicFile.write(outcomes.json(tasks: names), to: "\(s.out)/test_outcomes.json")
         try AtomicFile.write(results.json(), to: "\(s.out)/results.json")
         try write(ReportWriter(results: results, settings: s.report).markdown(), "report.md")
         log("wrote \(s.out)/results.json, \(s.out)/report.md and SVG plots; the report is \(s.out)/report.md")
@@ -146,6 +147,7 @@ public final class ExperimentPipeline {
     /// Pre-trains with `scheme` (resumable state in the output directory) and saves the model to `path`.
     func pretrain(scheme: PretrainScheme, to path: String) throws {
         let s = settings
+        let t0 = Date()
         log("pre-training (\(scheme.rawValue)) on \(s.pretrainData) for \(s.pretrainSteps) steps")
         let data = try TaskSplits(path: s.pretrainData, seed: s.seed, validationFraction: 0.05)
         guard let config = pretrainConfig else {
@@ -163,7 +165,10 @@ public final class ExperimentPipeline {
                         t.imagesPerSecond, formatSeconds(t.secondsLeft)))
             }
         }
-        let command = ["data": s.pretrainData, "command": arguments.joined(separator: " ")]
+        let command = [
+            "data": s.pretrainData, "command": arguments.joined(separator: " "),
+            "pretrain_seconds": String(format: "%.1f", Date().timeIntervalSince(t0)),
+        ]
         try pretrained.save(to: path, metadata: command)
     }
 

@@ -10,6 +10,8 @@ public enum ExperimentError: Error, CustomStringConvertible {
     case imageSize(task: String, found: (Int, Int, Int), checkpoint: String, expected: (Int, Int, Int))
     /// A per-task job started before the pre-training job wrote the model; `command` runs that job.
     case missingPretrained(job: Int, path: String, command: String)
+    /// `experiment --schemes`: a scheme's experiment in `directory` was run on other tasks than the first one's.
+    case schemesDisagree(scheme: String, tasks: [String], expected: [String], directory: String)
 
     public var description: String {
         switch self {
@@ -23,6 +25,10 @@ public enum ExperimentError: Error, CustomStringConvertible {
                 + "resize the task (scripts/prepare_data.py) or use a model made for this size"
         case .missingPretrained(let job, let path, let command):
             return "job \(job) needs the pre-trained model \(path): run the pre-training job first (\(command))"
+        case .schemesDisagree(let scheme, let tasks, let expected, let directory):
+            return "\(directory) (scheme \(scheme)) has results for tasks \(tasks.joined(separator: ", ")), not "
+                + "\(expected.joined(separator: ", ")) as the schemes before it: delete \(directory)/results.json "
+                + "so it is rerun on the same tasks, or give another --out"
         }
     }
 }

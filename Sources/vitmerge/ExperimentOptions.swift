@@ -19,6 +19,13 @@ struct ExperimentOptions: ParsableArguments {
     var pretrained = "data/pretrained/vit_mini_glyphs.safetensors"
     @Option(help: "Pre-train from scratch with this scheme instead of loading --pretrained.")
     var scheme: PretrainScheme?
+    @Option(
+        help: ArgumentHelp(
+            "Compare pre-training schemes, comma-separated (e.g. supervised,mae,dino,clip,mim): each pre-trained "
+                + "from scratch with the same --pretrain-steps × batch 64 on the same data, then the same protocol, "
+                + "into <out>/<scheme>/; <out>/results.json and report.md hold the scheme table and the papers' "
+                + "ordering claims."))
+    var schemes: String?
     @Option(help: "With --scheme: pre-training data.") var pretrainData = "data/pretrain/glyphs.safetensors"
     @Option(help: "With --scheme: pre-training model config (JSON file or preset).")
     var pretrainConfig = "vit_mini_patch4_28"
@@ -76,6 +83,14 @@ struct ExperimentOptions: ParsableArguments {
             throw ValidationError("--job pretrain needs --scheme (without it the pre-trained model is loaded)")
         }
         if plan && job != nil { throw ValidationError("give --plan or --job, not both") }
+        if let list = try parseSchemes() {
+            if scheme != nil { throw ValidationError("give --scheme or --schemes, not both") }
+            if job != nil {
+                throw ValidationError(
+                    "--job runs one job of one scheme: use the commands that --plan prints with --schemes")
+            }
+            if list.isEmpty { throw ValidationError("--schemes needs at least one scheme") }
+        }
         _ = try parseModes(modes)
         if tasks.count < 2 { throw ValidationError("give at least two --tasks to merge") }
         if probeSteps < 1 || finetuneSteps < 1 || batchSize < 1 {
@@ -90,6 +105,22 @@ struct ExperimentOptions: ParsableArguments {
         if let n = seeds, n > 1 && (plan || job != nil) {
             throw ValidationError("--plan and --job fan out one run; give them without --seeds (or --seeds 1)")
         }
+    }
+
+    /// `--schemes` as a list (nil when not given); unknown or repeated names are refused.
+    func parseSchemes() throws -> [PretrainScheme]? {
+        guard let schemes else { return nil }
+        let names = schemes.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let list = try names.map { n in
+            guard let s = PretrainScheme(rawValue: n) else {
+                throw ValidationError(
+                    "unknown scheme '\(n)' in --schemes; use "
+                        + PretrainScheme.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            return s
+        }
+        if Set(list).count != list.count { throw ValidationError("--schemes lists a scheme twice: \(schemes)") }
+        return list
     }
 
     /// The pipeline's settings (after `validate`).
@@ -110,18 +141,25 @@ struct ExperimentOptions: ParsableArguments {
     func run() throws {
         runtime.apply()
         let settings = try settings()
+        if let schemes = try parseSchemes() {
+            let sweep = SchemeSweep(
+                settings: settings, schemes: schemes, pretrainConfig: try loadConfig(pretrainConfig),
+                arguments: CommandLine.arguments, log: timedLog())
+            if plan {
+                for line in try sweep.planLines() { print(line) }
+            } else {
+                try sweep.run()
+            }
+            return
+        }
         if plan {
             for line in try ExperimentPlan(settings: settings, arguments: CommandLine.arguments).lines() {
                 print(line)
             }
             return
         }
-        let start = Date()
         let config = settings.scheme == nil ? nil : try loadConfig(pretrainConfig)
-        let log: (String) -> Void = {
-            print("[\(formatSeconds(Date().timeIntervalSince(start)))] \($0)")
-            fflush(nil)
-        }
+        let log = timedLog()
         if settings.seedCount > 1 {
             try SeedSweep(settings: settings, pretrainConfig: config, arguments: CommandLine.arguments, log: log).run()
             return
@@ -129,6 +167,15 @@ struct ExperimentOptions: ParsableArguments {
         let pipeline = ExperimentPipeline(
             settings: settings, pretrainConfig: config, arguments: CommandLine.arguments, log: log)
         try pipeline.run(job: job.flatMap(ExperimentJob.init))
+    }
+}
+
+/// A progress printer that prefixes each line with the time since it was made.
+func timedLog() -> (String) -> Void {
+    let start = Date()
+    return {
+        print("[\(formatSeconds(Date().timeIntervalSince(start)))] \($0)")
+        fflush(nil)
     }
 }
 
