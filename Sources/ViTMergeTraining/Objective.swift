@@ -75,6 +75,14 @@ public protocol TrainingObjective: AnyObject {
     var trainedParameters: ViTParameters? { get }
     /// Parameters the objective trains besides the model's (MAE's decoder), nil for none.
     var auxiliary: AuxiliaryParameters? { get }
+    /// Tensors the objective keeps but does not train (DINO's EMA teacher and centre), saved and
+    /// restored with the training state under their layout names; nil for none.
+    var state: Arena? { get }
+    /// The objective's own figures of the last step, shown in the progress line (DINO's teacher
+    /// entropy and KL divergence).
+    var metrics: [(name: String, value: Double)] { get }
+    /// Called by `Trainer` after each optimizer update (`step` updates done, of `steps`).
+    func didUpdate(step: Int, of steps: Int)
     /// Fills this rank's share of the global batch, runs the model and returns the share's part of
     /// the global batch's mean loss (Σ over the ranks = the mean), with its gradient (scaled by
     /// 1 / globalBatch) accumulated into `batch.grads`.
@@ -181,6 +189,7 @@ extension TrainMode {
             MaskedImageObjective(
                 model: model, capacity: capacity, maskRatio: settings.maskRatio, seed: settings.seed)
         case .mae: MAEObjective(model: model, capacity: capacity, settings: settings)
+        case .dino: DINOObjective(model: model, capacity: capacity, settings: settings)
         }
     }
 }
