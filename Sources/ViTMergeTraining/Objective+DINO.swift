@@ -247,13 +247,12 @@ public final class DINOObjective: TrainingObjective {
     public func didUpdate(step: Int, of steps: Int) {
         let m = Float(settings.teacherMomentum(step: step, of: steps))
         let pool = student.pool
-        for (t, s, n) in [
-            (teacherState.base, UnsafePointer(student.parameters.base), student.table.layout.count),
-            (teacherState.base + headOffset, UnsafePointer(headParameters.parameters.base), head.layout.count),
-        ] {
+        func ema(_ t: UnsafeMutablePointer<Float>, _ s: UnsafePointer<Float>, _ n: Int) {
             Elementwise.scale(t, alpha: m, count: n, pool: pool)
             Elementwise.axpy(y: t, x: s, alpha: 1 - m, count: n, pool: pool)
         }
+        ema(teacherState.base, student.parameters.base, student.table.layout.count)
+        ema(teacherState.base + headOffset, headParameters.parameters.base, head.layout.count)
         center.update(from: nextCenter, count: settings.prototypes)
     }
 }
