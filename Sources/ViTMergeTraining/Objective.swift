@@ -189,6 +189,7 @@ extension TrainMode {
             MaskedImageObjective(
                 model: model, capacity: capacity, maskRatio: settings.maskRatio, seed: settings.seed)
         case .mae: MAEObjective(model: model, capacity: capacity, settings: settings)
+        case .dino: DINOObjective(model: model, capacity: capacity, settings: settings)
         }
     }
 }

@@ -12,6 +12,9 @@ public enum PretrainScheme: String, Codable, Sendable, CaseIterable {
     /// Masked autoencoding on the images alone (`TrainMode.mae`, He et al. 2022); keeps the encoder
     /// and, beside it in the file, the decoder.
     case mae
+    /// Self-distillation without labels (`TrainMode.dino`, Caron et al. 2021); keeps the EMA
+    /// teacher's encoder (as DINO's released weights) and, beside it in the file, its head.
+    case dino
 }
 
 /// A pre-trained model to save: the encoder (with its head for supervised pre-training), the
@@ -32,7 +35,9 @@ public struct PretrainedModel {
 /// and returns the checkpoint to save with its metadata: supervised keeps its classification
 /// head (`classes` classes; validated on `validation` during training, "test_accuracy" on `test`);
 /// mim keeps the encoder only (num_classes 0; the decoder is dropped); mae keeps the encoder
-/// (num_classes 0) and its decoder as auxiliary tensors (`settings.mae`, or its defaults).
+/// (num_classes 0) and its decoder as auxiliary tensors (`settings.mae`, or its defaults); dino keeps
+/// the EMA teacher's encoder (num_classes 0; DINO's released weights are the teacher's) and the
+/// teacher's head as auxiliary tensors (`dino_head.…`; `settings.dino`, or its defaults).
 /// With a `group` of several ranks the training is data-parallel; only rank 0 reads `state`
 /// (when `resume` and the file exists) and writes it.
 public func pretrain(
@@ -49,12 +54,16 @@ public func pretrain(
         case .supervised: .full
         case .mim: .masked
         case .mae: .mae
+        case .dino: .dino
         }
     switch mode {
     case .masked: cfg.numClasses = cfg.patchDim
     case .mae:
         cfg.numClasses = 0
         if settings.mae == nil { settings.mae = MAESettings.defaults(for: cfg) }
+    case .dino:
+        cfg.numClasses = 0
+        if settings.dino == nil { settings.dino = DINOSettings() }
     default: cfg.numClasses = classes
     }
     let selfSupervised = mode != .full
@@ -81,6 +90,9 @@ public func pretrain(
     case .mae:
         return PretrainedModel(
             parameters: model.parameters, metadata: metadata, auxiliary: trainer.objective.auxiliary?.parameters)
+    case .dino:
+        let dino = trainer.objective as! DINOObjective
+        return PretrainedModel(parameters: dino.teacherEncoder(), metadata: metadata, auxiliary: dino.teacherHead())
     default:
         metadata["test_accuracy"] = String(format: "%.4f", trainer.evaluateTrained(on: test).accuracy)
         return PretrainedModel(parameters: model.parameters, metadata: metadata, auxiliary: nil)

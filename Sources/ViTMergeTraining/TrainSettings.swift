@@ -20,6 +20,11 @@ public enum TrainMode: String, Codable, Sendable, CaseIterable {
     /// trained beside the model's) reconstructs the dropped patches; the loss is their mean squared
     /// error. Labels and the model's head are not used (the head stays frozen).
     case mae
+    /// Self-distillation without labels (Caron et al. 2021, `DINOObjective`): the model (the
+    /// student, num_classes 0) and a projection head (`TrainSettings.dino`, trained beside it) match
+    /// on every multi-crop view the centred, sharpened output of an EMA teacher on the other global
+    /// views. Labels and the model's head are not used.
+    case dino
     /// Linearized (tangent-space) fine-tuning, aligned: the model is replaced by its first-order
     /// Taylor expansion at the starting point θ0, f_lin(x; θ) = f(x; θ0) + J(θ0)·(θ − θ0); the
     /// encoder trains, the (probed) head stays frozen. Forward = primal at θ0 plus a JVP; the
@@ -66,6 +71,9 @@ public struct TrainSettings: Codable, Sendable, Equatable {
     /// MAE's decoder and loss (`TrainMode.mae` only; nil: `MAESettings.defaults(for:)`). Part of
     /// `json` when set, so a state is only resumed with the same decoder.
     public var mae: MAESettings?
+    /// DINO's head, crops, temperatures and momenta (`TrainMode.dino` only; nil: the defaults).
+    /// Part of `json` when set, so a state is only resumed with the same settings.
+    public var dino: DINOSettings?
     /// Random resized crops and flips of the training images (nil: the stored images, the eval
     /// transform). Part of `json`, so a state is only resumed with the same augmentation.
     public var augmentation: Augmentation?
@@ -73,7 +81,7 @@ public struct TrainSettings: Codable, Sendable, Equatable {
     public init(
         steps: Int, batchSize: Int = 32, lr: Float = 1e-3, warmupSteps: Int? = nil, weightDecay: Float = 0.05,
         clipNorm: Double = 1, seed: UInt64 = 0, evalEvery: Int = 0, checkpointEvery: Int = 0, maskRatio: Double = 0.6,
-        augmentation: Augmentation? = nil, mae: MAESettings? = nil
+        augmentation: Augmentation? = nil, mae: MAESettings? = nil, dino: DINOSettings? = nil
     ) {
         self.steps = steps
         self.batchSize = batchSize
@@ -87,6 +95,7 @@ public struct TrainSettings: Codable, Sendable, Equatable {
         self.maskRatio = maskRatio
         self.augmentation = augmentation
         self.mae = mae
+        self.dino = dino
     }
 
     public var json: String { String(decoding: try! JSONEncoder.sorted.encode(self), as: UTF8.self) }

@@ -10,15 +10,21 @@ import ViTMergeTraining
 struct Pretrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract:
-            "Pre-train a ViT from scratch (supervised, mim or mae) and write a checkpoint with its config and command "
-            + "line.")
+            "Pre-train a ViT from scratch (supervised, mim, mae or dino) and write a checkpoint with its config and "
+            + "command line.")
 
     @Option(
         help:
             ArgumentHelp(
                 "supervised: classification on the pre-training labels; mim: masked image modeling on the images alone "
                     + "(labels unused); mae: a masked autoencoder (He et al. 2022): the encoder sees the visible "
-                    + "patches only, a light decoder reconstructs the masked ones (labels unused).")
+                    + "patches only, a light decoder reconstructs the masked ones (labels unused); dino: "
+                    + "self-distillation (Caron et al. 2021): the encoder and a projection head match an EMA teacher "
+                    + "across multi-crop views (labels unused); the checkpoint holds the teacher's encoder and head. "
+                    + "dino's views: 2 global crops (area 0.4-1) and --local-crops local ones (0.05-0.4), all resized "
+                    + "to the model's input size (fixed patch grid; DINO's local crops are smaller), bilinear, "
+                    + "brightness/contrast jitter (--dino-jitter, p 0.8), no flips (glyphs are chiral), no color, "
+                    + "blur or solarization.")
     )
     var scheme = PretrainScheme.supervised
     @Option(help: "mim, mae: fraction of patches masked per image (default 0.6 for mim, 0.75 for mae).")
@@ -29,6 +35,22 @@ struct Pretrain: ParsableCommand {
     var decoderHeads: Int?
     @Flag(help: "mae: reconstruct each patch normalized by its own mean and variance (MAE's norm_pix_loss).")
     var normPixLoss = false
+    @Option(help: "dino: local crops per image besides the 2 global ones (default 4).") var localCrops: Int?
+    @Option(help: "dino: prototypes K of the head's last layer (default 256).") var dinoPrototypes: Int?
+    @Option(help: "dino: width of the head's MLP (default 256).") var dinoHidden: Int?
+    @Option(help: "dino: the head's bottleneck before the L2-normalized last layer (default 64).")
+    var dinoBottleneck: Int?
+    @Option(
+        help: "dino: brightness and contrast factors in [1 - j, 1 + j], per view with p 0.8 (default 0.4; 0: none).")
+    var dinoJitter: Double?
+    @Option(help: "dino: the teacher's EMA momentum at the first step, cosine to 1 (default 0.996).")
+    var teacherMomentum: Double?
+    @Option(help: "dino: teacher temperature (default 0.04).") var teacherTemperature: Double?
+    @Option(help: "dino: teacher temperature at step 0, linear to --teacher-temperature (default: no warm-up).")
+    var warmupTeacherTemperature: Double?
+    @Option(help: "dino: steps of the teacher-temperature warm-up (default 0).") var teacherTemperatureWarmupSteps: Int?
+    @Option(help: "dino: student temperature (default 0.1).") var studentTemperature: Double?
+    @Option(help: "dino: the centre's EMA momentum (default 0.9).") var centerMomentum: Double?
     @Option(help: "Pre-training data (task-format .safetensors).")
     var data = "data/pretrain/glyphs.safetensors"
     @Option(help: "Model config JSON or preset name.")
@@ -45,6 +67,29 @@ struct Pretrain: ParsableCommand {
             throw ValidationError(
                 "--decoder-depth, --decoder-dim, --decoder-heads and --norm-pix-loss are for --scheme mae only")
         }
+        let dinoFlags: [Any?] = [
+            localCrops, dinoPrototypes, dinoHidden, dinoBottleneck, dinoJitter, teacherMomentum, teacherTemperature,
+            warmupTeacherTemperature, teacherTemperatureWarmupSteps, studentTemperature, centerMomentum,
+        ]
+        if scheme != .dino && dinoFlags.contains(where: { $0 != nil }) {
+            throw ValidationError(
+                "--local-crops, --dino-*, --teacher-*, --warmup-teacher-temperature, --student-temperature and "
+                    + "--center-momentum are for --scheme dino only")
+        }
+        if scheme == .dino, let problem = dinoSettings.problem { throw ValidationError(problem) }
+    }
+
+    /// DINO's settings: the flags over `DINOSettings()`.
+    var dinoSettings: DINOSettings {
+        let d = DINOSettings()
+        return DINOSettings(
+            localCrops: localCrops ?? d.localCrops, hidden: dinoHidden ?? d.hidden,
+            bottleneck: dinoBottleneck ?? d.bottleneck, prototypes: dinoPrototypes ?? d.prototypes,
+            jitter: dinoJitter ?? d.jitter, studentTemperature: studentTemperature ?? d.studentTemperature,
+            teacherTemperature: teacherTemperature ?? d.teacherTemperature,
+            warmupTeacherTemperature: warmupTeacherTemperature,
+            teacherTemperatureWarmupSteps: teacherTemperatureWarmupSteps ?? d.teacherTemperatureWarmupSteps,
+            centerMomentum: centerMomentum ?? d.centerMomentum, teacherMomentum: teacherMomentum ?? d.teacherMomentum)
     }
 
     /// The MAE decoder for the encoder `cfg`: the flags over `MAESettings.defaults(for:)`.
@@ -78,6 +123,7 @@ struct Pretrain: ParsableCommand {
         settings.maskRatio = maskRatio ?? (scheme == .mae ? 0.75 : 0.6)
         let cfg = try loadConfig(config)
         if scheme == .mae { settings.mae = try maeSettings(for: cfg) }
+        if scheme == .dino { settings.dino = dinoSettings }
         try splits.check(fits: cfg, checkpoint: "--config \(config)")
         if root && group.size > 1 && !train.quiet {
             print(World.describe(globalBatch: min(train.batchSize, splits.train.count)))
@@ -94,6 +140,8 @@ struct Pretrain: ParsableCommand {
         print(
             "wrote \(output) ("
                 + (metadata["test_accuracy"].map { "pre-training test accuracy \($0)" }
-                    ?? "masked reconstruction MSE \(metadata["final_loss"] ?? "?")") + ")")
+                    ?? (scheme == .dino ? "DINO loss " : "masked reconstruction MSE ")
+                        + (metadata["final_loss"] ?? "?"))
+                + ")")
     }
 }

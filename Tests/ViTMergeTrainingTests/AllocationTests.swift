@@ -28,6 +28,7 @@ final class AllocationTests: XCTestCase {
                     imageSize: 28, patchSize: 7, inChannels: 1, numClasses: 10, embedDim: 16, depth: 2, numHeads: 2,
                     mlpRatio: 2)
                 if mode == .masked { config.numClasses = config.patchDim }
+                if mode == .mae || mode == .dino { config.numClasses = 0 }
                 let model = ViT(config: config, seed: 3, pool: pool)
                 let trainer = Trainer(
                     model: model, train: data, mode: mode,
