@@ -79,6 +79,14 @@ public protocol TrainingObjective: AnyObject {
     /// the global batch's mean loss (Σ over the ranks = the mean), with its gradient (scaled by
     /// 1 / globalBatch) accumulated into `batch.grads`.
     func loss(_ batch: TrainingBatch) -> Float
+    // The hooks below are requirements (not only extension members), so an objective's own
+    // versions are the ones `Trainer` calls through `any TrainingObjective`.
+    /// Tensors the objective keeps across steps that are not trained (saved with the state).
+    var state: Arena? { get }
+    /// Figures of the last step for the progress line (name, value).
+    var metrics: [(name: String, value: Double)] { get }
+    /// Called after each optimizer update (`step` is the number of updates done).
+    func didUpdate(step: Int, of steps: Int)
 }
 
 extension TrainingObjective {
@@ -181,6 +189,7 @@ extension TrainMode {
             MaskedImageObjective(
                 model: model, capacity: capacity, maskRatio: settings.maskRatio, seed: settings.seed)
         case .mae: MAEObjective(model: model, capacity: capacity, settings: settings)
+        case .clip: CLIPObjective(model: model, capacity: capacity, settings: settings)
         }
     }
 }

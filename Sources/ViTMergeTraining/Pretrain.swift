@@ -12,7 +12,14 @@ public enum PretrainScheme: String, Codable, Sendable, CaseIterable {
     /// Masked autoencoding on the images alone (`TrainMode.mae`, He et al. 2022); keeps the encoder
     /// and, beside it in the file, the decoder.
     case mae
+    /// Image–text contrastive pre-training on the images and their captions (`TrainMode.clip`,
+    /// Radford et al. 2021); keeps the encoder and, beside it in the file, the text tower, the
+    /// projections and the logit scale (metadata `clip`: the towers' `CLIPSettings`).
+    case clip
 }
+
+/// Where `vitmerge pretrain --scheme clip` looks for the glyphs' captions by default.
+public let defaultCaptionsPath = "data/pretrain/glyphs_captions.safetensors"
 
 /// A pre-trained model to save: the encoder (with its head for supervised pre-training), the
 /// checkpoint metadata, and the tensors trained beside it (MAE's decoder), if any.
@@ -32,7 +39,9 @@ public struct PretrainedModel {
 /// and returns the checkpoint to save with its metadata: supervised keeps its classification
 /// head (`classes` classes; validated on `validation` during training, "test_accuracy" on `test`);
 /// mim keeps the encoder only (num_classes 0; the decoder is dropped); mae keeps the encoder
-/// (num_classes 0) and its decoder as auxiliary tensors (`settings.mae`, or its defaults).
+/// (num_classes 0) and its decoder as auxiliary tensors (`settings.mae`, or its defaults); clip
+/// keeps the encoder (num_classes 0) and its towers as auxiliary tensors (`settings.clip`, or its
+/// defaults for the captions' width; `train.captions` is required).
 /// With a `group` of several ranks the training is data-parallel; only rank 0 reads `state`
 /// (when `resume` and the file exists) and writes it.
 public func pretrain(
@@ -49,12 +58,19 @@ public func pretrain(
         case .supervised: .full
         case .mim: .masked
         case .mae: .mae
+        case .clip: .clip
         }
     switch mode {
     case .masked: cfg.numClasses = cfg.patchDim
     case .mae:
         cfg.numClasses = 0
         if settings.mae == nil { settings.mae = MAESettings.defaults(for: cfg) }
+    case .clip:
+        cfg.numClasses = 0
+        guard let captions = train.captions else {
+            throw TrainingError.missingCaptions(data: "the training set", captions: defaultCaptionsPath)
+        }
+        if settings.clip == nil { settings.clip = CLIPSettings.defaults(captionBytes: captions.width) }
     default: cfg.numClasses = classes
     }
     let selfSupervised = mode != .full
@@ -79,6 +95,10 @@ public func pretrain(
     case .masked:
         return PretrainedModel(parameters: withHead(model.parameters, classes: 0), metadata: metadata, auxiliary: nil)
     case .mae:
+        return PretrainedModel(
+            parameters: model.parameters, metadata: metadata, auxiliary: trainer.objective.auxiliary?.parameters)
+    case .clip:
+        metadata["clip"] = settings.clip?.json
         return PretrainedModel(
             parameters: model.parameters, metadata: metadata, auxiliary: trainer.objective.auxiliary?.parameters)
     default:

@@ -36,10 +36,11 @@ struct FineTune: ParsableCommand {
     @OptionGroup var parallel: ParallelOptions
 
     func validate() throws {
-        if mode == .masked || mode == .mae {
+        if mode == .masked || mode == .mae || mode == .clip {
             throw ValidationError(
                 "--mode must be aligned or full (or linearized); masked image modeling is `vitmerge pretrain "
-                    + "--scheme mim`, masked autoencoding `vitmerge pretrain --scheme mae`")
+                    + "--scheme mim`, masked autoencoding `vitmerge pretrain --scheme mae`, image–text pre-training "
+                    + "`vitmerge pretrain --scheme clip`")
         }
     }
 

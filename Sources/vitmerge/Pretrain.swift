@@ -10,15 +10,17 @@ import ViTMergeTraining
 struct Pretrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract:
-            "Pre-train a ViT from scratch (supervised, mim or mae) and write a checkpoint with its config and command "
-            + "line.")
+            "Pre-train a ViT from scratch (supervised, mim, mae or clip) and write a checkpoint with its config and "
+            + "command line.")
 
     @Option(
         help:
             ArgumentHelp(
                 "supervised: classification on the pre-training labels; mim: masked image modeling on the images alone "
                     + "(labels unused); mae: a masked autoencoder (He et al. 2022): the encoder sees the visible "
-                    + "patches only, a light decoder reconstructs the masked ones (labels unused).")
+                    + "patches only, a light decoder reconstructs the masked ones (labels unused); clip: image–text "
+                    + "contrastive pre-training (Radford et al. 2021) on the images and their captions (--captions; "
+                    + "labels unused).")
     )
     var scheme = PretrainScheme.supervised
     @Option(help: "mim, mae: fraction of patches masked per image (default 0.6 for mim, 0.75 for mae).")
@@ -29,6 +31,15 @@ struct Pretrain: ParsableCommand {
     var decoderHeads: Int?
     @Flag(help: "mae: reconstruct each patch normalized by its own mean and variance (MAE's norm_pix_loss).")
     var normPixLoss = false
+    @Option(
+        help: ArgumentHelp(
+            "clip: the captions file (train.captions, test.captions U8 [N, W], rows aligned with the images; "
+                + "default: <data>_captions.safetensors beside --data, i.e. \(defaultCaptionsPath))."))
+    var captions: String?
+    @Option(help: "clip: text transformer blocks (default 2).") var textDepth: Int?
+    @Option(help: "clip: text transformer width (default 64).") var textDim: Int?
+    @Option(help: "clip: text attention heads (default 4).") var textHeads: Int?
+    @Option(help: "clip: width of the joint image–text space (default 64).") var embedDim: Int?
     @Option(help: "Pre-training data (task-format .safetensors).")
     var data = "data/pretrain/glyphs.safetensors"
     @Option(help: "Model config JSON or preset name.")
@@ -45,6 +56,13 @@ struct Pretrain: ParsableCommand {
             throw ValidationError(
                 "--decoder-depth, --decoder-dim, --decoder-heads and --norm-pix-loss are for --scheme mae only")
         }
+        if scheme != .clip
+            && (captions != nil || textDepth != nil || textDim != nil || textHeads != nil || embedDim != nil)
+        {
+            throw ValidationError(
+                "--captions, --text-depth, --text-dim, --text-heads and --embed-dim are for --scheme clip only")
+        }
+        if scheme == .clip && maskRatio != nil { throw ValidationError("--mask-ratio is for --scheme mim and mae") }
     }
 
     /// The MAE decoder for the encoder `cfg`: the flags over `MAESettings.defaults(for:)`.
@@ -65,6 +83,36 @@ struct Pretrain: ParsableCommand {
         return mae
     }
 
+    /// The text tower and joint space: the flags over `CLIPSettings.defaults`.
+    func clipSettings(captionBytes: Int) throws -> CLIPSettings {
+        let d = CLIPSettings.defaults(captionBytes: captionBytes)
+        let clip = CLIPSettings(
+            textDepth: textDepth ?? d.textDepth, textDim: textDim ?? d.textDim, textHeads: textHeads ?? d.textHeads,
+            embedDim: embedDim ?? d.embedDim, captionBytes: captionBytes)
+        if let problem = clip.problem { throw ValidationError(problem) }
+        return clip
+    }
+
+    /// `splits.train` with its captions: `--captions` (or the file beside --data) attached along the
+    /// same rows the validation split was carved with.
+    func captionedTrain(_ splits: TaskSplits) throws -> LabeledImages {
+        let path = captions ?? Captions.siblingPath(of: data)
+        if captions == nil, let c = splits.train.captions, c.count == splits.train.count { return splits.train }
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw TrainingError.missingCaptions(data: data, captions: path)
+        }
+        let all = try Captions.load(path: path, train: splits.dataset.train.count, test: splits.dataset.test.count)
+        var train = splits.train
+        train.captions =
+            splits.dataset.validation != nil
+            ? all.train
+            : all.train.take(splits.dataset.splitIndices(fraction: validationFraction, seed: self.train.seed).train)
+        return train
+    }
+
+    /// The fraction of train carved for validation.
+    var validationFraction: Double { 0.05 }
+
     func run() throws {
         let (state, resume) = (stateOptions.state, stateOptions.resume)
         runtime.apply()
@@ -72,18 +120,20 @@ struct Pretrain: ParsableCommand {
         let root = group.isRoot  // rank 0 checks and writes the files and the log
         if root { try ensureWritable(output, state) }
         Interrupt.install()  // Ctrl-C: save the state, stop, say how to resume
-        let splits = try TaskSplits(path: data, seed: train.seed, validationFraction: 0.05)
+        let splits = try TaskSplits(path: data, seed: train.seed, validationFraction: validationFraction)
+        let trainSet = scheme == .clip ? try captionedTrain(splits) : splits.train
         try checkShares(batchSize: train.batchSize, train: splits.train, group: group)
         var settings = train.settings(checkpointEvery: stateOptions.every(default: 200))
         settings.maskRatio = maskRatio ?? (scheme == .mae ? 0.75 : 0.6)
         let cfg = try loadConfig(config)
         if scheme == .mae { settings.mae = try maeSettings(for: cfg) }
+        if scheme == .clip { settings.clip = try clipSettings(captionBytes: trainSet.captions?.width ?? 1) }
         try splits.check(fits: cfg, checkpoint: "--config \(config)")
         if root && group.size > 1 && !train.quiet {
             print(World.describe(globalBatch: min(train.batchSize, splits.train.count)))
         }
         let pretrained = try pretrain(
-            scheme: scheme, train: splits.train, validation: splits.validation, test: splits.test,
+            scheme: scheme, train: trainSet, validation: splits.validation, test: splits.test,
             classes: splits.dataset.classes.count, config: cfg, settings: settings, state: state, resume: resume,
             log: root ? train.progress("pretrain-\(scheme.rawValue)") : { _ in }, group: group,
             gradientSync: parallel.gradSync)
@@ -94,6 +144,8 @@ struct Pretrain: ParsableCommand {
         print(
             "wrote \(output) ("
                 + (metadata["test_accuracy"].map { "pre-training test accuracy \($0)" }
-                    ?? "masked reconstruction MSE \(metadata["final_loss"] ?? "?")") + ")")
+                    ?? (scheme == .clip ? "contrastive loss " : "masked reconstruction MSE ")
+                        + (metadata["final_loss"] ?? "?"))
+                + ")")
     }
 }
