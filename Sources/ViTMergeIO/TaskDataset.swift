@@ -9,6 +9,8 @@ public struct LabeledImages: Sendable, Equatable {
     /// Per-channel mean and std applied when batches are filled: x = (u8 / 255 − mean) / std, as timm's
     /// ToTensor + Normalize. nil: x = u8 / 255 (the embedded tasks and models trained on them).
     public var normalization: Normalization?
+    /// Each image's caption (image–text pre-training), or nil; `take` keeps them aligned.
+    public var captions: Captions?
 
     public init(
         count: Int, channels: Int, height: Int, width: Int, images: [UInt8], labels: [Int32],
@@ -54,8 +56,12 @@ public struct TaskDataset: Sendable {
     public let test: LabeledImages
     public let validation: LabeledImages?
 
+    /// The task file at `path`, with the captions of `Captions.siblingPath(of: path)` attached
+    /// when that file exists.
     public static func load(path: String) throws -> TaskDataset {
-        try load(file: SafeTensorsFile.read(path: path))
+        let task = try load(file: SafeTensorsFile.read(path: path))
+        let captions = Captions.siblingPath(of: path)
+        return FileManager.default.fileExists(atPath: captions) ? try task.withCaptions(from: captions) : task
     }
 
     /// `load(path:)` for a file already read (`file.path` names it in errors and gives the task its name).
@@ -110,6 +116,13 @@ public struct TaskDataset: Sendable {
     /// A seeded, stratified split of `train` into train and validation (`fraction` of each class,
     /// at least one per class when the class has ≥ 2 examples). Deterministic for a seed.
     public func splitValidation(fraction: Double, seed: UInt64) -> (train: LabeledImages, validation: LabeledImages) {
+        let (trainIdx, valIdx) = splitIndices(fraction: fraction, seed: seed)
+        return (train.take(trainIdx), train.take(valIdx))
+    }
+
+    /// The rows of `train` that `splitValidation` keeps for training and carves for validation, in
+    /// increasing order (to carry data aligned with the images, such as captions, along).
+    public func splitIndices(fraction: Double, seed: UInt64) -> (train: [Int], validation: [Int]) {
         var byClass = [[Int]](repeating: [], count: classes.count)
         for i in 0..<train.count { byClass[Int(train.labels[i])].append(i) }
         var rng = RNG(seed: seed, stream: 0x5A11)
@@ -120,7 +133,7 @@ public struct TaskDataset: Sendable {
             valIdx += members.prefix(k)
             trainIdx += members.dropFirst(k)
         }
-        return (train.take(trainIdx.sorted()), train.take(valIdx.sorted()))
+        return (trainIdx.sorted(), valIdx.sorted())
     }
 }
 
@@ -131,9 +144,11 @@ extension LabeledImages {
         var images = [UInt8]()
         images.reserveCapacity(indices.count * size)
         for i in indices { images += self.images[(i * size)..<((i + 1) * size)] }
-        return LabeledImages(
+        var out = LabeledImages(
             count: indices.count, channels: channels, height: height, width: width, images: images,
             labels: indices.map { labels[$0] }, normalization: normalization)
+        out.captions = captions?.take(indices)
+        return out
     }
 }
 

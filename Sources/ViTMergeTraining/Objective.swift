@@ -190,6 +190,7 @@ extension TrainMode {
                 model: model, capacity: capacity, maskRatio: settings.maskRatio, seed: settings.seed)
         case .mae: MAEObjective(model: model, capacity: capacity, settings: settings)
         case .dino: DINOObjective(model: model, capacity: capacity, settings: settings)
+        case .clip: CLIPObjective(model: model, capacity: capacity, settings: settings)
         }
     }
 }

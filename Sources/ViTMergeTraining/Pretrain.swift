@@ -15,7 +15,14 @@ public enum PretrainScheme: String, Codable, Sendable, CaseIterable {
     /// Self-distillation without labels (`TrainMode.dino`, Caron et al. 2021); keeps the EMA
     /// teacher's encoder (as DINO's released weights) and, beside it in the file, its head.
     case dino
+    /// Image–text contrastive pre-training on the images and their captions (`TrainMode.clip`,
+    /// Radford et al. 2021); keeps the encoder and, beside it in the file, the text tower, the
+    /// projections and the logit scale (metadata `clip`: the towers' `CLIPSettings`).
+    case clip
 }
+
+/// Where `vitmerge pretrain --scheme clip` looks for the glyphs' captions by default.
+public let defaultCaptionsPath = "data/pretrain/glyphs_captions.safetensors"
 
 /// A pre-trained model to save: the encoder (with its head for supervised pre-training), the
 /// checkpoint metadata, and the tensors trained beside it (MAE's decoder), if any.
@@ -37,7 +44,9 @@ public struct PretrainedModel {
 /// mim keeps the encoder only (num_classes 0; the decoder is dropped); mae keeps the encoder
 /// (num_classes 0) and its decoder as auxiliary tensors (`settings.mae`, or its defaults); dino keeps
 /// the EMA teacher's encoder (num_classes 0; DINO's released weights are the teacher's) and the
-/// teacher's head as auxiliary tensors (`dino_head.…`; `settings.dino`, or its defaults).
+/// teacher's head as auxiliary tensors (`dino_head.…`; `settings.dino`, or its defaults); clip
+/// keeps the encoder (num_classes 0) and its towers as auxiliary tensors (`settings.clip`, or its
+/// defaults for the captions' width; `train.captions` is required).
 /// With a `group` of several ranks the training is data-parallel; only rank 0 reads `state`
 /// (when `resume` and the file exists) and writes it.
 public func pretrain(
@@ -55,6 +64,7 @@ public func pretrain(
         case .mim: .masked
         case .mae: .mae
         case .dino: .dino
+        case .clip: .clip
         }
     switch mode {
     case .masked: cfg.numClasses = cfg.patchDim
@@ -64,6 +74,12 @@ public func pretrain(
     case .dino:
         cfg.numClasses = 0
         if settings.dino == nil { settings.dino = DINOSettings() }
+    case .clip:
+        cfg.numClasses = 0
+        guard let captions = train.captions else {
+            throw TrainingError.missingCaptions(data: "the training set", captions: defaultCaptionsPath)
+        }
+        if settings.clip == nil { settings.clip = CLIPSettings.defaults(captionBytes: captions.width) }
     default: cfg.numClasses = classes
     }
     let selfSupervised = mode != .full
@@ -93,6 +109,10 @@ public func pretrain(
     case .dino:
         let dino = trainer.objective as! DINOObjective
         return PretrainedModel(parameters: dino.teacherEncoder(), metadata: metadata, auxiliary: dino.teacherHead())
+    case .clip:
+        metadata["clip"] = settings.clip?.json
+        return PretrainedModel(
+            parameters: model.parameters, metadata: metadata, auxiliary: trainer.objective.auxiliary?.parameters)
     default:
         metadata["test_accuracy"] = String(format: "%.4f", trainer.evaluateTrained(on: test).accuracy)
         return PretrainedModel(parameters: model.parameters, metadata: metadata, auxiliary: nil)

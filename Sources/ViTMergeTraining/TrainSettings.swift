@@ -25,6 +25,12 @@ public enum TrainMode: String, Codable, Sendable, CaseIterable {
     /// on every multi-crop view the centred, sharpened output of an EMA teacher on the other global
     /// views. Labels and the model's head are not used.
     case dino
+    /// Image–text contrastive pre-training (Radford et al. 2021, `CLIPObjective`): the encoder's
+    /// pooled features and a small text tower over each image's caption (`LabeledImages.captions`;
+    /// `TrainSettings.clip`, its parameters trained beside the model's) are projected to a joint
+    /// space, L2-normalized, and trained with the symmetric InfoNCE over the global batch. Labels
+    /// and the model's head are not used.
+    case clip
     /// Linearized (tangent-space) fine-tuning, aligned: the model is replaced by its first-order
     /// Taylor expansion at the starting point θ0, f_lin(x; θ) = f(x; θ0) + J(θ0)·(θ − θ0); the
     /// encoder trains, the (probed) head stays frozen. Forward = primal at θ0 plus a JVP; the
@@ -39,6 +45,10 @@ public enum TrainingError: Error, CustomStringConvertible {
     case nonFinite(step: Int, loss: Float, tensor: String)
     /// Stopped by Ctrl-C (`Interrupt`) after `step` steps, once the state had been saved.
     case interrupted(step: Int)
+    /// Image–text pre-training was given images without captions; `captions` is the file to pass.
+    case missingCaptions(data: String, captions: String)
+    /// A checkpoint has no CLIP text tower (metadata `clip` and its auxiliary tensors).
+    case noTextTower(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -49,6 +59,12 @@ public enum TrainingError: Error, CustomStringConvertible {
         case .interrupted(let step):
             "stopped by Ctrl-C after step \(step); the training state was saved at that step (when a --state file "
                 + "was given): rerun the same command with --resume to continue"
+        case .missingCaptions(let data, let captions):
+            "--scheme clip needs a caption per image and \(data) has none: pass --captions PATH (default "
+                + "\(captions); train.captions and test.captions U8 [N, W] aligned with the images)"
+        case .noTextTower(let path, let reason):
+            "\(path) has no CLIP text tower (\(reason)): zero-shot classification needs a checkpoint from "
+                + "`vitmerge pretrain --scheme clip`"
         }
     }
 }
@@ -77,11 +93,14 @@ public struct TrainSettings: Codable, Sendable, Equatable {
     /// Random resized crops and flips of the training images (nil: the stored images, the eval
     /// transform). Part of `json`, so a state is only resumed with the same augmentation.
     public var augmentation: Augmentation?
+    /// CLIP's text tower and joint space (`TrainMode.clip` only; required there). Part of `json`.
+    public var clip: CLIPSettings?
 
     public init(
         steps: Int, batchSize: Int = 32, lr: Float = 1e-3, warmupSteps: Int? = nil, weightDecay: Float = 0.05,
         clipNorm: Double = 1, seed: UInt64 = 0, evalEvery: Int = 0, checkpointEvery: Int = 0, maskRatio: Double = 0.6,
-        augmentation: Augmentation? = nil, mae: MAESettings? = nil, dino: DINOSettings? = nil
+        augmentation: Augmentation? = nil, mae: MAESettings? = nil, dino: DINOSettings? = nil,
+        clip: CLIPSettings? = nil
     ) {
         self.steps = steps
         self.batchSize = batchSize
@@ -96,6 +115,7 @@ public struct TrainSettings: Codable, Sendable, Equatable {
         self.augmentation = augmentation
         self.mae = mae
         self.dino = dino
+        self.clip = clip
     }
 
     public var json: String { String(decoding: try! JSONEncoder.sorted.encode(self), as: UTF8.self) }
@@ -139,6 +159,51 @@ public struct MAESettings: Codable, Sendable, Equatable {
             return "--decoder-dim \(decoderDim) must be divisible by --decoder-heads \(decoderHeads)"
         }
         return nil
+    }
+}
+
+/// CLIP's text tower and joint space (`TrainMode.clip`).
+public struct CLIPSettings: Codable, Sendable, Equatable {
+    /// Text blocks, width and heads.
+    public var textDepth: Int
+    public var textDim: Int
+    public var textHeads: Int
+    /// Width of the joint image–text space.
+    public var embedDim: Int
+    /// Caption bytes per sequence (the captions' width W; the text tower sees W + 1 tokens).
+    public var captionBytes: Int
+
+    public init(textDepth: Int, textDim: Int, textHeads: Int, embedDim: Int, captionBytes: Int) {
+        self.textDepth = textDepth
+        self.textDim = textDim
+        self.textHeads = textHeads
+        self.embedDim = embedDim
+        self.captionBytes = captionBytes
+    }
+
+    /// Two text blocks of width 64 with 4 heads (64 per head would be 1), a joint space of 64.
+    public static func defaults(captionBytes: Int) -> CLIPSettings {
+        CLIPSettings(textDepth: 2, textDim: 64, textHeads: 4, embedDim: 64, captionBytes: captionBytes)
+    }
+
+    /// Why these settings cannot be used, or nil.
+    public var problem: String? {
+        if textDepth < 1 { return "--text-depth must be ≥ 1" }
+        if textDim < 1 || textHeads < 1 || embedDim < 1 {
+            return "--text-dim, --text-heads and --embed-dim must be ≥ 1"
+        }
+        if textDim % textHeads != 0 { return "--text-dim \(textDim) must be divisible by --text-heads \(textHeads)" }
+        if captionBytes < 1 { return "the captions must be at least 1 byte wide" }
+        return nil
+    }
+
+    public var json: String { String(decoding: try! JSONEncoder.sorted.encode(self), as: UTF8.self) }
+
+    /// The towers these settings describe, for `encoder`.
+    public func towers(encoder: ViTConfig) -> CLIPTowers {
+        CLIPTowers(
+            encoder: encoder, captionBytes: captionBytes, depth: textDepth, dim: textDim, heads: textHeads,
+            embedDim: embedDim)
     }
 }
 

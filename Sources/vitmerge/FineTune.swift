@@ -36,11 +36,11 @@ struct FineTune: ParsableCommand {
     @OptionGroup var parallel: ParallelOptions
 
     func validate() throws {
-        if mode == .masked || mode == .mae || mode == .dino {
+        if mode == .masked || mode == .mae || mode == .dino || mode == .clip {
             throw ValidationError(
                 "--mode must be aligned or full (or linearized); masked image modeling is `vitmerge pretrain "
                     + "--scheme mim`, masked autoencoding `vitmerge pretrain --scheme mae`, self-distillation "
-                    + "`vitmerge pretrain --scheme dino`")
+                    + "`vitmerge pretrain --scheme dino`, image–text pre-training `vitmerge pretrain --scheme clip`")
         }
     }
 

@@ -10,7 +10,8 @@ import ViTMergeTraining
 struct Pretrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract:
-            "Pre-train a ViT from scratch (supervised, mim, mae or dino) and write a checkpoint with its config and "
+            "Pre-train a ViT from scratch (supervised, mim, mae, dino or clip) and write a checkpoint with its config "
+            + "and "
             + "command line.")
 
     @Option(
@@ -24,7 +25,8 @@ struct Pretrain: ParsableCommand {
                     + "dino's views: 2 global crops (area 0.4-1) and --local-crops local ones (0.05-0.4), all resized "
                     + "to the model's input size (fixed patch grid; DINO's local crops are smaller), bilinear, "
                     + "brightness/contrast jitter (--dino-jitter, p 0.8), no flips (glyphs are chiral), no color, "
-                    + "blur or solarization.")
+                    + "blur or solarization; clip: image–text contrastive pre-training (Radford et al. 2021) on the "
+                    + "images and their captions (--captions; labels unused).")
     )
     var scheme = PretrainScheme.supervised
     @Option(help: "mim, mae: fraction of patches masked per image (default 0.6 for mim, 0.75 for mae).")
@@ -51,6 +53,15 @@ struct Pretrain: ParsableCommand {
     @Option(help: "dino: steps of the teacher-temperature warm-up (default 0).") var teacherTemperatureWarmupSteps: Int?
     @Option(help: "dino: student temperature (default 0.1).") var studentTemperature: Double?
     @Option(help: "dino: the centre's EMA momentum (default 0.9).") var centerMomentum: Double?
+    @Option(
+        help: ArgumentHelp(
+            "clip: the captions file (train.captions, test.captions U8 [N, W], rows aligned with the images; "
+                + "default: <data>_captions.safetensors beside --data, i.e. \(defaultCaptionsPath))."))
+    var captions: String?
+    @Option(help: "clip: text transformer blocks (default 2).") var textDepth: Int?
+    @Option(help: "clip: text transformer width (default 64).") var textDim: Int?
+    @Option(help: "clip: text attention heads (default 4).") var textHeads: Int?
+    @Option(help: "clip: width of the joint image–text space (default 64).") var embedDim: Int?
     @Option(help: "Pre-training data (task-format .safetensors).")
     var data = "data/pretrain/glyphs.safetensors"
     @Option(help: "Model config JSON or preset name.")
@@ -76,6 +87,13 @@ struct Pretrain: ParsableCommand {
                 "--local-crops, --dino-*, --teacher-*, --warmup-teacher-temperature, --student-temperature and "
                     + "--center-momentum are for --scheme dino only")
         }
+        if scheme != .clip
+            && (captions != nil || textDepth != nil || textDim != nil || textHeads != nil || embedDim != nil)
+        {
+            throw ValidationError(
+                "--captions, --text-depth, --text-dim, --text-heads and --embed-dim are for --scheme clip only")
+        }
+        if scheme == .clip && maskRatio != nil { throw ValidationError("--mask-ratio is for --scheme mim and mae") }
         if scheme == .dino, let problem = dinoSettings.problem { throw ValidationError(problem) }
     }
 
@@ -110,6 +128,36 @@ struct Pretrain: ParsableCommand {
         return mae
     }
 
+    /// The text tower and joint space: the flags over `CLIPSettings.defaults`.
+    func clipSettings(captionBytes: Int) throws -> CLIPSettings {
+        let d = CLIPSettings.defaults(captionBytes: captionBytes)
+        let clip = CLIPSettings(
+            textDepth: textDepth ?? d.textDepth, textDim: textDim ?? d.textDim, textHeads: textHeads ?? d.textHeads,
+            embedDim: embedDim ?? d.embedDim, captionBytes: captionBytes)
+        if let problem = clip.problem { throw ValidationError(problem) }
+        return clip
+    }
+
+    /// `splits.train` with its captions: `--captions` (or the file beside --data) attached along the
+    /// same rows the validation split was carved with.
+    func captionedTrain(_ splits: TaskSplits) throws -> LabeledImages {
+        let path = captions ?? Captions.siblingPath(of: data)
+        if captions == nil, let c = splits.train.captions, c.count == splits.train.count { return splits.train }
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw TrainingError.missingCaptions(data: data, captions: path)
+        }
+        let all = try Captions.load(path: path, train: splits.dataset.train.count, test: splits.dataset.test.count)
+        var train = splits.train
+        train.captions =
+            splits.dataset.validation != nil
+            ? all.train
+            : all.train.take(splits.dataset.splitIndices(fraction: validationFraction, seed: self.train.seed).train)
+        return train
+    }
+
+    /// The fraction of train carved for validation.
+    var validationFraction: Double { 0.05 }
+
     func run() throws {
         let (state, resume) = (stateOptions.state, stateOptions.resume)
         runtime.apply()
@@ -117,19 +165,21 @@ struct Pretrain: ParsableCommand {
         let root = group.isRoot  // rank 0 checks and writes the files and the log
         if root { try ensureWritable(output, state) }
         Interrupt.install()  // Ctrl-C: save the state, stop, say how to resume
-        let splits = try TaskSplits(path: data, seed: train.seed, validationFraction: 0.05)
+        let splits = try TaskSplits(path: data, seed: train.seed, validationFraction: validationFraction)
+        let trainSet = scheme == .clip ? try captionedTrain(splits) : splits.train
         try checkShares(batchSize: train.batchSize, train: splits.train, group: group)
         var settings = train.settings(checkpointEvery: stateOptions.every(default: 200))
         settings.maskRatio = maskRatio ?? (scheme == .mae ? 0.75 : 0.6)
         let cfg = try loadConfig(config)
         if scheme == .mae { settings.mae = try maeSettings(for: cfg) }
         if scheme == .dino { settings.dino = dinoSettings }
+        if scheme == .clip { settings.clip = try clipSettings(captionBytes: trainSet.captions?.width ?? 1) }
         try splits.check(fits: cfg, checkpoint: "--config \(config)")
         if root && group.size > 1 && !train.quiet {
             print(World.describe(globalBatch: min(train.batchSize, splits.train.count)))
         }
         let pretrained = try pretrain(
-            scheme: scheme, train: splits.train, validation: splits.validation, test: splits.test,
+            scheme: scheme, train: trainSet, validation: splits.validation, test: splits.test,
             classes: splits.dataset.classes.count, config: cfg, settings: settings, state: state, resume: resume,
             log: root ? train.progress("pretrain-\(scheme.rawValue)") : { _ in }, group: group,
             gradientSync: parallel.gradSync)
@@ -140,7 +190,7 @@ struct Pretrain: ParsableCommand {
         print(
             "wrote \(output) ("
                 + (metadata["test_accuracy"].map { "pre-training test accuracy \($0)" }
-                    ?? (scheme == .dino ? "DINO loss " : "masked reconstruction MSE ")
+                    ?? (scheme == .dino ? "DINO loss " : scheme == .clip ? "contrastive loss " : "masked reconstruction MSE ")
                         + (metadata["final_loss"] ?? "?"))
                 + ")")
     }

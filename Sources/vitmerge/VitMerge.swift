@@ -14,7 +14,8 @@ struct VitMerge: ParsableCommand {
         subcommands: [
             Demo.self, Experiment.self, Doctor.self, VerifyGolden.self, Init.self, Forward.self, Export.self,
             Pretrain.self,
-            Probe.self, FineTune.self, Eval.self, TaskVectorCommand.self, MergeCommand.self, Disentangle.self,
+            Probe.self, FineTune.self, Eval.self, ZeroShot.self, TaskVectorCommand.self, MergeCommand.self,
+            Disentangle.self,
         ])
 
     /// ArgumentParser's `main`, plus the MPI job's life cycle: only `finetune` and `pretrain` run

@@ -17,7 +17,8 @@ final class AllocationTests: XCTestCase {
             .deletingLastPathComponent()
         let task = try TaskDataset.load(path: repo.appendingPathComponent("data/tasks/mnist.safetensors").path)
         // 24 images in batches of 8: three steps per epoch, so the measured steps cross an epoch.
-        let data = task.train.take(Array(0..<24))
+        var data = task.train.take(Array(0..<24))
+        data.captions = Captions((0..<24).map { "digit \(data.labels[$0]) number \($0)" }, width: 20)  // for clip
         try XCTSkipIf(vm_malloc_counting() == 0, "allocations are not counted under a sanitizer or without glibc")
         let traceOnFailure = ProcessInfo.processInfo.environment["VITMERGE_TRACE_ALLOCS"] != nil
         var failures: [String] = []
@@ -28,11 +29,13 @@ final class AllocationTests: XCTestCase {
                     imageSize: 28, patchSize: 7, inChannels: 1, numClasses: 10, embedDim: 16, depth: 2, numHeads: 2,
                     mlpRatio: 2)
                 if mode == .masked { config.numClasses = config.patchDim }
-                if mode == .mae || mode == .dino { config.numClasses = 0 }
+                if mode == .mae || mode == .dino || mode == .clip { config.numClasses = 0 }
                 let model = ViT(config: config, seed: 3, pool: pool)
                 let trainer = Trainer(
                     model: model, train: data, mode: mode,
-                    settings: TrainSettings(steps: 100, batchSize: 8, lr: 1e-3, seed: 1, maskRatio: 0.5))
+                    settings: TrainSettings(
+                        steps: 100, batchSize: 8, lr: 1e-3, seed: 1, maskRatio: 0.5,
+                        clip: CLIPSettings(textDepth: 2, textDim: 8, textHeads: 2, embedDim: 6, captionBytes: 20)))
                 for _ in 0..<2 { _ = trainer.step() }  // warm-up
                 let steps = 4
                 let before = vm_malloc_count()
