@@ -206,7 +206,8 @@ extension SchemeComparison {
                     claim: "The schemes that add better are more weight-disentangled (lower mean ξ, aligned).",
                     verdict: v,
                     numbers: String(
-                        format: "(Spearman ρ = %.2f over %d schemes; holds at ρ ≤ −%.2f, the one-sided 5%% critical "
+                        format: "(Spearman ρ = %.2f over %d schemes; holds at ρ ≤ −%.2f, the one-sided 5%% "
+                            + "critical "
                             + "value; ", rho, pairs.count, critical)
                         + pairs.map { "\($0.0) \(f($0.1)) / ξ \(f($0.2))" }.joined(separator: ", ") + ")"))
         }

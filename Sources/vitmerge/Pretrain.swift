@@ -190,7 +190,8 @@ struct Pretrain: ParsableCommand {
         print(
             "wrote \(output) ("
                 + (metadata["test_accuracy"].map { "pre-training test accuracy \($0)" }
-                    ?? (scheme == .dino ? "DINO loss " : scheme == .clip ? "contrastive loss " : "masked reconstruction MSE ")
+                    ?? (scheme == .dino
+                        ? "DINO loss " : scheme == .clip ? "contrastive loss " : "masked reconstruction MSE ")
                         + (metadata["final_loss"] ?? "?"))
                 + ")")
     }
