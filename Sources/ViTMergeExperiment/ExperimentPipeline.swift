@@ -162,7 +162,8 @@ public final class ExperimentPipeline {
                 self.log(
                     String(
                         format: "pre-training step %d/%d  loss %.4f  %.0f img/s  ETA %@", t.step, t.steps, t.loss,
-                        t.imagesPerSecond, formatSeconds(t.secondsLeft)))
+                        t.imagesPerSecond, formatSeconds(t.secondsLeft))
+                        + t.metrics.map { String(format: "  %@ %.4f", $0.name, $0.value) }.joined())
             }
         }
         let command = [

@@ -36,8 +36,9 @@ final class PretrainCLIPCLITests: XCTestCase {
 
         let help = try CLI.run(exe, ["pretrain", "--help"])
         let words = help.output.split(whereSeparator: \.isWhitespace).joined(separator: " ")  // unwrapped
-        for option in ["values: supervised, mim, mae, clip", "--captions", "--text-depth", "--text-dim", "--embed-dim"]
-        {
+        for option in [
+            "values: supervised, mim, mae, dino, clip", "--captions", "--text-depth", "--text-dim", "--embed-dim",
+        ] {
             XCTAssertTrue(words.contains(option), "pretrain --help lacks \(option)")
         }
         let out = path("clip.safetensors")

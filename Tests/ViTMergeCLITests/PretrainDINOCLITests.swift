@@ -21,7 +21,7 @@ final class PretrainDINOCLITests: XCTestCase {
         let help = try CLI.run(exe, ["pretrain", "--help"])
         let helpText = help.output.split(whereSeparator: \.isWhitespace).joined(separator: " ")
         for option in [
-            "values: supervised, mim, mae, dino", "--local-crops", "--dino-prototypes", "--dino-hidden",
+            "values: supervised, mim, mae, dino, clip", "--local-crops", "--dino-prototypes", "--dino-hidden",
             "--teacher-momentum", "--teacher-temperature", "--dino-jitter", "no flips",
         ] {
             XCTAssertTrue(helpText.contains(option), "pretrain --help lacks \(option)")
