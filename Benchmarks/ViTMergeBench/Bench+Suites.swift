@@ -163,7 +163,12 @@ extension Bench {
             {
                 Attention.forwardFused(
                     out: out.pointer, att: nil, qkv: qkv.pointer, batch: batch, tokens: t, dim: d, heads: heads)
-            }, {})
+            },
+            {
+                Attention.forwardUnfused(
+                    out: out.pointer, att: att.pointer, qkv: qkv.pointer, batch: batch, tokens: t, dim: d,
+                    heads: heads)
+            })
         let (bwd, bwdUnfused) = bestTimesInterleaved(
             {
                 Attention.backwardFused(
@@ -215,17 +220,18 @@ extension Bench {
 
     /// Best times of `a` and `b` run alternately (a, b, a, b, …) until each has run ≥ `minSeconds`
     /// in total and at least 3 times, so that a change in the machine's load affects both alike.
-    /// With one thread the time is the calling thread's CPU time (on a loaded machine the wall
-    /// clock also counts the time other processes had the core); with more it is the wall clock.
+    /// The time is CPU time, not the wall clock (on a loaded machine the wall clock also counts
+    /// the time other processes had the cores): with one thread the calling thread's, with n the
+    /// process's divided by n (the pool's workers spin while they wait, so this counts waits
+    /// for a preempted peer too, but not time the whole process was off the cores).
     func bestTimesInterleaved(_ a: () -> Void, _ b: () -> Void) -> (Double, Double) {
         a(); b()  // warm-up
         var best = (Double.infinity, Double.infinity), total = (0.0, 0.0), runs = 0
-        let cpu = ThreadPool.shared.threads == 1
+        let threads = ThreadPool.shared.threads
         let now = { () -> Double in
-            guard cpu else { return Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
             var ts = timespec()
-            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-            return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+            clock_gettime(threads == 1 ? CLOCK_THREAD_CPUTIME_ID : CLOCK_PROCESS_CPUTIME_ID, &ts)
+            return (Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9) / Double(threads)
         }
         let time = { (body: () -> Void) -> Double in
             let t0 = now()
@@ -285,12 +291,22 @@ extension Bench {
                     value: Double(batch) / stepUnfused, unit: "img/s", peer: ("fused", Double(batch) / step))
                 // Linearized (tangent-space) step: primal forward + JVP + backward at θ0, AdamW on θ.
                 let linear = benchTrainer(ViT(config: config, seed: 1), images, .linearized)
-                let linStep = bestTime(minSeconds: options.minSeconds) { _ = linear.step() }
+                let (linStep, linStepUnfused) = bestTimesInterleaved(
+                    {
+                        Attention.fused = true; _ = linear.step()
+                    },
+                    {
+                        Attention.fused = false; _ = linear.step()
+                    })
+                Attention.fused = true
                 record(
                     "vit", "\(name) linearized train step", [batch], threads: th, value: Double(batch) / linStep,
                     unit: "img/s",
                     peer: ("normal train step", Double(batch) / step))
                 records[records.count - 1].name += String(format: " (%.2f× its time)", linStep / step)
+                record(
+                    "vit", "\(name) linearized train step, unfused attn", [batch], threads: th,
+                    value: Double(batch) / linStepUnfused, unit: "img/s", peer: ("fused", Double(batch) / linStep))
             }
         }
         ThreadPool.shared.threads = ThreadPool.shared.capacity

@@ -223,10 +223,22 @@ extension Attention {
         bPack: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
         _ w: AttentionWorkspace.Thread
     ) {
-        if GEMM.nr == 64 {
+        if GEMM.nr == 64 && !transA {
             attentionGEMM64(
-                m: m, n: n, k: k, alpha: alpha, a: a, rs: transA ? 1 : lda, ps: transA ? lda : 1, bPack: bPack,
-                beta: beta, c: c, ldc: ldc, tile: w.tile)
+                m: m, n: n, k: k, alpha: alpha, a: a, rs: lda, ps: 1, bPack: bPack, beta: beta, c: c, ldc: ldc,
+                tile: w.tile)
+        } else if GEMM.nr == 64 {
+            // Aᵀ: each 6-row panel packed first (6 contiguous floats per step). Read in place with a
+            // stride of lda per step, the fused backward measured 0.87× the unfused one; packed, 1.18×.
+            var i0 = 0
+            while i0 < m {
+                let rows = min(6, m &- i0)
+                packTransposedPanel(a + i0, lda: lda, rows: rows, k: k, into: w.aPack)
+                attentionGEMM64(
+                    m: rows, n: n, k: k, alpha: alpha, a: w.aPack, rs: 1, ps: 6, bPack: bPack, beta: beta,
+                    c: c + i0 &* ldc, ldc: ldc, tile: w.tile)
+                i0 &+= 6
+            }
         } else {
             GEMMProblem(
                 transA: transA, transB: false, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: bPack, ldb: n,
@@ -332,6 +344,30 @@ final class AttentionWorkspace: @unchecked Sendable {
 }
 
 // MARK: Micro-kernels reading A in place
+
+/// dst[p·6 + r] = a[p·lda + r] for p in 0..<k, r in 0..<rows (≤ 6); rows ≥ `rows` are zero.
+@inline(__always)
+func packTransposedPanel(
+    _ a: UnsafePointer<Float>, lda: Int, rows: Int, k: Int, into dst: UnsafeMutablePointer<Float>
+) {
+    if rows == 6 {
+        var src = UnsafeRawPointer(a), d = UnsafeMutableRawPointer(dst)
+        let srcStride = lda &* 4
+        for _ in 0..<k {
+            d.storeBytes(of: src.loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self)
+            d.storeBytes(
+                of: src.loadUnaligned(fromByteOffset: 16, as: SIMD2<Float>.self), toByteOffset: 16,
+                as: SIMD2<Float>.self)
+            src += srcStride; d += 24
+        }
+    } else {
+        for p in 0..<k {
+            let src = a + p &* lda, d = dst + p &* 6
+            for r in 0..<rows { d[r] = src[r] }
+            for r in rows..<6 { d[r] = 0 }
+        }
+    }
+}
 
 /// The attention products on the calling thread: C[m, n] = alpha·A·B + beta·C (beta == 0: C is
 /// not read), A's element (i, p) at a[i·rs + p·ps] (A or Aᵀ read in place, no packing), B packed
