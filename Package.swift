@@ -114,7 +114,9 @@ let package = Package(
             swiftSettings: simdSettings),
         .testTarget(
             name: "ViTMergeTrainingTests",
-            dependencies: ["ViTMergeTraining", "ViTMergeModel", "ViTMergeIO", "ViTMergeCore", "CMallocCounter"],
+            dependencies: [
+                "ViTMergeTraining", "ViTMergeModel", "ViTMergeIO", "ViTMergeKernels", "ViTMergeCore", "CMallocCounter",
+            ],
             swiftSettings: simdSettings),
         .testTarget(
             name: "ViTMergeMergingTests",

@@ -97,16 +97,7 @@ extension Bench {
                 "kernels", "softmax fwd", [srows, t], threads: th, value: gb(8.0 * Double(srows * t), sm), unit: "GB/s",
                 ofBandwidth: true)
 
-            let qkv = randomBuffer(32 * t * 3 * d, seed: 6), att = Tensor(zeros: [32 * heads * t * t]),
-                out = Tensor(zeros: [32 * t * d])
-            let at = bestTime(minSeconds: options.minSeconds) {
-                Attention.forward(
-                    out: out.pointer, att: att.pointer, qkv: qkv.pointer, batch: 32, tokens: t, dim: d, heads: heads)
-            }
-            record(
-                "kernels", "attention fwd", [32, t, d, heads], threads: th,
-                value: 4.0 * Double(32 * heads * t * t * (d / heads)) / at * 1e-9,
-                unit: "GFLOP/s")
+            attentionKernels(threads: th, batch: 32, tokens: t, dim: d, heads: heads)
 
             let logits = randomBuffer(32 * 1000, seed: 7, -3, 3), probs = Tensor(zeros: [32 * 1000]),
                 losses = Tensor(zeros: [32])
@@ -135,6 +126,125 @@ extension Bench {
         ThreadPool.shared.threads = ThreadPool.shared.capacity
     }
 
+    /// Attention at ViT-Ti/16 and ViT-B/16 shapes, batch 32, 224 (T = 197): fused vs unfused.
+    func attentionSuite() {
+        for th in options.threads {
+            ThreadPool.shared.threads = th
+            for (d, heads) in options.quick ? [(192, 3)] : [(192, 3), (768, 12)] {
+                attentionKernels(threads: th, batch: 32, tokens: 197, dim: d, heads: heads)
+            }
+        }
+        ThreadPool.shared.threads = ThreadPool.shared.capacity
+    }
+
+    /// Attention at batch × tokens × dim / heads, the fused kernels and the unfused path timed
+    /// alternately in the same loop (the machine's load hits both alike): forward saving the
+    /// probabilities (training), forward without them (inference), backward. GFLOP/s counts the
+    /// matrix products: 4·B·H·T²·hd forward, 8·B·H·T²·hd backward.
+    func attentionKernels(threads th: Int, batch: Int, tokens t: Int, dim d: Int, heads: Int) {
+        let qkv = randomBuffer(batch * t * 3 * d, seed: 6), att = Tensor(zeros: [batch * heads * t * t]),
+            datt = Tensor(zeros: [batch * heads * t * t]), out = Tensor(zeros: [batch * t * d]),
+            dout = randomBuffer(batch * t * d, seed: 7), dqkv = Tensor(zeros: [batch * t * 3 * d])
+        let shape = [batch, t, d, heads]
+        let fwdFlops = 4.0 * Double(batch * heads * t * t * (d / heads)), bwdFlops = 2 * fwdFlops
+        let gflops = { (flops: Double, time: Double) in flops / time * 1e-9 }
+        let (fused, unfused) = bestTimesInterleaved(
+            {
+                Attention.forwardFused(
+                    out: out.pointer, att: att.pointer, qkv: qkv.pointer, batch: batch, tokens: t, dim: d,
+                    heads: heads)
+            },
+            {
+                Attention.forwardUnfused(
+                    out: out.pointer, att: att.pointer, qkv: qkv.pointer, batch: batch, tokens: t, dim: d,
+                    heads: heads)
+            })
+        let (inference, _) = bestTimesInterleaved(
+            {
+                Attention.forwardFused(
+                    out: out.pointer, att: nil, qkv: qkv.pointer, batch: batch, tokens: t, dim: d, heads: heads)
+            },
+            {
+                Attention.forwardUnfused(
+                    out: out.pointer, att: att.pointer, qkv: qkv.pointer, batch: batch, tokens: t, dim: d,
+                    heads: heads)
+            })
+        let (bwd, bwdUnfused) = bestTimesInterleaved(
+            {
+                Attention.backwardFused(
+                    dqkv: dqkv.pointer, dout: dout.pointer, qkv: qkv.pointer, att: att.pointer, batch: batch,
+                    tokens: t, dim: d, heads: heads)
+            },
+            {
+                Attention.backwardUnfused(
+                    dqkv: dqkv.pointer, datt: datt.pointer, dout: dout.pointer, qkv: qkv.pointer, att: att.pointer,
+                    batch: batch, tokens: t, dim: d, heads: heads)
+            })
+        // Training with P recomputed in the backward instead of saved: forward without att + backward.
+        let (recompute, saved) = bestTimesInterleaved(
+            {
+                Attention.forwardFused(
+                    out: out.pointer, att: nil, qkv: qkv.pointer, batch: batch, tokens: t, dim: d, heads: heads)
+                Attention.backwardFused(
+                    dqkv: dqkv.pointer, dout: dout.pointer, qkv: qkv.pointer, att: nil, batch: batch, tokens: t,
+                    dim: d, heads: heads)
+            },
+            {
+                Attention.forwardFused(
+                    out: out.pointer, att: att.pointer, qkv: qkv.pointer, batch: batch, tokens: t, dim: d,
+                    heads: heads)
+                Attention.backwardFused(
+                    dqkv: dqkv.pointer, dout: dout.pointer, qkv: qkv.pointer, att: att.pointer, batch: batch,
+                    tokens: t, dim: d, heads: heads)
+            })
+        let unfusedPeer = { (time: Double, flops: Double) in ("unfused", gflops(flops, time)) }
+        record(
+            "kernels", "attention fwd (fused, att saved)", shape, threads: th, value: gflops(fwdFlops, fused),
+            unit: "GFLOP/s", peer: unfusedPeer(unfused, fwdFlops))
+        record(
+            "kernels", "attention fwd (fused, no att)", shape, threads: th, value: gflops(fwdFlops, inference),
+            unit: "GFLOP/s", peer: unfusedPeer(unfused, fwdFlops))
+        record(
+            "kernels", "attention bwd (fused)", shape, threads: th, value: gflops(bwdFlops, bwd), unit: "GFLOP/s",
+            peer: unfusedPeer(bwdUnfused, bwdFlops))
+        record(
+            "kernels", "attention fwd+bwd (fused)", shape, threads: th,
+            value: gflops(fwdFlops + bwdFlops, fused + bwd), unit: "GFLOP/s",
+            peer: unfusedPeer(unfused + bwdUnfused, fwdFlops + bwdFlops))
+        // The same useful flops (the recomputed S is not counted), so the ratio is the time ratio.
+        record(
+            "kernels", "attention fwd+bwd (P recomputed)", shape, threads: th,
+            value: gflops(fwdFlops + bwdFlops, recompute), unit: "GFLOP/s",
+            peer: ("P saved", gflops(fwdFlops + bwdFlops, saved)))
+    }
+
+    /// Best times of `a` and `b` run alternately (a, b, a, b, …) until each has run ≥ `minSeconds`
+    /// in total and at least 3 times, so that a change in the machine's load affects both alike.
+    /// The time is CPU time, not the wall clock (on a loaded machine the wall clock also counts
+    /// the time other processes had the cores): with one thread the calling thread's, with n the
+    /// process's divided by n (the pool's workers spin while they wait, so this counts waits
+    /// for a preempted peer too, but not time the whole process was off the cores).
+    func bestTimesInterleaved(_ a: () -> Void, _ b: () -> Void) -> (Double, Double) {
+        a(); b()  // warm-up
+        var best = (Double.infinity, Double.infinity), total = (0.0, 0.0), runs = 0
+        let threads = ThreadPool.shared.threads
+        let now = { () -> Double in
+            var ts = timespec()
+            clock_gettime(threads == 1 ? CLOCK_THREAD_CPUTIME_ID : CLOCK_PROCESS_CPUTIME_ID, &ts)
+            return (Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9) / Double(threads)
+        }
+        let time = { (body: () -> Void) -> Double in
+            let t0 = now()
+            body()
+            return now() - t0
+        }
+        while min(total.0, total.1) < options.minSeconds || runs < 3 {
+            let ta = time(a), tb = time(b)
+            best = (min(best.0, ta), min(best.1, tb)); total = (total.0 + ta, total.1 + tb); runs += 1
+        }
+        return best
+    }
+
     // MARK: ViT
 
     /// Forward (inference) and full training step (forward, backward, AdamW) img/s at batch 32.
@@ -148,25 +258,55 @@ extension Bench {
                 let acts = model.makeActivations(capacity: batch)
                 var input = [Float](repeating: 0, count: batch * images.imageSize)
                 input.withUnsafeMutableBufferPointer { images.fill(0..<batch, input: $0.baseAddress!, labels: nil) }
-                let fwd = bestTime(minSeconds: options.minSeconds) {
+                let forward = {
                     input.withUnsafeBufferPointer { model.forward(input: $0.baseAddress!, batch: batch, acts: acts) }
                 }
+                let (fwd, fwdUnfused) = bestTimesInterleaved(
+                    {
+                        Attention.fused = true; forward()
+                    },
+                    {
+                        Attention.fused = false; forward()
+                    })
                 record(
                     "vit", "\(name) forward", [batch], threads: th, value: Double(batch) / fwd, unit: "img/s",
                     peer: torchPeer("\(name) forward", th))
+                record(
+                    "vit", "\(name) forward, unfused attn", [batch], threads: th, value: Double(batch) / fwdUnfused,
+                    unit: "img/s", peer: ("fused", Double(batch) / fwd))
                 let trainer = benchTrainer(model, images, .full)
-                let step = bestTime(minSeconds: options.minSeconds) { _ = trainer.step() }
+                let (step, stepUnfused) = bestTimesInterleaved(
+                    {
+                        Attention.fused = true; _ = trainer.step()
+                    },
+                    {
+                        Attention.fused = false; _ = trainer.step()
+                    })
+                Attention.fused = true
                 record(
                     "vit", "\(name) train step", [batch], threads: th, value: Double(batch) / step, unit: "img/s",
                     peer: torchPeer("\(name) train step", th))
+                record(
+                    "vit", "\(name) train step, unfused attn", [batch], threads: th,
+                    value: Double(batch) / stepUnfused, unit: "img/s", peer: ("fused", Double(batch) / step))
                 // Linearized (tangent-space) step: primal forward + JVP + backward at θ0, AdamW on θ.
                 let linear = benchTrainer(ViT(config: config, seed: 1), images, .linearized)
-                let linStep = bestTime(minSeconds: options.minSeconds) { _ = linear.step() }
+                let (linStep, linStepUnfused) = bestTimesInterleaved(
+                    {
+                        Attention.fused = true; _ = linear.step()
+                    },
+                    {
+                        Attention.fused = false; _ = linear.step()
+                    })
+                Attention.fused = true
                 record(
                     "vit", "\(name) linearized train step", [batch], threads: th, value: Double(batch) / linStep,
                     unit: "img/s",
                     peer: ("normal train step", Double(batch) / step))
                 records[records.count - 1].name += String(format: " (%.2f× its time)", linStep / step)
+                record(
+                    "vit", "\(name) linearized train step, unfused attn", [batch], threads: th,
+                    value: Double(batch) / linStepUnfused, unit: "img/s", peer: ("fused", Double(batch) / linStep))
             }
         }
         ThreadPool.shared.threads = ThreadPool.shared.capacity

@@ -7,7 +7,7 @@ public enum ProfileCategory: Int, CaseIterable, Sendable {
     public var name: String {
         switch self {
         case .gemm: "GEMM (linear layers, patch embedding)"
-        case .attention: "attention (batched GEMMs + softmax)"
+        case .attention: "attention (products + softmax)"
         case .layerNorm: "LayerNorm"
         case .activation: "GELU / QuickGELU"
         case .elementwise: "bias, axpy, scale"

@@ -4,11 +4,48 @@ import ViTMergeCore
 
 /// Multi-head scaled-dot-product attention over a fused qkv tensor, as timm's `Attention`:
 /// qkv[B,T,3D] holds per token q | k | v, each split into H heads of hd = D/H contiguous values.
-/// The three matrix products of each (batch, head) pair run through `sgemmBatched` reading
-/// qkv in place (leading dimension 3D); the softmax rows (Softmax.swift) run in parallel in between.
+/// `forward`, `backward` and `jvp` run the fused kernels (Attention+Fused.swift) unless `fused`
+/// is false; the unfused path runs each matrix product over all (batch, head) pairs through
+/// `sgemmBatched` reading qkv in place (leading dimension 3D), the softmax rows (Softmax.swift)
+/// in parallel in between, through a [B,H,T,T] tensor; `jvp` likewise.
 public enum Attention {
+    /// Whether `forward`, `backward` and `jvp` run the fused kernels (the default, measured faster
+    /// at ViT shapes); the benchmark turns it off to time the unfused path in the same run.
+    nonisolated(unsafe) public static var fused = true
+
     // out[B,T,D] = concat_h softmax(q_h·k_hᵀ / √hd)·v_h ; att[B,H,T,T] = the softmax probabilities (saved)
     public static func forward(
+        out: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>,
+        batch: Int, tokens: Int, dim: Int, heads: Int, pool: ThreadPool = .shared
+    ) {
+        if fused {
+            forwardFused(out: out, att: att, qkv: qkv, batch: batch, tokens: tokens, dim: dim, heads: heads, pool: pool)
+        } else {
+            forwardUnfused(
+                out: out, att: att, qkv: qkv, batch: batch, tokens: tokens, dim: dim, heads: heads, pool: pool)
+        }
+    }
+
+    // dqkv[B,T,3D] += gradient of out w.r.t. qkv given dout[B,T,D]; datt[B,H,T,T] is scratch of the
+    // unfused path (overwritten; the fused path does not touch it)
+    public static func backward(
+        dqkv: UnsafeMutablePointer<Float>, datt: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+        qkv: UnsafePointer<Float>, att: UnsafePointer<Float>,
+        batch: Int, tokens: Int, dim: Int, heads: Int, pool: ThreadPool = .shared
+    ) {
+        if fused {
+            backwardFused(
+                dqkv: dqkv, dout: dout, qkv: qkv, att: att, batch: batch, tokens: tokens, dim: dim, heads: heads,
+                pool: pool)
+        } else {
+            backwardUnfused(
+                dqkv: dqkv, datt: datt, dout: dout, qkv: qkv, att: att, batch: batch, tokens: tokens, dim: dim,
+                heads: heads, pool: pool)
+        }
+    }
+
+    // The unfused forward: three passes over att[B,H,T,T] (scores, softmax, P·V).
+    public static func forwardUnfused(
         out: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>,
         batch: Int, tokens: Int, dim: Int, heads: Int, pool: ThreadPool = .shared
     ) {
@@ -34,8 +71,8 @@ public enum Attention {
             beta: 0, c: out, ldc: dim, strideC: (t * dim, hd), batch: (batch, heads), pool: pool)
     }
 
-    // dqkv[B,T,3D] += gradient of out w.r.t. qkv given dout[B,T,D]; datt[B,H,T,T] is scratch (overwritten)
-    public static func backward(
+    // The unfused backward: dqkv[B,T,3D] += gradient given dout[B,T,D]; datt[B,H,T,T] is scratch (overwritten)
+    public static func backwardUnfused(
         dqkv: UnsafeMutablePointer<Float>, datt: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
         qkv: UnsafePointer<Float>, att: UnsafePointer<Float>,
         batch: Int, tokens: Int, dim: Int, heads: Int, pool: ThreadPool = .shared
@@ -72,9 +109,27 @@ public enum Attention {
     }
 
     // Forward-mode derivative: tout[B,T,D] = ∂out·tqkv, the tangent of `forward`'s output for a
-    // tangent tqkv[B,T,3D] of its input, using the saved probabilities att; tatt[B,H,T,T] is scratch.
-    // tS = scale·(tQ·Kᵀ + Q·tKᵀ); tP = P ⊙ (tS − rowsum(P ⊙ tS)); tO = tP·V + P·tV.
+    // tangent tqkv[B,T,3D] of its input, using the saved probabilities att; tatt[B,H,T,T] is scratch
+    // of the unfused path (the fused path does not touch it).
     public static func jvp(
+        tout: UnsafeMutablePointer<Float>, tatt: UnsafeMutablePointer<Float>, tqkv: UnsafePointer<Float>,
+        qkv: UnsafePointer<Float>, att: UnsafePointer<Float>,
+        batch: Int, tokens: Int, dim: Int, heads: Int, pool: ThreadPool = .shared
+    ) {
+        if fused {
+            jvpFused(
+                tout: tout, tqkv: tqkv, qkv: qkv, att: att, batch: batch, tokens: tokens, dim: dim, heads: heads,
+                pool: pool)
+        } else {
+            jvpUnfused(
+                tout: tout, tatt: tatt, tqkv: tqkv, qkv: qkv, att: att, batch: batch, tokens: tokens, dim: dim,
+                heads: heads, pool: pool)
+        }
+    }
+
+    // The unfused JVP through tatt[B,H,T,T]:
+    // tS = scale·(tQ·Kᵀ + Q·tKᵀ); tP = P ⊙ (tS − rowsum(P ⊙ tS)); tO = tP·V + P·tV.
+    public static func jvpUnfused(
         tout: UnsafeMutablePointer<Float>, tatt: UnsafeMutablePointer<Float>, tqkv: UnsafePointer<Float>,
         qkv: UnsafePointer<Float>, att: UnsafePointer<Float>,
         batch: Int, tokens: Int, dim: Int, heads: Int, pool: ThreadPool = .shared

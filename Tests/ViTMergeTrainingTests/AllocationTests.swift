@@ -3,6 +3,7 @@ import Foundation
 import XCTest
 import ViTMergeCore
 import ViTMergeIO
+import ViTMergeKernels
 import ViTMergeModel
 @testable import ViTMergeTraining
 
@@ -53,5 +54,46 @@ final class AllocationTests: XCTestCase {
             }
         }
         XCTAssertTrue(failures.isEmpty, "heap allocations after warm-up: " + failures.joined(separator: "; "))
+    }
+
+    /// The fused attention kernels allocate nothing per call once their workspace has grown
+    /// (forward with and without saved probabilities, backward, JVP; 1 and 2 threads).
+    func testFusedAttentionAllocatesNothing() throws {
+        try XCTSkipIf(vm_malloc_counting() == 0, "allocations are not counted under a sanitizer or without glibc")
+        let (batch, t, dim, heads) = (2, 197, 24, 3)
+        var rng = RNG(seed: 4)
+        let qkv = (0..<(batch * t * 3 * dim)).map { _ in rng.uniformFloat() - 0.5 }
+        let dout = (0..<(batch * t * dim)).map { _ in rng.uniformFloat() - 0.5 }
+        var out = [Float](repeating: 0, count: batch * t * dim), tout = out
+        var att = [Float](repeating: 0, count: batch * heads * t * t), dqkv = qkv
+        for threads in [1, 2] {
+            let pool = ThreadPool(threads: threads)
+            var before = 0 as UInt
+            for pass in 0..<2 {  // the first pass grows the workspace
+                if pass == 1 { before = vm_malloc_count() }
+                out.withUnsafeMutableBufferPointer { o in
+                    att.withUnsafeMutableBufferPointer { a in
+                        dqkv.withUnsafeMutableBufferPointer { d in
+                            tout.withUnsafeMutableBufferPointer { to in
+                                let (o, a, d, to) = (o.baseAddress!, a.baseAddress!, d.baseAddress!, to.baseAddress!)
+                                Attention.forwardFused(
+                                    out: o, att: a, qkv: qkv, batch: batch, tokens: t, dim: dim, heads: heads,
+                                    pool: pool)
+                                Attention.forwardFused(
+                                    out: o, att: nil, qkv: qkv, batch: batch, tokens: t, dim: dim, heads: heads,
+                                    pool: pool)
+                                Attention.backwardFused(
+                                    dqkv: d, dout: dout, qkv: qkv, att: a, batch: batch, tokens: t, dim: dim,
+                                    heads: heads, pool: pool)
+                                Attention.jvpFused(
+                                    tout: to, tqkv: qkv, qkv: qkv, att: a, batch: batch, tokens: t, dim: dim,
+                                    heads: heads, pool: pool)
+                            }
+                        }
+                    }
+                }
+            }
+            XCTAssertEqual(vm_malloc_count() - before, 0, "fused attention allocations at \(threads) thread(s)")
+        }
     }
 }
