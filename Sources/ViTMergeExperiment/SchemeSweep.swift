@@ -109,7 +109,9 @@ public final class SchemeSweep {
             tasks: names, seed: settings.seed, pretrainSteps: settings.pretrainSteps,
             pretrainBatch: settings.pretraining.batchSize, schemes: runs.map(Self.row), differences: differences,
             environment: Environment(
-                cpu: Machine.cpuModel, threads: ThreadPool.shared.threads, isa: Machine.buildISA,
+                cpu: runs.first?.results.environment.cpu ?? Machine.cpuModel,
+                threads: runs.map(\.results.environment.threads).max() ?? ThreadPool.shared.threads,
+                isa: runs.first?.results.environment.isa ?? Machine.buildISA,
                 seconds: runs.map(\.results.environment.seconds).reduce(0, +)))
         comparison.findings = comparison.decideFindings()
         try write(comparison)
