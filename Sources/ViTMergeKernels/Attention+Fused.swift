@@ -10,6 +10,15 @@ import ViTMergeCore
 /// bit-identical for any thread count; with T ≤ `GEMM.kc` and one query block they are
 /// bit-identical to the unfused path as well.
 extension Attention {
+    /// The shape every attention entry point requires: batch ≥ 0, at least one token and head, and
+    /// a width that the heads divide.
+    @inline(__always)
+    static func checkShape(batch: Int, tokens: Int, dim: Int, heads: Int) {
+        precondition(
+            batch >= 0 && tokens >= 1 && heads >= 1 && dim % heads == 0,
+            "Attention: dim \(dim) must be a multiple of heads \(heads)")
+    }
+
     /// Query rows per block: the score block [qb, T] fits in `scoreBudget` floats (L2), qb a
     /// multiple of `GEMM.mr`, the blocks of near-equal size.
     static func queryBlock(tokens t: Int) -> Int {
@@ -36,9 +45,7 @@ extension Attention {
         pool: ThreadPool = .shared
     ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.attention, profileStart) }
-        precondition(
-            batch >= 0 && tokens >= 1 && heads >= 1 && dim % heads == 0,
-            "Attention: dim \(dim) must be a multiple of heads \(heads)")
+        checkShape(batch: batch, tokens: tokens, dim: dim, heads: heads)
         guard batch > 0 else { return }
         let (t, hd, d3) = (tokens, dim / heads, 3 * dim)
         let scale = 1 / Float(hd).squareRoot()
@@ -84,9 +91,7 @@ extension Attention {
         pool: ThreadPool = .shared
     ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.attention, profileStart) }
-        precondition(
-            batch >= 0 && tokens >= 1 && heads >= 1 && dim % heads == 0,
-            "Attention: dim \(dim) must be a multiple of heads \(heads)")
+        checkShape(batch: batch, tokens: tokens, dim: dim, heads: heads)
         guard batch > 0 else { return }
         let (t, hd, d3) = (tokens, dim / heads, 3 * dim)
         let scale = 1 / Float(hd).squareRoot()
@@ -155,9 +160,7 @@ extension Attention {
         pool: ThreadPool = .shared
     ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.attention, profileStart) }
-        precondition(
-            batch >= 0 && tokens >= 1 && heads >= 1 && dim % heads == 0,
-            "Attention: dim \(dim) must be a multiple of heads \(heads)")
+        checkShape(batch: batch, tokens: tokens, dim: dim, heads: heads)
         guard batch > 0 else { return }
         let (t, hd, d3) = (tokens, dim / heads, 3 * dim)
         let scale = 1 / Float(hd).squareRoot()

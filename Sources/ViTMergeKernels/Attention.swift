@@ -50,9 +50,7 @@ public enum Attention {
         batch: Int, tokens: Int, dim: Int, heads: Int, pool: ThreadPool = .shared
     ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.attention, profileStart) }
-        precondition(
-            batch >= 0 && tokens >= 1 && heads >= 1 && dim % heads == 0,
-            "Attention: dim \(dim) must be a multiple of heads \(heads)")
+        checkShape(batch: batch, tokens: tokens, dim: dim, heads: heads)
         guard batch > 0 else { return }
         let (t, hd, d3) = (tokens, dim / heads, 3 * dim)
         let scale = 1 / Float(hd).squareRoot()
@@ -78,9 +76,7 @@ public enum Attention {
         batch: Int, tokens: Int, dim: Int, heads: Int, pool: ThreadPool = .shared
     ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.attention, profileStart) }
-        precondition(
-            batch >= 0 && tokens >= 1 && heads >= 1 && dim % heads == 0,
-            "Attention: dim \(dim) must be a multiple of heads \(heads)")
+        checkShape(batch: batch, tokens: tokens, dim: dim, heads: heads)
         guard batch > 0 else { return }
         let (t, hd, d3) = (tokens, dim / heads, 3 * dim)
         let scale = 1 / Float(hd).squareRoot()
@@ -135,9 +131,7 @@ public enum Attention {
         batch: Int, tokens: Int, dim: Int, heads: Int, pool: ThreadPool = .shared
     ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.attention, profileStart) }
-        precondition(
-            batch >= 0 && tokens >= 1 && heads >= 1 && dim % heads == 0,
-            "Attention: dim \(dim) must be a multiple of heads \(heads)")
+        checkShape(batch: batch, tokens: tokens, dim: dim, heads: heads)
         guard batch > 0 else { return }
         let (t, hd, d3) = (tokens, dim / heads, 3 * dim)
         let scale = 1 / Float(hd).squareRoot()
