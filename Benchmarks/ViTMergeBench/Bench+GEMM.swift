@@ -23,12 +23,14 @@ extension Bench {
                 }
             }
         }
+        if let text = options.gemmFilter { shapes = shapes.filter { $0.0.contains(text) } }
         for t in options.threads {
             ThreadPool.shared.threads = t
             openblas?.setThreads(t)
             for (name, ta, tb, m, n, k) in shapes { measureGEMM(name: name, ta, tb, m, n, k, threads: t) }
             if let python = options.numpy { numpyPeer(python, shapes: shapes, threads: t) }
-            for (name, d, h) in options.quick ? [("vit-ti", 192, 3)] : [("vit-ti", 192, 3), ("vit-b", 768, 12)] {
+            let attention = options.quick ? [("vit-ti", 192, 3)] : [("vit-ti", 192, 3), ("vit-b", 768, 12)]
+            for (name, d, h) in attention where options.gemmFilter.map({ "\(name) attn".contains($0) }) ?? true {
                 measureAttention(name: name, d: d, heads: h, threads: t)
             }
         }

@@ -66,6 +66,11 @@ struct BenchOptions: ParsableArguments {
         help: ArgumentHelp("Also write the results as JSON to this file.", valueName: "file"))
     var jsonPath: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Only the GEMM shapes whose name contains this text (e.g. 'dW TN').", valueName: "text"))
+    var gemmFilter: String?
+
     @Flag(help: "Smaller shapes and shorter timings (ViT-Ti left out).")
     var quick = false
 

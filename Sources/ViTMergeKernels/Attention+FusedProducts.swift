@@ -27,7 +27,7 @@ extension GEMMProblem {
         var i0 = 0
         while i0 < m {
             let rows = min(mr, m &- i0)
-            packA(i0, rows, 0, k, aPack)
+            packA(i0, rows, 0, k, aPack, sums: false)
             var j0 = 0
             while j0 < n {
                 if nr == 64 {

@@ -2,13 +2,31 @@
 
 extension GEMMProblem {
     /// dst[p·mr + r] = op(A)[i0 + r, p0 + p] for p in 0..<kc, r in 0..<mr; rows ≥ `rows` are zero.
+    /// With `sums`, also rowSums[i0 + r] += op(A)[i0 + r, p0 + p] for each p in order (see `sgemm`).
     @inline(__always)
-    func packA(_ i0: Int, _ rows: Int, _ p0: Int, _ kc: Int, _ dst: UnsafeMutablePointer<Float>) {
+    func packA(_ i0: Int, _ rows: Int, _ p0: Int, _ kc: Int, _ dst: UnsafeMutablePointer<Float>, sums: Bool) {
         let mr = GEMM.mr
         if transA && rows == mr {
             // op(A)[i, p] = a[p·lda + i]: mr contiguous floats per step, copied as 4 + 2.
             var src = UnsafeRawPointer(a + p0 * lda + i0), d = UnsafeMutableRawPointer(dst)
             let srcStride = lda * MemoryLayout<Float>.stride, dstStride = mr * MemoryLayout<Float>.stride
+            if sums, let rowSums {
+                // The same copies, each lane adding its row's values in order (a weight gradient's bias gradient).
+                let out = UnsafeMutableRawPointer(rowSums + i0)
+                var s4 = out.loadUnaligned(as: SIMD4<Float>.self)
+                var s2 = out.loadUnaligned(fromByteOffset: 16, as: SIMD2<Float>.self)
+                for _ in 0..<kc {
+                    let v4 = src.loadUnaligned(as: SIMD4<Float>.self)
+                    let v2 = src.loadUnaligned(fromByteOffset: 16, as: SIMD2<Float>.self)
+                    d.storeBytes(of: v4, as: SIMD4<Float>.self)
+                    d.storeBytes(of: v2, toByteOffset: 16, as: SIMD2<Float>.self)
+                    s4 += v4; s2 += v2
+                    src += srcStride; d += dstStride
+                }
+                out.storeBytes(of: s4, as: SIMD4<Float>.self)
+                out.storeBytes(of: s2, toByteOffset: 16, as: SIMD2<Float>.self)
+                return
+            }
             for _ in 0..<kc {
                 d.storeBytes(of: src.loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self)
                 d.storeBytes(
@@ -16,7 +34,19 @@ extension GEMMProblem {
                     as: SIMD2<Float>.self)
                 src += srcStride; d += dstStride
             }
-        } else if transA {
+            return
+        }
+        defer {
+            // The other layouts: the sums read back from the packed panel, in the same order.
+            if sums, let rowSums {
+                for r in 0..<rows {
+                    var acc = rowSums[i0 + r]
+                    for p in 0..<kc { acc += dst[p * mr + r] }
+                    rowSums[i0 + r] = acc
+                }
+            }
+        }
+        if transA {
             // op(A)[i, p] = a[p·lda + i]: a partial panel, zero-padded.
             for p in 0..<kc {
                 let src = a + (p0 + p) * lda + i0, d = dst + p * mr

@@ -30,22 +30,34 @@ public enum GEMM {
 /// C[M,N] = alpha · op(A)[M,K] · op(B)[K,N] + beta · C[M,N], all row-major.
 /// op(A) is A[M,K] (lda ≥ K) or, with transA, Aᵀ for A stored [K,M] (lda ≥ M); likewise B.
 /// With beta == 0, C is not read (NaNs in C do not propagate). K == 0 scales C by beta.
+/// With `rowSumsOfA`, also rowSums[i] += Σ_k op(A)[i, k] for every row i, added in k order while A
+/// is packed (no extra pass over A): with transA, the bias gradient of the weight gradient dyᵀ·x,
+/// bit-identical to `Elementwise.biasAddBackward` over dy (alpha does not scale the sums).
 public func sgemm(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
-    pool: ThreadPool = .shared
+    rowSumsOfA: UnsafeMutablePointer<Float>? = nil, pool: ThreadPool = .shared
 ) {
     let profileStart = Profiler.begin(); defer { Profiler.end(.gemm, profileStart) }
     precondition(m >= 0 && n >= 0 && k >= 0, "sgemm: negative size m \(m) n \(n) k \(k)")
     precondition(
         lda >= max(1, transA ? m : k) && ldb >= max(1, transB ? k : n) && ldc >= max(1, n),
         "sgemm: leading dimensions lda \(lda) ldb \(ldb) ldc \(ldc) too small for m \(m) n \(n) k \(k)")
-    guard m > 0 && n > 0 else { return }
-    if k == 0 { scaleMatrix(c, ldc: ldc, m: m, n: n, beta: beta); return }
+    guard m > 0 && k > 0 else {
+        if m > 0 && n > 0 { scaleMatrix(c, ldc: ldc, m: m, n: n, beta: beta) }
+        return
+    }
+    if n == 0 {
+        // No columns, so A is never packed: the sums alone.
+        if let sums = rowSumsOfA {
+            for i in 0..<m { for p in 0..<k { sums[i] += transA ? a[p * lda + i] : a[i * lda + p] } }
+        }
+        return
+    }
     let p = GEMMProblem(
         transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-        a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, rowSums: rowSumsOfA)
     // Cost model (ThreadPool+Parallel.swift): 8 flops per unit.
     let nth = pool.threadCount(work: GEMM.cost(m, n, k))
     GEMMWorkspace.shared.withBuffers(threads: max(nth, 1)) { ws in
@@ -134,6 +146,8 @@ struct GEMMProblem {
     let b: UnsafePointer<Float>, ldb: Int
     let beta: Float
     let c: UnsafeMutablePointer<Float>, ldc: Int
+    /// Row sums of op(A) accumulated while packing (`sgemm`'s rowSumsOfA), or nil.
+    var rowSums: UnsafeMutablePointer<Float>? = nil
 
     /// Loops 5 and 4 (column blocks jc, depth blocks pc) on the calling thread; the B panel is
     /// packed and the macro-kernel run in parallel on `threads` threads.
@@ -157,9 +171,12 @@ struct GEMMProblem {
                     let rows = splitRows ? ThreadPool.split(mPanels, ith, nth) : 0..<mPanels
                     let cols = splitRows ? 0..<nPanels : ThreadPool.split(nPanels, ith, nth)
                     guard !rows.isEmpty && !cols.isEmpty else { return }
+                    // Each row panel of A is packed once per depth block by the thread that owns it
+                    // (by every thread when columns are split: thread 0 then keeps the sums).
                     macroKernel(
                         rowPanels: rows, colPanels: cols, jc: jc, nc: nc, pc: pc, kc: kc,
-                        aPack: ws.aPack[ith], bPack: bPack, tile: ws.tile[ith])
+                        aPack: ws.aPack[ith], bPack: bPack, tile: ws.tile[ith],
+                        sums: rowSums != nil && jc == 0 && (splitRows || ith == 0))
                 }
             }
         }
@@ -178,7 +195,7 @@ struct GEMMProblem {
                 for jp in 0..<nPanels { packB(jc + jp * nr, min(nr, nc - jp * nr), pc, kc, bPack + jp * nr * kc) }
                 macroKernel(
                     rowPanels: 0..<mPanels, colPanels: 0..<nPanels, jc: jc, nc: nc, pc: pc, kc: kc,
-                    aPack: ws.aPack[ith], bPack: bPack, tile: ws.tile[ith])
+                    aPack: ws.aPack[ith], bPack: bPack, tile: ws.tile[ith], sums: rowSums != nil && jc == 0)
             }
         }
     }
@@ -188,7 +205,7 @@ struct GEMMProblem {
     func macroKernel(
         rowPanels: Range<Int>, colPanels: Range<Int>, jc: Int, nc: Int, pc: Int, kc: Int,
         aPack: UnsafeMutablePointer<Float>, bPack: UnsafeMutablePointer<Float>,
-        tile: UnsafeMutablePointer<Float>
+        tile: UnsafeMutablePointer<Float>, sums: Bool
     ) {
         let mr = GEMM.mr, nr = GEMM.nr, panelsPerBlock = GEMM.mc / mr
         let first = pc == 0
@@ -196,13 +213,18 @@ struct GEMMProblem {
         while ip0 < rowPanels.upperBound {
             let ip1 = min(ip0 + panelsPerBlock, rowPanels.upperBound)
             for ip in ip0..<ip1 {
-                packA(ip * mr, min(mr, m - ip * mr), pc, kc, aPack + (ip - ip0) * mr * kc)
+                packA(ip * mr, min(mr, m - ip * mr), pc, kc, aPack + (ip - ip0) * mr * kc, sums: sums)
             }
             for jp in colPanels {
                 let j0 = jp * nr, ncols = min(nr, nc - j0)
                 let bp = bPack + jp * nr * kc
                 for ip in ip0..<ip1 {
                     let i0 = ip * mr, nrows = min(mr, m - i0)
+                    let ct = c + i0 * ldc + jc + j0
+                    for r in 0..<nrows {
+                        var j = 0
+                        while j < ncols { vm_prefetch_l2(ct + r * ldc + j); j &+= 16 }
+                    }
                     if nr == 64 {
                         microKernel6x64(kc, aPack + (ip - ip0) * mr * kc, bp, tile)
                     } else {

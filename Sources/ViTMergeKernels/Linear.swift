@@ -29,10 +29,10 @@ public enum Linear {
                 transA: false, transB: false, m: rows, n: inF, k: outF, a: dout, lda: outF, b: weight, ldb: inF,
                 beta: 0, c: dinp, ldc: inF, pool: pool)
         }
+        // dbias += column sums of dout, taken while the weight gradient packs dout (no pass of its own).
         sgemm(
             transA: true, transB: false, m: outF, n: inF, k: rows, a: dout, lda: outF, b: inp, ldb: inF,
-            beta: 1, c: dweight, ldc: inF, pool: pool)
-        if let dbias { Elementwise.biasAddBackward(dbias: dbias, dout: dout, rows: rows, cols: outF, pool: pool) }
+            beta: 1, c: dweight, ldc: inF, rowSumsOfA: dbias, pool: pool)
     }
 
     /// dinp[rows, inF] = dout · weight (overwritten): the input gradient alone, for a frozen layer.

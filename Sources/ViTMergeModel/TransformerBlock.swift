@@ -225,14 +225,14 @@ public struct BlockStack: Sendable {
                     dinp: a + db, dgamma: g + ls2, dout: dres, inp: a + mlpOut, gamma: p + ls2, rows: n, cols: d,
                     pool: pool)
                 Linear.backward(
-                    dinp: dhidden, dweight: g + o.fc2W, dbias: nil, dout: a + db, inp: a + b.act, weight: p + o.fc2W,
+                    dinp: dhidden, dweight: g + o.fc2W, dbias: g + o.fc2B, dout: a + db, inp: a + b.act,
+                    weight: p + o.fc2W,
                     rows: n, inFeatures: f, outFeatures: d, pool: pool)
-                Residual.backward(dbias: g + o.fc2B, dout: a + db, rows: n, cols: d, pool: pool)
             } else {
                 Linear.backward(
-                    dinp: dhidden, dweight: g + o.fc2W, dbias: nil, dout: dres, inp: a + b.act, weight: p + o.fc2W,
+                    dinp: dhidden, dweight: g + o.fc2W, dbias: g + o.fc2B, dout: dres, inp: a + b.act,
+                    weight: p + o.fc2W,
                     rows: n, inFeatures: f, outFeatures: d, pool: pool)
-                Residual.backward(dbias: g + o.fc2B, dout: dres, rows: n, cols: d, pool: pool)
             }
             let dfc1 = a + b.act  // the activation is no longer needed: reuse it for dfc1
             dfc1.update(repeating: 0, count: n * f)
@@ -252,14 +252,12 @@ public struct BlockStack: Sendable {
                     dinp: a + db, dgamma: g + ls1, dout: dres, inp: a + projOut, gamma: p + ls1, rows: n, cols: d,
                     pool: pool)
                 Linear.backward(
-                    dinp: dattn, dweight: g + o.projW, dbias: nil, dout: a + db, inp: a + b.attnOut,
+                    dinp: dattn, dweight: g + o.projW, dbias: g + o.projB, dout: a + db, inp: a + b.attnOut,
                     weight: p + o.projW, rows: n, inFeatures: d, outFeatures: d, pool: pool)
-                Residual.backward(dbias: g + o.projB, dout: a + db, rows: n, cols: d, pool: pool)
             } else {
                 Linear.backward(
-                    dinp: dattn, dweight: g + o.projW, dbias: nil, dout: dres, inp: a + b.attnOut,
+                    dinp: dattn, dweight: g + o.projW, dbias: g + o.projB, dout: dres, inp: a + b.attnOut,
                     weight: p + o.projW, rows: n, inFeatures: d, outFeatures: d, pool: pool)
-                Residual.backward(dbias: g + o.projB, dout: dres, rows: n, cols: d, pool: pool)
             }
             dqkv.update(repeating: 0, count: n * 3 * d)
             Attention.backward(

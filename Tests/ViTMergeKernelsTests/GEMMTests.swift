@@ -146,6 +146,37 @@ final class GEMMTests: XCTestCase {
         }
     }
 
+    /// rowSumsOfA adds each row's sum of op(A) in k order while packing: with transA it equals
+    /// biasAddBackward over the stored A bit for bit (the weight gradient's bias gradient), for full
+    /// and partial panels, several depth blocks and column blocks, both splits and 1 or 2 threads,
+    /// and C is the same as without the sums.
+    func testRowSumsOfAWhilePacking() {
+        for (ta, tb, m, n, k) in [
+            (true, false, 13, 700, 800), (true, false, 576, 19, 901), (true, false, 7, 3100, 5),
+            (false, true, 31, 65, 397), (false, false, 6, 1, 1), (true, true, 1, 64, 385), (true, false, 5, 0, 9),
+        ] {
+            let lda = ta ? m : k, ldb = tb ? k : max(n, 1)
+            let a = randomArray(m * k, seed: 5), b = randomArray(max(k * n, 1), seed: 6)
+            let start = randomArray(m, seed: 7)
+            var expected = start
+            if ta {
+                Elementwise.biasAddBackward(dbias: &expected, dout: a, rows: k, cols: m)
+            } else {
+                for i in 0..<m { for p in 0..<k { expected[i] += a[i * lda + p] } }
+            }
+            var plain = [Float](repeating: 0, count: m * n)
+            sgemm(transA: ta, transB: tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: &plain, ldc: max(n, 1))
+            for pool in testPools {
+                var sums = start, c = [Float](repeating: 0, count: m * n)
+                sgemm(
+                    transA: ta, transB: tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: &c, ldc: max(n, 1),
+                    rowSumsOfA: &sums, pool: pool)
+                XCTAssertEqual(sums, expected, "row sums ta \(ta) tb \(tb) \(m)x\(n)x\(k), \(pool.threads) threads")
+                XCTAssertEqual(c, plain, "C with row sums \(m)x\(n)x\(k), \(pool.threads) threads")
+            }
+        }
+    }
+
     /// Batched GEMM equals one sgemm per (i, j) with the same offsets, including strided views
     /// into a fused buffer as attention uses them.
     func testBatchedMatchesLoopOfSingles() {
