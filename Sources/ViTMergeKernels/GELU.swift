@@ -53,11 +53,13 @@ public enum GELU {
         out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int, pool: ThreadPool = .shared
     ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.activation, profileStart) }
-        let h = V16(repeating: 0.5), k = V16(repeating: invSqrt2), one = V16(repeating: 1)
-        map16(count, pool: pool) { i, n in
-            let x = loadPartial(inp + i, n)
-            storePartial(h * x * (one + erf16(x * k)), out + i, n)
-        }
+        map16(count, pool: pool) { i, n in storePartial(gelu16(loadPartial(inp + i, n)), out + i, n) }
+    }
+
+    /// gelu for 16 lanes (also the GEMM's fused bias + GELU epilogue).
+    @inline(__always)
+    static func gelu16(_ x: V16) -> V16 {
+        V16(repeating: 0.5) * x * (V16(repeating: 1) + erf16(x * V16(repeating: invSqrt2)))
     }
 
     // dinp[n] += gelu'(inp[n]) · dout[n],  gelu'(x) = Φ(x) + x·φ(x)

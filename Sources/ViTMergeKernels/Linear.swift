@@ -12,8 +12,35 @@ public enum Linear {
     ) {
         sgemm(
             transA: false, transB: true, m: rows, n: outF, k: inF, a: inp, lda: inF, b: weight, ldb: inF,
-            beta: 0, c: out, ldc: outF, pool: pool)
-        if let bias { Elementwise.biasAddForward(out: out, bias: bias, rows: rows, cols: outF, pool: pool) }
+            beta: 0, c: out, ldc: outF, epilogue: bias.map { .bias($0) } ?? .none, pool: pool)
+    }
+
+    /// preact[rows, outF] = inp · weightᵀ + bias and act = gelu(preact), the bias and GELU applied to
+    /// each tile of the product while it is in cache (bit-identical to `forward` then `GELU.forward`).
+    @inline(__always)
+    public static func forwardGELU(
+        preact: UnsafeMutablePointer<Float>, act: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
+        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, rows: Int, inFeatures inF: Int, outFeatures outF: Int,
+        pool: ThreadPool = .shared
+    ) {
+        sgemm(
+            transA: false, transB: true, m: rows, n: outF, k: inF, a: inp, lda: inF, b: weight, ldb: inF,
+            beta: 0, c: preact, ldc: outF, epilogue: .biasGELU(bias: bias, act: act, ldAct: outF), pool: pool)
+    }
+
+    /// out[rows, outF] = residual + (inp · weightᵀ + bias), fused into the product's write-back
+    /// (bit-identical to `forward` without bias then `Residual.forward`); out must not be residual.
+    @inline(__always)
+    public static func forwardResidual(
+        out: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>, inp: UnsafePointer<Float>,
+        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, rows: Int, inFeatures inF: Int, outFeatures outF: Int,
+        pool: ThreadPool = .shared
+    ) {
+        precondition(UnsafePointer(out) != residual, "Linear.forwardResidual: out and residual must differ")
+        sgemm(
+            transA: false, transB: true, m: rows, n: outF, k: inF, a: inp, lda: inF, b: weight, ldb: inF,
+            beta: 0, c: out, ldc: outF, epilogue: .biasResidual(bias: bias, residual: residual, ldResidual: outF),
+            pool: pool)
     }
 
     /// dinp[rows, inF] (overwritten, when given) = dout · weight; dweight[outF, inF] += doutᵀ · inp;
