@@ -73,6 +73,7 @@ final class Bench {
         if options.suites.contains(.gemm) { gemmSuite() }
         if options.suites.contains(.kernels) { kernelSuite() }
         if options.suites.contains(.attention) { attentionSuite() }
+        if options.suites.contains(.fusion) { fusionSuite() }
         if options.suites.contains(.vit) { vitSuite() }
         if options.suites.contains(.merge) { mergeSuite() }
         if options.suites.contains(.profile) { profileSuite() }

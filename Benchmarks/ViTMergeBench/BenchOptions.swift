@@ -6,6 +6,8 @@ enum Suite: String, CaseIterable, ExpressibleByArgument {
     case gemm, runtime, kernels, vit, merge, profile
     /// Fused vs unfused attention (forward with and without saved probabilities, backward) at ViT shapes.
     case attention
+    /// The bias gradient fused into the weight-gradient GEMM vs a separate pass, per layer and per step.
+    case fusion
     /// Heap allocations per training step after warm-up, at 1 and 2 threads (0 is the target).
     case allocations
     /// Thin SVD at ViT-B weight shapes (numpy.linalg.svd as the peer with --numpy).

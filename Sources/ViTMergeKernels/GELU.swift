@@ -4,8 +4,10 @@ import ViTMergeCore
 
 /// erf(x) for 16 lanes: a rational approximation x·P(x²)/Q(x²) on [−4, 4] (erf rounds to ±1 in
 /// float beyond), max abs error 3.3e-7 (~5 ulps near ±1) against Double erf (tested). The kernels suite
-/// compares it with SLEEF's `Sleef_erff16_u10`.
-@inline(__always)
+/// compares it with SLEEF's `Sleef_erff16_u10`. `@_transparent`: under `@inline(__always)` the
+/// optimizer left it out of line in GELU.backward, a call per 16 lanes with the vector split into
+/// four xmm registers and a vzeroupper.
+@_transparent
 func erf16(_ x0: V16) -> V16 {
     let x = vmin(vmax(x0, V16(repeating: -4)), V16(repeating: 4))
     let x2 = x * x
@@ -53,13 +55,11 @@ public enum GELU {
         out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int, pool: ThreadPool = .shared
     ) {
         let profileStart = Profiler.begin(); defer { Profiler.end(.activation, profileStart) }
-        map16(count, pool: pool) { i, n in storePartial(gelu16(loadPartial(inp + i, n)), out + i, n) }
-    }
-
-    /// gelu for 16 lanes (also the GEMM's fused bias + GELU epilogue).
-    @inline(__always)
-    static func gelu16(_ x: V16) -> V16 {
-        V16(repeating: 0.5) * x * (V16(repeating: 1) + erf16(x * V16(repeating: invSqrt2)))
+        let h = V16(repeating: 0.5), k = V16(repeating: invSqrt2), one = V16(repeating: 1)
+        map16(count, pool: pool) { i, n in
+            let x = loadPartial(inp + i, n)
+            storePartial(h * x * (one + erf16(x * k)), out + i, n)
+        }
     }
 
     // dinp[n] += gelu'(inp[n]) · dout[n],  gelu'(x) = Φ(x) + x·φ(x)

@@ -27,19 +27,6 @@ public enum GEMM {
     }
 }
 
-/// What the GEMM does to each tile of C after its last depth block, while the tile is in cache:
-/// the layer's elementwise step fused into the write-back, rounded as the separate kernels round.
-public enum GEMMEpilogue {
-    case none
-    /// C[i, j] += bias[j] (as `Elementwise.biasAddForward`).
-    case bias(UnsafePointer<Float>)
-    /// C[i, j] += bias[j], then act[i·ldAct + j] = gelu(C[i, j]) (as `GELU.forward`); C keeps the
-    /// pre-activation the backward needs.
-    case biasGELU(bias: UnsafePointer<Float>, act: UnsafeMutablePointer<Float>, ldAct: Int)
-    /// C[i, j] = residual[i·ldResidual + j] + (C[i, j] + bias[j]) (as `Residual.forward`).
-    case biasResidual(bias: UnsafePointer<Float>, residual: UnsafePointer<Float>, ldResidual: Int)
-}
-
 /// C[M,N] = alpha · op(A)[M,K] · op(B)[K,N] + beta · C[M,N], all row-major.
 /// op(A) is A[M,K] (lda ≥ K) or, with transA, Aᵀ for A stored [K,M] (lda ≥ M); likewise B.
 /// With beta == 0, C is not read (NaNs in C do not propagate). K == 0 scales C by beta.
@@ -50,7 +37,7 @@ public func sgemm(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
-    rowSumsOfA: UnsafeMutablePointer<Float>? = nil, epilogue: GEMMEpilogue = .none, pool: ThreadPool = .shared
+    rowSumsOfA: UnsafeMutablePointer<Float>? = nil, pool: ThreadPool = .shared
 ) {
     let profileStart = Profiler.begin(); defer { Profiler.end(.gemm, profileStart) }
     precondition(m >= 0 && n >= 0 && k >= 0, "sgemm: negative size m \(m) n \(n) k \(k)")
@@ -58,13 +45,7 @@ public func sgemm(
         lda >= max(1, transA ? m : k) && ldb >= max(1, transB ? k : n) && ldc >= max(1, n),
         "sgemm: leading dimensions lda \(lda) ldb \(ldb) ldc \(ldc) too small for m \(m) n \(n) k \(k)")
     guard m > 0 && k > 0 else {
-        if m > 0 && n > 0 {
-            scaleMatrix(c, ldc: ldc, m: m, n: n, beta: beta)
-            GEMMProblem(
-                transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                beta: beta, c: c, ldc: ldc, epilogue: epilogue
-            ).applyEpilogue(c, i0: 0, j0: 0, rows: m, cols: n)
-        }
+        if m > 0 && n > 0 { scaleMatrix(c, ldc: ldc, m: m, n: n, beta: beta) }
         return
     }
     if n == 0 {
@@ -76,7 +57,7 @@ public func sgemm(
     }
     let p = GEMMProblem(
         transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-        a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, rowSums: rowSumsOfA, epilogue: epilogue)
+        a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, rowSums: rowSumsOfA)
     // Cost model (ThreadPool+Parallel.swift): 8 flops per unit.
     let nth = pool.threadCount(work: GEMM.cost(m, n, k))
     GEMMWorkspace.shared.withBuffers(threads: max(nth, 1)) { ws in
@@ -167,8 +148,6 @@ struct GEMMProblem {
     let c: UnsafeMutablePointer<Float>, ldc: Int
     /// Row sums of op(A) accumulated while packing (`sgemm`'s rowSumsOfA), or nil.
     var rowSums: UnsafeMutablePointer<Float>? = nil
-    /// Applied to each tile after the last depth block.
-    var epilogue: GEMMEpilogue = .none
 
     /// Loops 5 and 4 (column blocks jc, depth blocks pc) on the calling thread; the B panel is
     /// packed and the macro-kernel run in parallel on `threads` threads.
@@ -229,7 +208,7 @@ struct GEMMProblem {
         tile: UnsafeMutablePointer<Float>, sums: Bool
     ) {
         let mr = GEMM.mr, nr = GEMM.nr, panelsPerBlock = GEMM.mc / mr
-        let first = pc == 0, last = pc + kc == k
+        let first = pc == 0
         var ip0 = rowPanels.lowerBound
         while ip0 < rowPanels.upperBound {
             let ip1 = min(ip0 + panelsPerBlock, rowPanels.upperBound)
@@ -251,8 +230,7 @@ struct GEMMProblem {
                     } else {
                         microKernel6x16(kc, aPack + (ip - ip0) * mr * kc, bp, tile)
                     }
-                    storeTile(tile, ct, rows: nrows, cols: ncols, first: first)
-                    if last { applyEpilogue(ct, i0: i0, j0: jc + j0, rows: nrows, cols: ncols) }
+                    storeTile(tile, c + i0 * ldc + jc + j0, rows: nrows, cols: ncols, first: first)
                 }
             }
             ip0 = ip1
@@ -286,42 +264,6 @@ struct GEMMProblem {
                     j &+= 16
                 }
                 while j < cols { crow[j] = (beta * crow[j]).addingProduct(alpha, t[j]); j &+= 1 }
-            }
-        }
-    }
-
-    /// The epilogue over C[i0..<i0+rows, j0..<j0+cols] (`c` points at its first element), final values.
-    @inline(__always)
-    func applyEpilogue(_ c: UnsafeMutablePointer<Float>, i0: Int, j0: Int, rows: Int, cols: Int) {
-        switch epilogue {
-        case .none: return
-        case .bias(let bias):
-            for r in 0..<rows {
-                let crow = c + r * ldc
-                var j = 0
-                while j &+ 16 <= cols { vstore(vload(crow + j) + vload(bias + j0 + j), crow + j); j &+= 16 }
-                while j < cols { crow[j] += bias[j0 + j]; j &+= 1 }
-            }
-        case .biasGELU(let bias, let act, let ldAct):
-            for r in 0..<rows {
-                let crow = c + r * ldc, arow = act + (i0 + r) * ldAct + j0
-                var j = 0
-                while j < cols {
-                    let n = min(16, cols &- j)
-                    let x = loadPartial(UnsafePointer(crow + j), n) + loadPartial(bias + j0 + j, n)
-                    storePartial(x, crow + j, n)
-                    storePartial(GELU.gelu16(x), arow + j, n)
-                    j &+= 16
-                }
-            }
-        case .biasResidual(let bias, let residual, let ldResidual):
-            for r in 0..<rows {
-                let crow = c + r * ldc, res = residual + (i0 + r) * ldResidual + j0
-                var j = 0
-                while j &+ 16 <= cols {
-                    vstore(vload(res + j) + (vload(crow + j) + vload(bias + j0 + j)), crow + j); j &+= 16
-                }
-                while j < cols { crow[j] = res[j] + (crow[j] + bias[j0 + j]); j &+= 1 }
             }
         }
     }

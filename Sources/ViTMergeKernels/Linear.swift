@@ -4,6 +4,11 @@ import ViTMergeCore
 /// Forward, backward and JVP side by side; every product is the packed SGEMM, so results are
 /// bit-identical for any thread count.
 public enum Linear {
+    /// Whether the weight gradient takes the bias gradient while packing dy (the default, measured
+    /// faster); the benchmark turns it off to time the separate column-sum pass in the same run.
+    /// Either way the results are the same bits.
+    nonisolated(unsafe) public static var fused = true
+
     /// out[rows, outF] = inp[rows, inF] · weight[outF, inF]ᵀ (+ bias[outF])
     @inline(__always)
     public static func forward(
@@ -12,35 +17,8 @@ public enum Linear {
     ) {
         sgemm(
             transA: false, transB: true, m: rows, n: outF, k: inF, a: inp, lda: inF, b: weight, ldb: inF,
-            beta: 0, c: out, ldc: outF, epilogue: bias.map { .bias($0) } ?? .none, pool: pool)
-    }
-
-    /// preact[rows, outF] = inp · weightᵀ + bias and act = gelu(preact), the bias and GELU applied to
-    /// each tile of the product while it is in cache (bit-identical to `forward` then `GELU.forward`).
-    @inline(__always)
-    public static func forwardGELU(
-        preact: UnsafeMutablePointer<Float>, act: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
-        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, rows: Int, inFeatures inF: Int, outFeatures outF: Int,
-        pool: ThreadPool = .shared
-    ) {
-        sgemm(
-            transA: false, transB: true, m: rows, n: outF, k: inF, a: inp, lda: inF, b: weight, ldb: inF,
-            beta: 0, c: preact, ldc: outF, epilogue: .biasGELU(bias: bias, act: act, ldAct: outF), pool: pool)
-    }
-
-    /// out[rows, outF] = residual + (inp · weightᵀ + bias), fused into the product's write-back
-    /// (bit-identical to `forward` without bias then `Residual.forward`); out must not be residual.
-    @inline(__always)
-    public static func forwardResidual(
-        out: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>, inp: UnsafePointer<Float>,
-        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, rows: Int, inFeatures inF: Int, outFeatures outF: Int,
-        pool: ThreadPool = .shared
-    ) {
-        precondition(UnsafePointer(out) != residual, "Linear.forwardResidual: out and residual must differ")
-        sgemm(
-            transA: false, transB: true, m: rows, n: outF, k: inF, a: inp, lda: inF, b: weight, ldb: inF,
-            beta: 0, c: out, ldc: outF, epilogue: .biasResidual(bias: bias, residual: residual, ldResidual: outF),
-            pool: pool)
+            beta: 0, c: out, ldc: outF, pool: pool)
+        if let bias { Elementwise.biasAddForward(out: out, bias: bias, rows: rows, cols: outF, pool: pool) }
     }
 
     /// dinp[rows, inF] (overwritten, when given) = dout · weight; dweight[outF, inF] += doutᵀ · inp;
@@ -59,7 +37,10 @@ public enum Linear {
         // dbias += column sums of dout, taken while the weight gradient packs dout (no pass of its own).
         sgemm(
             transA: true, transB: false, m: outF, n: inF, k: rows, a: dout, lda: outF, b: inp, ldb: inF,
-            beta: 1, c: dweight, ldc: inF, rowSumsOfA: dbias, pool: pool)
+            beta: 1, c: dweight, ldc: inF, rowSumsOfA: fused ? dbias : nil, pool: pool)
+        if !fused, let dbias {
+            Elementwise.biasAddBackward(dbias: dbias, dout: dout, rows: rows, cols: outF, pool: pool)
+        }
     }
 
     /// dinp[rows, inF] = dout · weight (overwritten): the input gradient alone, for a frozen layer.

@@ -156,24 +156,22 @@ public struct BlockStack: Sendable {
                 LayerScale.forward(
                     out: a + b.res1, residual: x, inp: a + projOut, gamma: p + ls1, rows: n, cols: d, pool: pool)
             } else {
-                Linear.forwardResidual(
-                    out: a + b.res1, residual: x, inp: a + b.attnOut, weight: p + o.projW, bias: p + o.projB, rows: n,
-                    inFeatures: d, outFeatures: d, pool: pool)
+                Linear.forward(
+                    out: a + b.res1, inp: a + b.attnOut, weight: p + o.projW, bias: nil, rows: n, inFeatures: d,
+                    outFeatures: d, pool: pool)
+                Residual.forward(
+                    out: a + b.res1, residual: x, inp: a + b.res1, bias: p + o.projB, rows: n, cols: d, pool: pool)
             }
             LayerNorm.forward(
                 out: a + b.ln2, mean: a + b.ln2Mean, rstd: a + b.ln2Rstd, inp: a + b.res1, weight: p + o.norm2W,
                 bias: p + o.norm2B, rows: n, cols: d, eps: s.eps, pool: pool)
             // fc1[B,T,F] = ln2 · W_fc1ᵀ + b; act = gelu(fc1)
+            Linear.forward(
+                out: a + b.fc1, inp: a + b.ln2, weight: p + o.fc1W, bias: p + o.fc1B, rows: n, inFeatures: d,
+                outFeatures: f, pool: pool)
             switch s.activation {
-            case .gelu:
-                Linear.forwardGELU(
-                    preact: a + b.fc1, act: a + b.act, inp: a + b.ln2, weight: p + o.fc1W, bias: p + o.fc1B, rows: n,
-                    inFeatures: d, outFeatures: f, pool: pool)
-            case .quickGELU:
-                Linear.forward(
-                    out: a + b.fc1, inp: a + b.ln2, weight: p + o.fc1W, bias: p + o.fc1B, rows: n, inFeatures: d,
-                    outFeatures: f, pool: pool)
-                QuickGELU.forward(out: a + b.act, inp: a + b.fc1, count: n * f, pool: pool)
+            case .gelu: GELU.forward(out: a + b.act, inp: a + b.fc1, count: n * f, pool: pool)
+            case .quickGELU: QuickGELU.forward(out: a + b.act, inp: a + b.fc1, count: n * f, pool: pool)
             }
             // out[B,T,D] = res1 + (act · W_fc2ᵀ + b_fc2), the branch scaled by γ2 with LayerScale
             if let ls2 = o.ls2, let mlpOut = b.mlpOut {
@@ -184,9 +182,12 @@ public struct BlockStack: Sendable {
                     out: a + b.out, residual: a + b.res1, inp: a + mlpOut, gamma: p + ls2, rows: n, cols: d,
                     pool: pool)
             } else {
-                Linear.forwardResidual(
-                    out: a + b.out, residual: a + b.res1, inp: a + b.act, weight: p + o.fc2W, bias: p + o.fc2B,
-                    rows: n, inFeatures: f, outFeatures: d, pool: pool)
+                Linear.forward(
+                    out: a + b.out, inp: a + b.act, weight: p + o.fc2W, bias: nil, rows: n, inFeatures: f,
+                    outFeatures: d, pool: pool)
+                Residual.forward(
+                    out: a + b.out, residual: a + b.res1, inp: a + b.out, bias: p + o.fc2B, rows: n, cols: d,
+                    pool: pool)
             }
             x = UnsafePointer(a + b.out)
         }

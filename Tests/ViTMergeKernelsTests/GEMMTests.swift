@@ -177,56 +177,6 @@ final class GEMMTests: XCTestCase {
         }
     }
 
-    /// The fused epilogues equal the separate kernels bit for bit (bias add, GELU, residual), on odd
-    /// sizes, partial tiles, several depth and column blocks, beta ≠ 0, K = 0, and 1 or 2 threads.
-    func testEpiloguesMatchTheSeparateKernels() {
-        for (tb, m, n, k, beta) in [
-            (true, 37, 197, 65, Float(0)), (true, 200, 768, 800, 0), (false, 5, 3100, 7, 0.5), (true, 13, 17, 0, 0.5),
-            (true, 6, 64, 384, 0),
-        ] {
-            let lda = max(k, 1), ldb = tb ? max(k, 1) : n
-            let a = randomArray(max(m * k, 1), seed: 8), b = randomArray(max(k * n, 1), seed: 9)
-            let bias = randomArray(n, seed: 10), residual = randomArray(m * n, seed: 11),
-                c0 = randomArray(m * n, seed: 12)
-            func product(_ c: inout [Float], _ epilogue: GEMMEpilogue, _ pool: ThreadPool) {
-                sgemm(
-                    transA: false, transB: tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: &c,
-                    ldc: n, epilogue: epilogue, pool: pool)
-            }
-            var plain = c0
-            product(&plain, .none, testPools[0])
-            var biased = plain
-            Elementwise.biasAddForward(out: &biased, bias: bias, rows: m, cols: n)
-            var gelu = [Float](repeating: 0, count: m * n)
-            GELU.forward(out: &gelu, inp: biased, count: m * n)
-            var summed = [Float](repeating: 0, count: m * n)
-            Residual.forward(out: &summed, residual: residual, inp: plain, bias: bias, rows: m, cols: n)
-            let what = "\(tb ? "NT" : "NN") \(m)x\(n)x\(k) β \(beta)"
-            for pool in testPools {
-                var c = c0
-                bias.withUnsafeBufferPointer { product(&c, .bias($0.baseAddress!), pool) }
-                XCTAssertEqual(c, biased, "bias epilogue \(what), \(pool.threads) threads")
-                c = c0
-                var act = [Float](repeating: .nan, count: m * n)
-                bias.withUnsafeBufferPointer { bp in
-                    act.withUnsafeMutableBufferPointer { ap in
-                        product(&c, .biasGELU(bias: bp.baseAddress!, act: ap.baseAddress!, ldAct: n), pool)
-                    }
-                }
-                XCTAssertEqual(c, biased, "bias + GELU epilogue keeps the pre-activation, \(what)")
-                XCTAssertEqual(act, gelu, "bias + GELU epilogue \(what), \(pool.threads) threads")
-                c = c0
-                bias.withUnsafeBufferPointer { bp in
-                    residual.withUnsafeBufferPointer { rp in
-                        product(
-                            &c, .biasResidual(bias: bp.baseAddress!, residual: rp.baseAddress!, ldResidual: n), pool)
-                    }
-                }
-                XCTAssertEqual(c, summed, "bias + residual epilogue \(what), \(pool.threads) threads")
-            }
-        }
-    }
-
     /// Batched GEMM equals one sgemm per (i, j) with the same offsets, including strided views
     /// into a fused buffer as attention uses them.
     func testBatchedMatchesLoopOfSingles() {
