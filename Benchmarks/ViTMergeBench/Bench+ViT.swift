@@ -18,6 +18,8 @@ struct TorchFigure {
     let version: String
     /// torch.compile's first calls (forward, then train step), not timed; compile only.
     let compileSeconds: Double?
+    /// "cpu" (vitmerge-bench's clock) or "wall"; files written before the clock was recorded: wall.
+    let clock: String
 
     /// The peer's name in the table: "torch 2.15.0 compile".
     var label: String { "torch \(version) \(peer)" }
@@ -64,8 +66,8 @@ extension Bench {
                         "vit", "\(row.name) linearized train step, unfused attn", [row.batch], threads: th,
                         value: ips(t), unit: "img/s", peer: ("fused", ips(lin)))
                 }
-                let compiled = torchFigures("\(row.name) forward", threads: th, batch: row.batch)
-                if let f = compiled.first(where: { $0.compileSeconds != nil }), let s = f.compileSeconds {
+                let figures = torchFigures("\(row.name) forward", threads: th, batch: row.batch)
+                if let s = figures.compactMap(\.compileSeconds).first {
                     record(
                         "vit", "\(row.name) torch.compile time (first calls)", [row.batch], threads: th,
                         value: s, unit: "s")
@@ -157,7 +159,7 @@ extension Bench {
             python, script, "--models", row.name, "--batches", String(row.batch),
             "--threads", options.threads.map(String.init).joined(separator: ","),
             "--peers", options.torchPeers.map(\.rawValue).joined(separator: ","),
-            "--min-seconds", String(options.minSeconds), "--out", out,
+            "--min-seconds", String(options.minSeconds), "--clock", "cpu", "--out", out,
         ]
         print("  PyTorch peers of \(row.name), batch \(row.batch): \(python) \(script)")
         fflush(nil)  // our lines before the script's
@@ -186,19 +188,22 @@ extension Bench {
         torchResults += figures
         let peers = figures.map(\.peer).uniqued().joined(separator: ", ")
         print("  peer: PyTorch \(figures.first?.version ?? "?") (\(peers)) from \(path) (\(figures.count) figures)")
+        if figures.contains(where: { $0.clock != "cpu" }) {
+            print("  note: \(path) was timed on the wall clock, ours on CPU time (the same on an idle machine)")
+        }
     }
 
-    /// Parses scripts/bench_torch.py's JSON: {"torch": version, "batch"?, "results": [{"name",
+    /// Parses scripts/bench_torch.py's JSON: {"torch": version, "batch"?, "clock"?, "results": [{"name",
     /// "threads", "value", "peer"?, "batch"?, "compile_seconds"?}], "failures"?: [{"name",
     /// "threads", "peer", "batch", "error"}]}, a missing peer read as eager and a missing batch
-    /// as the file's (else 32). Prints each failure; nil if the file is not such JSON.
+    /// as the file's (else 32), a missing clock as wall. Prints each failure; nil if the file is not such JSON.
     func readTorch(_ path: String) -> [TorchFigure]? {
         guard let data = FileManager.default.contents(atPath: path),
             let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
             let rs = obj["results"] as? [[String: Any]]
         else { return nil }
         let version = (obj["torch"] as? String ?? "?").split(separator: "+").first.map(String.init) ?? "?"
-        let fileBatch = obj["batch"] as? Int ?? 32
+        let fileBatch = obj["batch"] as? Int ?? 32, clock = obj["clock"] as? String ?? "wall"
         for f in obj["failures"] as? [[String: Any]] ?? [] {
             let what = ["name", "peer", "batch", "threads"].map { f[$0].map { "\($0)" } ?? "?" }
             print("  note: torch \(what.joined(separator: " ")) thread(s) failed: \(f["error"] ?? "?")")
@@ -209,7 +214,7 @@ extension Bench {
             }
             return TorchFigure(
                 name: n, threads: t, batch: r["batch"] as? Int ?? fileBatch, peer: r["peer"] as? String ?? "eager",
-                value: v, version: version, compileSeconds: r["compile_seconds"] as? Double)
+                value: v, version: version, compileSeconds: r["compile_seconds"] as? Double, clock: clock)
         }
     }
 }
