@@ -205,8 +205,10 @@ extension Bench {
         let version = (obj["torch"] as? String ?? "?").split(separator: "+").first.map(String.init) ?? "?"
         let fileBatch = obj["batch"] as? Int ?? 32, clock = obj["clock"] as? String ?? "wall"
         for f in obj["failures"] as? [[String: Any]] ?? [] {
-            let what = ["name", "peer", "batch", "threads"].map { f[$0].map { "\($0)" } ?? "?" }
-            print("  note: torch \(what.joined(separator: " ")) thread(s) failed: \(f["error"] ?? "?")")
+            let v = { (key: String) in f[key].map { "\($0)" } ?? "?" }
+            print(
+                "  note: torch \(v("peer")) failed on \(v("name")), batch \(v("batch")), \(v("threads")) thread(s): "
+                    + v("error"))
         }
         return rs.compactMap { r in
             guard let n = r["name"] as? String, let t = r["threads"] as? Int, let v = r["value"] as? Double else {
