@@ -38,7 +38,7 @@ extension Bench {
                     "fusion", name, shape, threads: th, value: flops / fused * 1e-9, unit: "GFLOP/s",
                     peer: ("separate kernels", flops / separate * 1e-9))
             }
-            for (name, config) in vitConfigs {
+            for (name, config) in profileConfigs {
                 let batch = 32
                 let images = randomImages(config, count: batch)
                 let model = ViT(config: config, seed: 1)

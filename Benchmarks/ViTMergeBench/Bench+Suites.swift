@@ -224,98 +224,37 @@ extension Bench {
     /// the time other processes had the cores): with one thread the calling thread's, with n the
     /// process's divided by n (the pool's workers spin while they wait, so this counts waits
     /// for a preempted peer too, but not time the whole process was off the cores).
-    func bestTimesInterleaved(_ a: () -> Void, _ b: () -> Void) -> (Double, Double) {
+    /// `minRuns` (at least 1) lowers the 3 timed runs for bodies that take seconds each.
+    func bestTimesInterleaved(minRuns: Int = 3, _ a: () -> Void, _ b: () -> Void) -> (Double, Double) {
         a(); b()  // warm-up
         var best = (Double.infinity, Double.infinity), total = (0.0, 0.0), runs = 0
-        let threads = ThreadPool.shared.threads
-        let now = { () -> Double in
-            var ts = timespec()
-            clock_gettime(threads == 1 ? CLOCK_THREAD_CPUTIME_ID : CLOCK_PROCESS_CPUTIME_ID, &ts)
-            return (Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9) / Double(threads)
-        }
-        let time = { (body: () -> Void) -> Double in
-            let t0 = now()
-            body()
-            return now() - t0
-        }
-        while min(total.0, total.1) < options.minSeconds || runs < 3 {
+        let time = cpuTimer(threads: ThreadPool.shared.threads)
+        while min(total.0, total.1) < options.minSeconds || runs < minRuns {
             let ta = time(a), tb = time(b)
             best = (min(best.0, ta), min(best.1, tb)); total = (total.0 + ta, total.1 + tb); runs += 1
         }
         return best
     }
 
-    // MARK: ViT
-
-    /// Forward (inference) and full training step (forward, backward, AdamW) img/s at batch 32.
-    func vitSuite() {
-        let batch = 32
-        for (name, config) in vitConfigs {
-            let images = randomImages(config, count: batch)
-            for th in options.threads {
-                ThreadPool.shared.threads = th
-                let model = ViT(config: config, seed: 1)
-                let acts = model.makeActivations(capacity: batch)
-                var input = [Float](repeating: 0, count: batch * images.imageSize)
-                input.withUnsafeMutableBufferPointer { images.fill(0..<batch, input: $0.baseAddress!, labels: nil) }
-                let forward = {
-                    input.withUnsafeBufferPointer { model.forward(input: $0.baseAddress!, batch: batch, acts: acts) }
-                }
-                let (fwd, fwdUnfused) = bestTimesInterleaved(
-                    {
-                        Attention.fused = true; forward()
-                    },
-                    {
-                        Attention.fused = false; forward()
-                    })
-                record(
-                    "vit", "\(name) forward", [batch], threads: th, value: Double(batch) / fwd, unit: "img/s",
-                    peer: torchPeer("\(name) forward", th))
-                record(
-                    "vit", "\(name) forward, unfused attn", [batch], threads: th, value: Double(batch) / fwdUnfused,
-                    unit: "img/s", peer: ("fused", Double(batch) / fwd))
-                let trainer = benchTrainer(model, images, .full)
-                let (step, stepUnfused) = bestTimesInterleaved(
-                    {
-                        Attention.fused = true; _ = trainer.step()
-                    },
-                    {
-                        Attention.fused = false; _ = trainer.step()
-                    })
-                Attention.fused = true
-                record(
-                    "vit", "\(name) train step", [batch], threads: th, value: Double(batch) / step, unit: "img/s",
-                    peer: torchPeer("\(name) train step", th))
-                record(
-                    "vit", "\(name) train step, unfused attn", [batch], threads: th,
-                    value: Double(batch) / stepUnfused, unit: "img/s", peer: ("fused", Double(batch) / step))
-                // Linearized (tangent-space) step: primal forward + JVP + backward at θ0, AdamW on θ.
-                let linear = benchTrainer(ViT(config: config, seed: 1), images, .linearized)
-                let (linStep, linStepUnfused) = bestTimesInterleaved(
-                    {
-                        Attention.fused = true; _ = linear.step()
-                    },
-                    {
-                        Attention.fused = false; _ = linear.step()
-                    })
-                Attention.fused = true
-                record(
-                    "vit", "\(name) linearized train step", [batch], threads: th, value: Double(batch) / linStep,
-                    unit: "img/s",
-                    peer: ("normal train step", Double(batch) / step))
-                records[records.count - 1].name += String(format: " (%.2f× its time)", linStep / step)
-                record(
-                    "vit", "\(name) linearized train step, unfused attn", [batch], threads: th,
-                    value: Double(batch) / linStepUnfused, unit: "img/s", peer: ("fused", Double(batch) / linStep))
-            }
+    /// Best CPU time of `body` (the clock of `bestTimesInterleaved`) over runs lasting at least
+    /// `minSeconds` in total and at least `minRuns`, after one warm-up.
+    func bestCPUTime(minRuns: Int = 3, _ body: () -> Void) -> Double {
+        body()  // warm-up
+        var best = Double.infinity, total = 0.0, runs = 0
+        let time = cpuTimer(threads: ThreadPool.shared.threads)
+        while total < options.minSeconds || runs < minRuns {
+            let t = time(body)
+            best = min(best, t); total += t; runs += 1
         }
-        ThreadPool.shared.threads = ThreadPool.shared.capacity
+        return best
     }
+
+    // MARK: ViT profile
 
     /// Time per kernel category in one training step (forward, loss, backward, AdamW), as a table.
     func profileSuite() {
         let batch = 32
-        for (name, config) in vitConfigs {
+        for (name, config) in profileConfigs {
             let images = randomImages(config, count: batch)
             for th in options.threads {
                 ThreadPool.shared.threads = th
@@ -355,8 +294,8 @@ extension Bench {
                 + (calls.map { "  \($0) calls" } ?? ""))
     }
 
-    /// The ViT suites' models: the 28×28 demo model, and ViT-Ti/16 at 224 unless --quick.
-    var vitConfigs: [(String, ViTConfig)] {
+    /// The profile and fusion suites' models: the 28×28 demo model, and ViT-Ti/16 at 224 unless --quick.
+    var profileConfigs: [(String, ViTConfig)] {
         [("vit_mini_patch4_28", .mini28())] + (options.quick ? [] : [("vit_tiny_patch16_224", .vitTiny())])
     }
 
@@ -374,10 +313,6 @@ extension Bench {
             count: count, channels: c.inChannels, height: c.imageHeight, width: c.imageWidth,
             images: (0..<(count * size)).map { _ in UInt8(rng.next() & 0xFF) },
             labels: (0..<count).map { Int32($0 % c.numClasses) })
-    }
-
-    func torchPeer(_ name: String, _ threads: Int) -> (String, Double)? {
-        torchResults.first { $0.name == name && $0.threads == threads }.map { ("torch \(torchVersion)", $0.value) }
     }
 
     // MARK: Merge
@@ -424,5 +359,20 @@ func geluWithSleefErf(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float
                 UnsafeMutableRawPointer(out + i).storeBytes(of: 0.5 * x * (1 + e), as: SIMD16<Float>.self)
             }
         }
+    }
+}
+
+/// A stopwatch in CPU seconds for work on `threads` threads: the calling thread's CPU time with
+/// one thread, the process's divided by `threads` with more (see `Bench.bestTimesInterleaved`).
+func cpuTimer(threads: Int) -> (() -> Void) -> Double {
+    let now = { () -> Double in
+        var ts = timespec()
+        clock_gettime(threads == 1 ? CLOCK_THREAD_CPUTIME_ID : CLOCK_PROCESS_CPUTIME_ID, &ts)
+        return (Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9) / Double(threads)
+    }
+    return { body in
+        let t0 = now()
+        body()
+        return now() - t0
     }
 }

@@ -37,8 +37,8 @@ final class Bench {
     var records: [Record] = []
     var peaks: [Int: Double] = [:]
     var bandwidths: [Int: Double] = [:]
-    var torchResults: [(name: String, threads: Int, value: Double)] = []
-    var torchVersion = "?"
+    /// PyTorch figures for the vit suite: from `--compare FILE`, then those run with `--torch`.
+    var torchResults: [TorchFigure] = []
     /// scripts/bench_images.py's figures (`--pillow`): name, worker processes, img/s.
     var pillowResults: [(name: String, threads: Int, value: Double)] = []
     var pillowVersion = "?"
@@ -103,15 +103,16 @@ final class Bench {
     }
 
     func printTable() {
+        let width = max(34, (records.map(\.name.count).max() ?? 0) + 1)
         print("")
         print(
-            "suite    name                              shape                thr      value unit      %peak"
-                + "   peer value  ratio  peer")
+            "suite    " + "name".padding(toLength: width, withPad: " ", startingAt: 0)
+                + "shape                thr      value unit      %peak   peer value  ratio  peer")
         print("(%peak: of the measured FMA peak for GFLOP/s, of the measured bandwidth for GB/s; ratio = ours / peer)")
         for r in records {
             let shape = r.shape.map(String.init).joined(separator: "x")
             var line = r.suite.padding(toLength: 9, withPad: " ", startingAt: 0)
-            line += r.name.padding(toLength: 34, withPad: " ", startingAt: 0)
+            line += r.name.padding(toLength: width, withPad: " ", startingAt: 0)
             line += shape.padding(toLength: 21, withPad: " ", startingAt: 0)
             line += String(format: "%3d %10.2f ", r.threads, r.value)
             line += r.unit.padding(toLength: 9, withPad: " ", startingAt: 0)
@@ -173,25 +174,5 @@ final class Bench {
             return (n, t, v)
         }
         print("  peer: Pillow \(pillowVersion) + timm from \(path) (\(pillowResults.count) figures)")
-    }
-
-    /// Reads scripts/bench_torch.py's JSON: {"torch": version, "results": [{"name", "threads", "value"}]}.
-    func loadTorch(_ path: String) {
-        guard let data = FileManager.default.contents(atPath: path),
-            let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-            let rs = obj["results"] as? [[String: Any]]
-        else {
-            FileHandle.standardError.write(
-                "vitmerge-bench: cannot read \(path) (expected scripts/bench_torch.py output)\n".data(using: .utf8)!)
-            exit(1)
-        }
-        torchVersion = obj["torch"] as? String ?? "?"
-        torchResults = rs.compactMap { r in
-            guard let n = r["name"] as? String, let t = r["threads"] as? Int, let v = r["value"] as? Double else {
-                return nil
-            }
-            return (n, t, v)
-        }
-        print("  peer: PyTorch \(torchVersion) from \(path) (\(torchResults.count) figures)")
     }
 }

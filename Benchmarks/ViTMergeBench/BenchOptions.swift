@@ -1,5 +1,6 @@
 import ArgumentParser
 import ViTMergeCore
+import ViTMergeModel
 
 /// A benchmark suite: what `--suite` accepts.
 enum Suite: String, CaseIterable, ExpressibleByArgument {
@@ -48,6 +49,78 @@ struct ThreadList: ExpressibleByArgument {
     }
 }
 
+/// One row of the vit suite: a model preset (ViTConfig.presets) at a batch size.
+struct ViTModel: Hashable {
+    var name: String
+    var batch: Int
+
+    /// The rows `--vit-models` runs by default: every preset at batch 32, ViT-B also at 64.
+    static let all: [ViTModel] = [
+        ViTModel(name: "vit_mini_patch4_28", batch: 32), ViTModel(name: "vit_tiny_patch16_224", batch: 32),
+        ViTModel(name: "vit_small_patch16_224", batch: 32), ViTModel(name: "vit_base_patch16_224", batch: 32),
+        ViTModel(name: "vit_base_patch16_224", batch: 64),
+    ]
+
+    var config: ViTConfig { ViTConfig.presets[name]! }
+
+    /// ViT-S and ViT-B: a step takes seconds, so they are timed twice after the warm-up and
+    /// without the unfused-attention comparison.
+    var isLarge: Bool { name == "vit_small_patch16_224" || name == "vit_base_patch16_224" }
+    /// Timed runs after the warm-up, at least.
+    var minRuns: Int { isLarge ? 2 : 3 }
+    /// Whether the unfused attention is timed beside the fused one.
+    var comparesUnfused: Bool { !isLarge }
+}
+
+/// A comma-separated list of vit suite rows: `name` (its default batches) or `name@batch`.
+struct ViTModelList: ExpressibleByArgument {
+    var models: [ViTModel]
+
+    init?(argument: String) {
+        var models: [ViTModel] = []
+        for part in argument.split(separator: ",", omittingEmptySubsequences: false) {
+            let fields = part.split(separator: "@", omittingEmptySubsequences: false)
+            let name = String(fields[0])
+            guard ViTModel.all.contains(where: { $0.name == name }), fields.count <= 2 else { return nil }
+            if fields.count == 2 {
+                guard let batch = Int(fields[1]), batch > 0 else { return nil }
+                models.append(ViTModel(name: name, batch: batch))
+            } else {
+                models += ViTModel.all.filter { $0.name == name }
+            }
+        }
+        self.models = models.uniqued()
+    }
+
+    static var allValueStrings: [String] { ViTModel.all.map(\.name).uniqued() }
+}
+
+/// A PyTorch peer of the vit suite, as scripts/bench_torch.py names it.
+enum TorchPeer: String, CaseIterable, ExpressibleByArgument {
+    /// timm's model as shipped: attention through fused scaled_dot_product_attention.
+    case eager
+    /// The same with `fused_attn` False on every Attention module (explicit q·kᵀ, softmax, ·v).
+    case eagerExplicit = "eager-explicit"
+    /// `torch.compile(model)`, default mode (inductor's C++ kernels on the CPU).
+    case compile
+}
+
+/// A comma-separated list of PyTorch peers (`--torch-peers eager,compile`).
+struct TorchPeerList: ExpressibleByArgument {
+    var peers: [TorchPeer]
+
+    init?(argument: String) {
+        var peers: [TorchPeer] = []
+        for name in argument.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let p = TorchPeer(rawValue: String(name)) else { return nil }
+            peers.append(p)
+        }
+        self.peers = peers.uniqued()
+    }
+
+    static var allValueStrings: [String] { TorchPeer.allCases.map(\.rawValue) }
+}
+
 /// What one benchmark run measures and where it writes.
 struct BenchOptions: ParsableArguments {
     @Option(
@@ -73,7 +146,7 @@ struct BenchOptions: ParsableArguments {
             "Only the GEMM shapes whose name contains this text (e.g. 'dW TN').", valueName: "text"))
     var gemmFilter: String?
 
-    @Flag(help: "Smaller shapes and shorter timings (ViT-Ti left out).")
+    @Flag(help: "Smaller shapes and shorter timings (the vit and profile suites on vit_mini_patch4_28 only).")
     var quick = false
 
     /// Python with numpy: run scripts/bench_numpy.py as a second GEMM peer.
@@ -89,6 +162,26 @@ struct BenchOptions: ParsableArguments {
             "PyTorch figures from scripts/bench_torch.py, shown as the vit suite's peer.", valueName: "file"))
     var compare: String?
 
+    /// Python with torch and timm: run scripts/bench_torch.py within this run as the vit suite's peers.
+    @Option(
+        help: ArgumentHelp(
+            "Time the vit suite's models with PyTorch too (scripts/bench_torch.py run by this Python right "
+                + "before each model's own measurements, at the same thread counts); the best peer is the "
+                + "headline ratio.", valueName: "python"))
+    var torch: String?
+
+    @Option(
+        name: [.customLong("torch-peers")],
+        help: "Comma-separated PyTorch peers for --torch (default: all).")
+    var torchPeerList: TorchPeerList?
+
+    @Option(
+        name: [.customLong("vit-models")],
+        help: ArgumentHelp(
+            "Comma-separated vit suite models, each `name` (ViT-B: batches 32 and 64, the others 32) or "
+                + "`name@batch` (default: all of them; vit_mini_patch4_28 with --quick).", valueName: "models"))
+    var vitModelList: ViTModelList?
+
     /// JSON written by scripts/bench_images.py: Pillow + timm img/s to compare the images suite with.
     @Option(
         help: ArgumentHelp(
@@ -100,6 +193,11 @@ struct BenchOptions: ParsableArguments {
 
     var threads: [Int] { threadList?.counts ?? [1, ThreadPool.shared.capacity].uniqued() }
 
+    /// The vit suite's rows, in the order they are run.
+    var vitModels: [ViTModel] { vitModelList?.models ?? (quick ? [ViTModel.all[0]] : ViTModel.all) }
+
+    var torchPeers: [TorchPeer] { torchPeerList?.peers ?? TorchPeer.allCases }
+
     /// Minimum total time per measurement, in seconds.
     var minSeconds: Double { quick ? 0.1 : 0.4 }
 
@@ -110,5 +208,6 @@ struct BenchOptions: ParsableArguments {
                 "--threads takes a list like 1,2 of values in 1...\(capacity) (set VITMERGE_THREADS for more)")
         }
         if all, suiteList != nil { throw ValidationError("--all and --suite exclude each other") }
+        if torchPeerList != nil, torch == nil { throw ValidationError("--torch-peers needs --torch PYTHON") }
     }
 }
