@@ -81,7 +81,12 @@ final class MPITests: XCTestCase {
         }
     }
 
-    func testMAEPretrainingOnTwoRanksMatchesOneProcess() throws {
+    /// `pretrain --scheme <scheme>` on a tiny model: 2 ranks under a real mpirun against one
+    /// process on one thread, step by step (rank 0 alone logs) and on the named tensors.
+    func assertTwoRanksMatchOneProcess(
+        scheme: String, data: String = MPITests.task, steps: Int, options: [String], tensors: [String],
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let (exe, np, mpirun) = try setUpMPI()
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -90,99 +95,54 @@ final class MPITests: XCTestCase {
             .appending(#""num_heads": 2}"#).write(toFile: config, atomically: true, encoding: .utf8)
         func pretrain(_ out: String) -> [String] {
             [
-                "pretrain", "--scheme", "mae", "--config", config, "--data", Self.task, "--output", out, "--steps",
-                "12",
-                "--batch-size", "16", "--decoder-dim", "8", "--decoder-heads", "2", "--norm-pix-loss", "--json",
-            ]
+                "pretrain", "--scheme", scheme, "--config", config, "--data", data, "--output", out, "--steps",
+                "\(steps)", "--batch-size", "16", "--json",
+            ] + options
         }
         let one = dir.appendingPathComponent("one.safetensors").path,
             two = dir.appendingPathComponent("two.safetensors").path
         let r1 = try run(exe, pretrain(one) + ["--threads", "1"])
-        XCTAssertEqual(r1.status, 0, r1.output)
+        XCTAssertEqual(r1.status, 0, r1.output, file: file, line: line)
         let r2 = try run(mpirun, np(2) + [exe] + pretrain(two))
-        XCTAssertEqual(r2.status, 0, r2.output)
+        XCTAssertEqual(r2.status, 0, r2.output, file: file, line: line)
         let (l1, l2) = (losses(r1.output), losses(r2.output))
-        XCTAssertEqual(l1.count, 12)
-        XCTAssertEqual(l2.count, 12, "only rank 0 may log: \(r2.output)")
+        XCTAssertEqual(l1.count, steps, file: file, line: line)
+        XCTAssertEqual(l2.count, steps, "only rank 0 may log: \(r2.output)", file: file, line: line)
         for (s, (a, b)) in zip(l1, l2).enumerated() {
-            XCTAssertEqual(a, b, accuracy: 1e-4 * abs(a), "mae step \(s + 1): 2 ranks \(b) vs 1 process \(a)")
+            XCTAssertEqual(
+                a, b, accuracy: 1e-4 * abs(a), "\(scheme) step \(s + 1): 2 ranks \(b) vs 1 process \(a)",
+                file: file, line: line)
         }
         let (f1, f2) = (try SafeTensorsFile.read(path: one), try SafeTensorsFile.read(path: two))
-        XCTAssertEqual(f1.names, f2.names)
-        for name in ["blocks.1.mlp.fc2.weight", "decoder_pred.weight", "mask_token"] {
+        XCTAssertEqual(f1.names, f2.names, file: file, line: line)
+        for name in tensors {
             let diff = zip(try f1.floats(name), try f2.floats(name)).map { abs($0 - $1) }.max()!
-            XCTAssertLessThan(diff, 1e-4, "\(name): 1 process and 2 ranks differ by \(diff)")
+            XCTAssertLessThan(diff, 1e-4, "\(name): 1 process and 2 ranks differ by \(diff)", file: file, line: line)
         }
     }
 
+    func testMAEPretrainingOnTwoRanksMatchesOneProcess() throws {
+        try assertTwoRanksMatchOneProcess(
+            scheme: "mae", steps: 12, options: ["--decoder-dim", "8", "--decoder-heads", "2", "--norm-pix-loss"],
+            tensors: ["blocks.1.mlp.fc2.weight", "decoder_pred.weight", "mask_token"])
+    }
+
     func testDINOPretrainingOnTwoRanksMatchesOneProcess() throws {
-        let (exe, np, mpirun) = try setUpMPI()
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let config = dir.appendingPathComponent("cfg.json").path
-        try #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 10, "embed_dim": 16, "depth": 2, "#
-            .appending(#""num_heads": 2}"#).write(toFile: config, atomically: true, encoding: .utf8)
-        func pretrain(_ out: String) -> [String] {
-            [
-                "pretrain", "--scheme", "dino", "--config", config, "--data", Self.task, "--output", out, "--steps",
-                "8", "--batch-size", "16", "--local-crops", "2", "--dino-prototypes", "16", "--dino-hidden", "16",
-                "--dino-bottleneck", "8", "--json",
-            ]
-        }
-        let one = dir.appendingPathComponent("one.safetensors").path,
-            two = dir.appendingPathComponent("two.safetensors").path
-        let r1 = try run(exe, pretrain(one) + ["--threads", "1"])
-        XCTAssertEqual(r1.status, 0, r1.output)
-        let r2 = try run(mpirun, np(2) + [exe] + pretrain(two))
-        XCTAssertEqual(r2.status, 0, r2.output)
-        let (l1, l2) = (losses(r1.output), losses(r2.output))
-        XCTAssertEqual(l1.count, 8)
-        XCTAssertEqual(l2.count, 8, "only rank 0 may log: \(r2.output)")
-        for (s, (a, b)) in zip(l1, l2).enumerated() {
-            XCTAssertEqual(a, b, accuracy: 1e-4 * abs(a), "dino step \(s + 1): 2 ranks \(b) vs 1 process \(a)")
-        }
-        let (f1, f2) = (try SafeTensorsFile.read(path: one), try SafeTensorsFile.read(path: two))
-        XCTAssertEqual(f1.names, f2.names)
-        for name in ["blocks.1.mlp.fc2.weight", "dino_head.mlp.4.weight", "dino_head.last_layer.weight_v"] {
-            let diff = zip(try f1.floats(name), try f2.floats(name)).map { abs($0 - $1) }.max()!
-            XCTAssertLessThan(diff, 1e-4, "\(name): 1 process and 2 ranks differ by \(diff)")
-        }
+        try assertTwoRanksMatchOneProcess(
+            scheme: "dino", steps: 8,
+            options: [
+                "--local-crops", "2", "--dino-prototypes", "16", "--dino-hidden", "16", "--dino-bottleneck", "8",
+            ],
+            tensors: ["blocks.1.mlp.fc2.weight", "dino_head.mlp.4.weight", "dino_head.last_layer.weight_v"])
     }
 
     /// CLIP's InfoNCE is over the global batch: the ranks gather the embeddings, so 2 ranks equal one
     /// process (the glyph pre-training set, whose captions file sits beside it).
     func testCLIPPretrainingOnTwoRanksMatchesOneProcess() throws {
-        let (exe, np, mpirun) = try setUpMPI()
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let config = dir.appendingPathComponent("cfg.json").path
-        try #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 10, "embed_dim": 16, "depth": 2, "#
-            .appending(#""num_heads": 2}"#).write(toFile: config, atomically: true, encoding: .utf8)
-        func pretrain(_ out: String) -> [String] {
-            [
-                "pretrain", "--scheme", "clip", "--config", config, "--data", "data/pretrain/glyphs.safetensors",
-                "--output", out, "--steps", "8", "--batch-size", "16", "--text-depth", "1", "--text-dim", "8",
-                "--text-heads", "2", "--embed-dim", "6", "--json",
-            ]
-        }
-        let one = dir.appendingPathComponent("one.safetensors").path,
-            two = dir.appendingPathComponent("two.safetensors").path
-        let r1 = try run(exe, pretrain(one) + ["--threads", "1"])
-        XCTAssertEqual(r1.status, 0, r1.output)
-        let r2 = try run(mpirun, np(2) + [exe] + pretrain(two))
-        XCTAssertEqual(r2.status, 0, r2.output)
-        let (l1, l2) = (losses(r1.output), losses(r2.output))
-        XCTAssertEqual(l1.count, 8)
-        XCTAssertEqual(l2.count, 8, "only rank 0 may log: \(r2.output)")
-        for (s, (a, b)) in zip(l1, l2).enumerated() {
-            XCTAssertEqual(a, b, accuracy: 1e-4 * abs(a), "clip step \(s + 1): 2 ranks \(b) vs 1 process \(a)")
-        }
-        let (f1, f2) = (try SafeTensorsFile.read(path: one), try SafeTensorsFile.read(path: two))
-        XCTAssertEqual(f1.names, f2.names)
-        for name in ["blocks.1.mlp.fc2.weight", "text.blocks.0.mlp.fc1.weight", "text_projection", "logit_scale"] {
-            let diff = zip(try f1.floats(name), try f2.floats(name)).map { abs($0 - $1) }.max()!
-            XCTAssertLessThan(diff, 1e-4, "\(name): 1 process and 2 ranks differ by \(diff)")
-        }
+        try assertTwoRanksMatchOneProcess(
+            scheme: "clip", data: "data/pretrain/glyphs.safetensors", steps: 8,
+            options: ["--text-depth", "1", "--text-dim", "8", "--text-heads", "2", "--embed-dim", "6"],
+            tensors: ["blocks.1.mlp.fc2.weight", "text.blocks.0.mlp.fc1.weight", "text_projection", "logit_scale"])
     }
 
     func testTwoRanksMatchOneProcessResumeExactlyAndFailTogether() throws {
