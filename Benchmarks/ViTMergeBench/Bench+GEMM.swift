@@ -62,6 +62,19 @@ extension Bench {
             rec.peer = "openblas"; rec.peer_value = flops / theirs * 1e-9; rec.ratio = theirs / ours
         }
         records.append(rec)
+        if options.bf16 {
+            let bf16 = bestTime(minSeconds: options.minSeconds) {
+                sgemm(
+                    transA: ta, transB: tb, m: m, n: n, k: k, a: a.pointer, lda: lda, b: b.pointer, ldb: ldb,
+                    c: c.pointer, ldc: n, precision: .bf16)
+            }
+            var r = Record(
+                suite: "gemm", name: name + " bf16", shape: [m, n, k], threads: threads, value: flops / bf16 * 1e-9,
+                unit: "GFLOP/s")
+            if let peak = peaks[threads] { r.percent_of_peak = 100 * r.value / peak }
+            r.peer = "ours fp32"; r.peer_value = rec.value; r.ratio = ours / bf16
+            records.append(r)
+        }
     }
 
     /// Attention's two batched GEMMs for batch 32: S = Q·Kᵀ (NT) and O = P·V (NN) per (image, head),

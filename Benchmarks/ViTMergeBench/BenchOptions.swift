@@ -1,6 +1,7 @@
 import ArgumentParser
 import ViTMergeCore
 import ViTMergeModel
+import ViTMergeKernels
 
 /// A benchmark suite: what `--suite` accepts.
 enum Suite: String, CaseIterable, ExpressibleByArgument {
@@ -146,6 +147,13 @@ struct BenchOptions: ParsableArguments {
             "Only the GEMM shapes whose name contains this text (e.g. 'dW TN').", valueName: "text"))
     var gemmFilter: String?
 
+    @Flag(
+        help: ArgumentHelp(
+            "Also time the GEMM shapes and the vit suite's forward and train step in bfloat16 (--precision bf16, "
+                + "AVX512_BF16), against FP32 in the same run, and PyTorch with CPU autocast bf16 when --torch "
+                + "is given."))
+    var bf16 = false
+
     @Flag(help: "Smaller shapes and shorter timings (the vit and profile suites on vit_mini_patch4_28 only).")
     var quick = false
 
@@ -208,6 +216,9 @@ struct BenchOptions: ParsableArguments {
                 "--threads takes a list like 1,2 of values in 1...\(capacity) (set VITMERGE_THREADS for more)")
         }
         if all, suiteList != nil { throw ValidationError("--all and --suite exclude each other") }
+        if bf16, !GEMM.bf16Supported {
+            throw ValidationError("--bf16 needs AVX512_BF16 in this CPU and build (vitmerge doctor shows the ISA)")
+        }
         if torchPeerList != nil, torch == nil { throw ValidationError("--torch-peers needs --torch PYTHON") }
     }
 }

@@ -79,3 +79,40 @@ static inline float vm_tanhf(float x) { return Sleef_tanhf_u10(x); }
 /// Asks for the cache line holding `p` ahead of a read-modify-write (prefetchw where the CPU has it;
 /// a hint only: no fault on any address). Locality 2 keeps it in L2 and below.
 static inline void vm_prefetch_l2(const void *p) { __builtin_prefetch(p, 1, 2); }
+
+/// 1 when this build targets AVX512_BF16 (then `vm_dpbf16` exists).
+static inline int vm_build_has_bf16(void) {
+#if defined(__AVX512BF16__) && defined(__AVX512F__)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/// 1 when the CPU running this process supports AVX512_BF16.
+static inline int vm_cpu_has_avx512bf16(void) {
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+    return __builtin_cpu_supports("avx512bf16") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+typedef float vm_f32x16 __attribute__((ext_vector_type(16)));
+typedef unsigned int vm_u32x16 __attribute__((ext_vector_type(16)));
+/// acc[j] += a.hi[j]·b.hi[j] + a.lo[j]·b.lo[j], each 32-bit lane of a and b holding two bfloat16
+/// (vdpbf16ps: exact products, FP32 sums, bfloat16 subnormals read as zero). Builds without
+/// AVX512_BF16 get a scalar stand-in so the Swift code compiles; `GEMM.bf16Supported` is false there
+/// and the bf16 path is never taken.
+static inline vm_f32x16 vm_dpbf16(vm_f32x16 acc, vm_u32x16 a, vm_u32x16 b) {
+#if defined(__AVX512BF16__) && defined(__AVX512F__)
+    return (vm_f32x16)_mm512_dpbf16_ps((__m512)acc, (__m512bh)a, (__m512bh)b);
+#else
+    for (int j = 0; j < 16; j++) {
+        union { unsigned int u; float f; } ah = {a[j] & 0xFFFF0000u}, al = {a[j] << 16}, bh = {b[j] & 0xFFFF0000u},
+            bl = {b[j] << 16};
+        acc[j] = (acc[j] + ah.f * bh.f) + al.f * bl.f;
+    }
+    return acc;
+#endif
+}

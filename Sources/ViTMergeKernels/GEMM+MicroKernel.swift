@@ -33,31 +33,22 @@ func microKernel6x64(
         c50.addProduct(a5, b0); c51.addProduct(a5, b1); c52.addProduct(a5, b2); c53.addProduct(a5, b3)
         pa += 6; pb += 256
     }
-    let t = UnsafeMutableRawPointer(tile)
-    t.storeBytes(of: c00, toByteOffset: 0, as: SIMD16<Float>.self);
-    t.storeBytes(of: c01, toByteOffset: 64, as: SIMD16<Float>.self);
-    t.storeBytes(of: c02, toByteOffset: 128, as: SIMD16<Float>.self);
-    t.storeBytes(of: c03, toByteOffset: 192, as: SIMD16<Float>.self)
-    t.storeBytes(of: c10, toByteOffset: 256, as: SIMD16<Float>.self);
-    t.storeBytes(of: c11, toByteOffset: 320, as: SIMD16<Float>.self);
-    t.storeBytes(of: c12, toByteOffset: 384, as: SIMD16<Float>.self);
-    t.storeBytes(of: c13, toByteOffset: 448, as: SIMD16<Float>.self)
-    t.storeBytes(of: c20, toByteOffset: 512, as: SIMD16<Float>.self);
-    t.storeBytes(of: c21, toByteOffset: 576, as: SIMD16<Float>.self);
-    t.storeBytes(of: c22, toByteOffset: 640, as: SIMD16<Float>.self);
-    t.storeBytes(of: c23, toByteOffset: 704, as: SIMD16<Float>.self)
-    t.storeBytes(of: c30, toByteOffset: 768, as: SIMD16<Float>.self);
-    t.storeBytes(of: c31, toByteOffset: 832, as: SIMD16<Float>.self);
-    t.storeBytes(of: c32, toByteOffset: 896, as: SIMD16<Float>.self);
-    t.storeBytes(of: c33, toByteOffset: 960, as: SIMD16<Float>.self)
-    t.storeBytes(of: c40, toByteOffset: 1024, as: SIMD16<Float>.self);
-    t.storeBytes(of: c41, toByteOffset: 1088, as: SIMD16<Float>.self);
-    t.storeBytes(of: c42, toByteOffset: 1152, as: SIMD16<Float>.self);
-    t.storeBytes(of: c43, toByteOffset: 1216, as: SIMD16<Float>.self)
-    t.storeBytes(of: c50, toByteOffset: 1280, as: SIMD16<Float>.self);
-    t.storeBytes(of: c51, toByteOffset: 1344, as: SIMD16<Float>.self);
-    t.storeBytes(of: c52, toByteOffset: 1408, as: SIMD16<Float>.self);
-    t.storeBytes(of: c53, toByteOffset: 1472, as: SIMD16<Float>.self)
+    storeTileRow(tile, 0, c00, c01, c02, c03); storeTileRow(tile, 1, c10, c11, c12, c13)
+    storeTileRow(tile, 2, c20, c21, c22, c23); storeTileRow(tile, 3, c30, c31, c32, c33)
+    storeTileRow(tile, 4, c40, c41, c42, c43); storeTileRow(tile, 5, c50, c51, c52, c53)
+}
+
+/// Row `row` of a 6×64 tile: four 16-lane accumulators side by side.
+@inline(__always)
+func storeTileRow(
+    _ tile: UnsafeMutablePointer<Float>, _ row: Int, _ v0: SIMD16<Float>, _ v1: SIMD16<Float>, _ v2: SIMD16<Float>,
+    _ v3: SIMD16<Float>
+) {
+    let t = UnsafeMutableRawPointer(tile + 64 * row)
+    t.storeBytes(of: v0, toByteOffset: 0, as: SIMD16<Float>.self)
+    t.storeBytes(of: v1, toByteOffset: 64, as: SIMD16<Float>.self)
+    t.storeBytes(of: v2, toByteOffset: 128, as: SIMD16<Float>.self)
+    t.storeBytes(of: v3, toByteOffset: 192, as: SIMD16<Float>.self)
 }
 
 /// tile[6,16] = Σ_p a[p,0..<6] ⊗ b[p,0..<16] over kc steps of packed panels

@@ -33,11 +33,14 @@ public enum GEMM {
 /// With `rowSumsOfA`, also rowSums[i] += Σ_k op(A)[i, k] for every row i, added in k order while A
 /// is packed (no extra pass over A): with transA, the bias gradient of the weight gradient dyᵀ·x,
 /// bit-identical to `Elementwise.biasAddBackward` over dy (alpha does not scale the sums).
+/// `precision` .bf16 rounds op(A) and op(B) to bfloat16 as they are packed and sums in FP32
+/// (GEMM+BF16.swift; the row sums stay FP32); the default is `GEMM.precision`.
 public func sgemm(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
-    rowSumsOfA: UnsafeMutablePointer<Float>? = nil, pool: ThreadPool = .shared
+    rowSumsOfA: UnsafeMutablePointer<Float>? = nil, precision: GEMM.Precision = GEMM.precision,
+    pool: ThreadPool = .shared
 ) {
     let profileStart = Profiler.begin(); defer { Profiler.end(.gemm, profileStart) }
     precondition(m >= 0 && n >= 0 && k >= 0, "sgemm: negative size m \(m) n \(n) k \(k)")
@@ -55,9 +58,10 @@ public func sgemm(
         }
         return
     }
+    precondition(precision == .fp32 || GEMM.bf16Supported, "sgemm: bf16 needs AVX512_BF16 (GEMM.bf16Supported)")
     let p = GEMMProblem(
         transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-        a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, rowSums: rowSumsOfA)
+        a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, rowSums: rowSumsOfA, bf16: precision == .bf16)
     // Cost model (ThreadPool+Parallel.swift): 8 flops per unit.
     let nth = pool.threadCount(work: GEMM.cost(m, n, k))
     GEMMWorkspace.shared.withBuffers(threads: max(nth, 1)) { ws in
@@ -148,6 +152,25 @@ struct GEMMProblem {
     let c: UnsafeMutablePointer<Float>, ldc: Int
     /// Row sums of op(A) accumulated while packing (`sgemm`'s rowSumsOfA), or nil.
     var rowSums: UnsafeMutablePointer<Float>? = nil
+    /// Products in bfloat16 with FP32 sums (GEMM+BF16.swift): panels hold words of two bfloat16.
+    var bf16 = false
+
+    /// Depth of one packed panel: `GEMM.kc` floats, or as many bytes of bfloat16 pairs.
+    var depthBlock: Int { bf16 ? GEMM.kcBF16 : GEMM.kc }
+    /// Elements per depth step of a packed panel for a depth block of kc: kc floats or ⌈kc/2⌉ words.
+    @inline(__always) func panelDepth(_ kc: Int) -> Int { bf16 ? (kc + 1) / 2 : kc }
+
+    /// Packs B's column micro-panel jp of a block into bPack, in this problem's precision.
+    @inline(__always)
+    func packBPanel(_ jp: Int, jc: Int, nc: Int, pc: Int, kc: Int, _ bPack: UnsafeMutablePointer<Float>) {
+        let nr = GEMM.nr, j0 = jc + jp * nr, cols = min(nr, nc - jp * nr)
+        let dst = bPack + jp * nr * panelDepth(kc)
+        if bf16 {
+            packBBF16(j0, cols, pc, kc, UnsafeMutableRawPointer(dst).assumingMemoryBound(to: UInt32.self))
+        } else {
+            packB(j0, cols, pc, kc, dst)
+        }
+    }
 
     /// Loops 5 and 4 (column blocks jc, depth blocks pc) on the calling thread; the B panel is
     /// packed and the macro-kernel run in parallel on `threads` threads.
@@ -157,12 +180,12 @@ struct GEMMProblem {
         for jc in stride(from: 0, to: n, by: GEMM.nc) {
             let nc = min(GEMM.nc, n - jc)
             let nPanels = (nc + nr - 1) / nr
-            for pc in stride(from: 0, to: k, by: GEMM.kc) {
-                let kc = min(GEMM.kc, k - pc)
+            for pc in stride(from: 0, to: k, by: depthBlock) {
+                let kc = min(depthBlock, k - pc)
                 let bPack = ws.bPack[0]
                 pool.run(threads: threads) { ith, nth in
                     for jp in ThreadPool.split(nPanels, ith, nth) {
-                        packB(jc + jp * nr, min(nr, nc - jp * nr), pc, kc, bPack + jp * nr * kc)
+                        packBPanel(jp, jc: jc, nc: nc, pc: pc, kc: kc, bPack)
                     }
                 }
                 // Split rows of C when there are enough; otherwise split columns.
@@ -190,9 +213,9 @@ struct GEMMProblem {
         for jc in stride(from: 0, to: n, by: GEMM.nc) {
             let nc = min(GEMM.nc, n - jc)
             let nPanels = (nc + nr - 1) / nr
-            for pc in stride(from: 0, to: k, by: GEMM.kc) {
-                let kc = min(GEMM.kc, k - pc)
-                for jp in 0..<nPanels { packB(jc + jp * nr, min(nr, nc - jp * nr), pc, kc, bPack + jp * nr * kc) }
+            for pc in stride(from: 0, to: k, by: depthBlock) {
+                let kc = min(depthBlock, k - pc)
+                for jp in 0..<nPanels { packBPanel(jp, jc: jc, nc: nc, pc: pc, kc: kc, bPack) }
                 macroKernel(
                     rowPanels: 0..<mPanels, colPanels: 0..<nPanels, jc: jc, nc: nc, pc: pc, kc: kc,
                     aPack: ws.aPack[ith], bPack: bPack, tile: ws.tile[ith], sums: rowSums != nil && jc == 0)
@@ -208,16 +231,22 @@ struct GEMMProblem {
         tile: UnsafeMutablePointer<Float>, sums: Bool
     ) {
         let mr = GEMM.mr, nr = GEMM.nr, panelsPerBlock = GEMM.mc / mr
-        let first = pc == 0
+        let first = pc == 0, depth = panelDepth(kc)
+        let aWords = UnsafeMutableRawPointer(aPack).assumingMemoryBound(to: UInt32.self)
         var ip0 = rowPanels.lowerBound
         while ip0 < rowPanels.upperBound {
             let ip1 = min(ip0 + panelsPerBlock, rowPanels.upperBound)
             for ip in ip0..<ip1 {
-                packA(ip * mr, min(mr, m - ip * mr), pc, kc, aPack + (ip - ip0) * mr * kc, sums: sums)
+                let offset = (ip - ip0) * mr * depth
+                if bf16 {
+                    packABF16(ip * mr, min(mr, m - ip * mr), pc, kc, aWords + offset, sums: sums)
+                } else {
+                    packA(ip * mr, min(mr, m - ip * mr), pc, kc, aPack + offset, sums: sums)
+                }
             }
             for jp in colPanels {
                 let j0 = jp * nr, ncols = min(nr, nc - j0)
-                let bp = bPack + jp * nr * kc
+                let bp = bPack + jp * nr * depth
                 for ip in ip0..<ip1 {
                     let i0 = ip * mr, nrows = min(mr, m - i0)
                     let ct = c + i0 * ldc + jc + j0
@@ -225,10 +254,14 @@ struct GEMMProblem {
                         var j = 0
                         while j < ncols { vm_prefetch_l2(ct + r * ldc + j); j &+= 16 }
                     }
-                    if nr == 64 {
-                        microKernel6x64(kc, aPack + (ip - ip0) * mr * kc, bp, tile)
+                    let offset = (ip - ip0) * mr * depth
+                    if bf16 {
+                        microKernel6x64BF16(
+                            depth, aWords + offset, UnsafeRawPointer(bp).assumingMemoryBound(to: UInt32.self), tile)
+                    } else if nr == 64 {
+                        microKernel6x64(kc, aPack + offset, bp, tile)
                     } else {
-                        microKernel6x16(kc, aPack + (ip - ip0) * mr * kc, bp, tile)
+                        microKernel6x16(kc, aPack + offset, bp, tile)
                     }
                     storeTile(tile, c + i0 * ldc + jc + j0, rows: nrows, cols: ncols, first: first)
                 }
