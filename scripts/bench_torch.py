@@ -13,6 +13,9 @@ The peers, what a user would pick:
     compile         torch.compile(model), default mode (inductor, C++/OpenMP kernels on the CPU);
                     compiled afresh per thread count, the compile (first call) not timed but
                     reported as compile_seconds
+    eager-bf16      eager under torch.autocast("cpu", dtype=torch.bfloat16) for the forward and the
+                    loss (matmuls and linear layers in bfloat16, FP32 master weights and AdamW): the
+                    peer of vitmerge-bench --bf16, not of its FP32 rows
 
 A peer that fails (e.g. torch.compile without a C++ compiler) is listed under "failures" and the
 others go on. The JSON: {"torch", "timm", "batch", "results": [{"name", "threads", "value", "peer",
@@ -42,7 +45,7 @@ MODELS = {
 # batch 32 is ~1.7 TFLOP, many seconds on one core, so the big models are timed fewer times).
 DEFAULT_BATCHES = {"vit_base_patch16_224": (32, 64)}
 MIN_RUNS = {"vit_small_patch16_224": 2, "vit_base_patch16_224": 2}
-PEERS = ("eager", "eager-explicit", "compile")
+PEERS = ("eager", "eager-explicit", "compile", "eager-bf16")
 
 
 def make_clock(kind, threads):
@@ -85,6 +88,10 @@ def measure(cfg, peer, batch, threads, min_seconds, min_runs, clock_kind):
     clock = make_clock(clock_kind, threads)
     model = make_model(cfg, peer)
     run = model
+    if peer == "eager-bf16":
+        def run(inputs):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return model(inputs).float()
     compile_seconds = None
     if peer == "compile":
         torch._dynamo.reset()
@@ -129,7 +136,7 @@ def main():
     ap.add_argument(
         "--batches", "--batch", default=None,
         help="comma-separated batch sizes for every model (default 32, and 64 too for vit_base_patch16_224)")
-    ap.add_argument("--peers", default=",".join(PEERS), help="comma-separated, of: " + ", ".join(PEERS))
+    ap.add_argument("--peers", default=",".join(PEERS[:3]), help="comma-separated, of: " + ", ".join(PEERS))
     ap.add_argument("--min-seconds", type=float, default=0.4, help="minimum timed seconds per figure")
     ap.add_argument("--min-runs", type=int, default=None, help="minimum timed runs (default 3; 2 for ViT-S/B)")
     ap.add_argument(

@@ -66,6 +66,24 @@ extension Bench {
                         "vit", "\(row.name) linearized train step, unfused attn", [row.batch], threads: th,
                         value: ips(t), unit: "img/s", peer: ("fused", ips(lin)))
                 }
+                if options.bf16 {
+                    for (what, body) in [("forward", forwardBody(row, images)), ("train step", stepBody(row, images))] {
+                        // FP32 and bf16 timed alternately, so their ratio holds on a busy machine.
+                        let (fp32, bf16) = bestTimesInterleaved(
+                            minRuns: row.minRuns,
+                            {
+                                GEMM.precision = .fp32; body()
+                            },
+                            {
+                                GEMM.precision = .bf16; body()
+                            })
+                        GEMM.precision = .fp32
+                        record(
+                            "vit", "\(row.name) \(what) bf16", [row.batch], threads: th, value: ips(bf16), unit: "img/s",
+                            peer: ("ours fp32", ips(fp32)))
+                        recordViT(row, what, threads: th, seconds: bf16, bf16: true)
+                    }
+                }
                 let figures = torchFigures("\(row.name) forward", threads: th, batch: row.batch)
                 if let s = figures.compactMap(\.compileSeconds).first {
                     record(
@@ -79,21 +97,30 @@ extension Bench {
 
     /// Best time of one forward pass of `row`'s model over all of `images` (`timeFusedAndUnfused`).
     func timeForward(_ row: ViTModel, _ images: LabeledImages) -> FusedTimes {
+        timeFusedAndUnfused(row, forwardBody(row, images))
+    }
+
+    /// One forward pass of `row`'s model over all of `images`, ready to time.
+    func forwardBody(_ row: ViTModel, _ images: LabeledImages) -> () -> Void {
         let batch = images.count
         let model = ViT(config: row.config, seed: 1)
         let acts = model.makeActivations(capacity: batch)
         var input = [Float](repeating: 0, count: batch * images.imageSize)
         input.withUnsafeMutableBufferPointer { images.fill(0..<batch, input: $0.baseAddress!, labels: nil) }
-        let forward: () -> Void = {
+        return {
             input.withUnsafeBufferPointer { model.forward(input: $0.baseAddress!, batch: batch, acts: acts) }
         }
-        return timeFusedAndUnfused(row, forward)
     }
 
     /// Best time of one training step (`mode`) of `row`'s model on all of `images` (`timeFusedAndUnfused`).
     func timeStep(_ row: ViTModel, _ images: LabeledImages, _ mode: TrainMode) -> FusedTimes {
+        timeFusedAndUnfused(row, stepBody(row, images, mode))
+    }
+
+    /// One training step (`mode`) of `row`'s model on all of `images`, ready to time.
+    func stepBody(_ row: ViTModel, _ images: LabeledImages, _ mode: TrainMode = .full) -> () -> Void {
         let trainer = benchTrainer(ViT(config: row.config, seed: 1), images, mode)
-        return timeFusedAndUnfused(row) { _ = trainer.step() }
+        return { _ = trainer.step() }
     }
 
     /// Best time of `body` with the fused attention, `row.minRuns` timed runs at least; if the row
@@ -114,10 +141,14 @@ extension Bench {
     }
 
     /// Records "<model> <what>" at `seconds` per batch; its peer is the fastest PyTorch peer for
-    /// the row ("… (best of 3)"), and with more than one peer a record per peer follows.
-    func recordViT(_ row: ViTModel, _ what: String, threads: Int, seconds: Double) {
-        let name = "\(row.name) \(what)", value = Double(row.batch) / seconds
-        let figures = torchFigures(name, threads: threads, batch: row.batch)
+    /// the row ("… (best of 3)"), and with more than one peer a record per peer follows. With
+    /// `bf16`, the row is "<model> <what> bf16" and its peers the bfloat16 ones (and the other way round).
+    func recordViT(_ row: ViTModel, _ what: String, threads: Int, seconds: Double, bf16: Bool = false) {
+        let name = "\(row.name) \(what)" + (bf16 ? " bf16" : ""), value = Double(row.batch) / seconds
+        let figures = torchFigures("\(row.name) \(what)", threads: threads, batch: row.batch).filter {
+            (TorchPeer(rawValue: $0.peer)?.isBF16 ?? false) == bf16
+        }
+        if bf16 && figures.isEmpty { return }  // the bf16 row against our FP32 is recorded already
         let best = figures.max { $0.value < $1.value }
         record(
             "vit", name, [row.batch], threads: threads, value: value, unit: "img/s",

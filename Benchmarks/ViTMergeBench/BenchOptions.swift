@@ -104,6 +104,11 @@ enum TorchPeer: String, CaseIterable, ExpressibleByArgument {
     case eagerExplicit = "eager-explicit"
     /// `torch.compile(model)`, default mode (inductor's C++ kernels on the CPU).
     case compile
+    /// eager under CPU autocast to bfloat16: the peer of the `--bf16` rows only.
+    case eagerBF16 = "eager-bf16"
+
+    /// Whether the peer computes in bfloat16 (compared with our bf16 rows, not the FP32 ones).
+    var isBF16: Bool { self == .eagerBF16 }
 }
 
 /// A comma-separated list of PyTorch peers (`--torch-peers eager,compile`).
@@ -180,7 +185,7 @@ struct BenchOptions: ParsableArguments {
 
     @Option(
         name: [.customLong("torch-peers")],
-        help: "Comma-separated PyTorch peers for --torch (default: all).")
+        help: "Comma-separated PyTorch peers for --torch (default: the FP32 ones, and eager-bf16 with --bf16).")
     var torchPeerList: TorchPeerList?
 
     @Option(
@@ -204,7 +209,8 @@ struct BenchOptions: ParsableArguments {
     /// The vit suite's rows, in the order they are run.
     var vitModels: [ViTModel] { vitModelList?.models ?? (quick ? [ViTModel.all[0]] : ViTModel.all) }
 
-    var torchPeers: [TorchPeer] { torchPeerList?.peers ?? TorchPeer.allCases }
+    /// `--torch-peers`, or every FP32 peer and, with `--bf16`, eager-bf16.
+    var torchPeers: [TorchPeer] { torchPeerList?.peers ?? TorchPeer.allCases.filter { bf16 || !$0.isBF16 } }
 
     /// Minimum total time per measurement, in seconds.
     var minSeconds: Double { quick ? 0.1 : 0.4 }

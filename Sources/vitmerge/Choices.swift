@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ViTMergeKernels
 import ViTMergeMerging
 import ViTMergeReport
 import ViTMergeTraining
@@ -12,6 +13,8 @@ extension TrainMode: ExpressibleByArgument {
 }
 
 extension MergeMethod: ExpressibleByArgument {}
+
+extension GEMM.Precision: ExpressibleByArgument {}
 
 extension ExperimentMode: ExpressibleByArgument {}
 

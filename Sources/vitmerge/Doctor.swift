@@ -38,7 +38,7 @@ struct Doctor: ParsableCommand {
                 "FMA peak, \(threads) threads", String(format: "%.1f GFLOP/s", Machine.measureFMAPeak(threads: threads))
             )
         }
-        let (gflops, gemmError) = gemmCheck()
+        let (gflops, gemmError) = gemmCheck(.fp32)
         line(
             "sgemm 512³",
             String(
@@ -46,6 +46,19 @@ struct Doctor: ParsableCommand {
                 gflops, 100 * gflops / (peak1 * Double(threads)), threads, gemmError))
         if !(gemmError <= 1e-5) {
             problems.append("sgemm disagrees with the reference GEMM (error \(gemmError) relative to max |C|)")
+        }
+        if GEMM.bf16Supported {
+            let (bf16, bf16Error) = gemmCheck(.bf16)
+            line(
+                "sgemm 512³ bf16",
+                String(
+                    format: "%.1f GFLOP/s (%.2f× fp32), error %.1e against its bfloat16 reference (--precision bf16)",
+                    bf16, bf16 / gflops, bf16Error))
+            if !(bf16Error <= 1e-5) {
+                problems.append("bf16 sgemm disagrees with its reference (error \(bf16Error) relative to max |C|)")
+            }
+        } else {
+            line("sgemm bf16", "not available (no AVX512_BF16 in this CPU or build; --precision bf16 is refused)")
         }
         #if DEBUG
             line("note", "debug build: kernels are slow; use swift run -c release")
@@ -68,8 +81,9 @@ struct Doctor: ParsableCommand {
         }
     }
 
-    /// Times a 512³ SGEMM (best of a few) and compares a corner of it with the reference GEMM.
-    private func gemmCheck() -> (gflops: Double, maxRelError: Double) {
+    /// Times a 512³ SGEMM in `precision` (best of a few) and compares a corner of it with that
+    /// precision's reference GEMM.
+    private func gemmCheck(_ precision: GEMM.Precision) -> (gflops: Double, maxRelError: Double) {
         let n = 512
         var rng = RNG(seed: 1)
         let a = (0..<n * n).map { _ in rng.uniformFloat() - 0.5 }, b = (0..<n * n).map { _ in rng.uniformFloat() - 0.5 }
@@ -79,15 +93,14 @@ struct Doctor: ParsableCommand {
             let t0 = DispatchTime.now().uptimeNanoseconds
             sgemm(
                 transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a, lda: n, b: b, ldb: n, beta: 0, c: &c,
-                ldc: n)
+                ldc: n, precision: precision)
             best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0))
         }
         // Reference on the first 16 rows only (it is slow).
         let rows = 16
         var r = [Float](repeating: 0, count: rows * n)
-        sgemmReference(
-            transA: false, transB: false, m: rows, n: n, k: n, alpha: 1, a: a, lda: n, b: b, ldb: n, beta: 0, c: &r,
-            ldc: n)
+        let reference = precision == .bf16 ? sgemmBF16Reference : sgemmReference
+        reference(false, false, rows, n, n, 1, a, n, b, n, 0, &r, n)
         var worst = 0.0, scale = 0.0
         for i in 0..<rows * n {
             worst = max(worst, Double(abs(c[i] - r[i])))

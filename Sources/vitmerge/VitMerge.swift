@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ViTMergeCore
+import ViTMergeKernels
 
 /// The `vitmerge` command line: one subcommand per file.
 @main
@@ -51,6 +52,13 @@ struct RuntimeOptions: ParsableArguments {
     @Option(help: "Worker threads (default: VITMERGE_THREADS or one per core).")
     var threads: Int?
 
+    @Option(
+        help: ArgumentHelp(
+            "Arithmetic of the matrix products: fp32 (the reference) or bf16 (operands rounded to bfloat16, "
+                + "FP32 sums and FP32 master weights; needs AVX512_BF16; attention's products stay FP32).",
+            valueName: "fp32|bf16"))
+    var precision: GEMM.Precision = .fp32
+
     func validate() throws {
         if let t = threads, !(1...ThreadPool.shared.capacity).contains(t) {
             throw ValidationError(
@@ -58,7 +66,18 @@ struct RuntimeOptions: ParsableArguments {
                     + "to change it)"
             )
         }
+        if precision == .bf16 && !GEMM.bf16Supported {
+            throw ValidationError(
+                "--precision bf16 needs AVX512_BF16 in this CPU and build (\(Machine.cpuModel)); use fp32, or build "
+                    + "on such a CPU (vitmerge doctor shows what this one has)")
+        }
     }
 
-    func apply() { if let t = threads { ThreadPool.shared.threads = t } }
+    func apply() {
+        if let t = threads { ThreadPool.shared.threads = t }
+        GEMM.precision = precision
+        if precision == .bf16 {
+            FileHandle.standardError.write(Data("precision: bf16 matrix products (FP32 sums and weights)\n".utf8))
+        }
+    }
 }
