@@ -79,7 +79,8 @@ extension Bench {
                             })
                         GEMM.precision = .fp32
                         record(
-                            "vit", "\(row.name) \(what) bf16", [row.batch], threads: th, value: ips(bf16), unit: "img/s",
+                            "vit", "\(row.name) \(what) bf16", [row.batch], threads: th, value: ips(bf16),
+                            unit: "img/s",
                             peer: ("ours fp32", ips(fp32)))
                         recordViT(row, what, threads: th, seconds: bf16, bf16: true)
                     }
