@@ -52,7 +52,7 @@ final class GEMMBF16Tests: XCTestCase {
         let what = "bf16 sgemm ta \(ta) tb \(tb) m \(m) n \(n) k \(k) α \(alpha) β \(beta) pad \(pad)"
         // Exact products summed in FP32: the FP32 GEMM's tolerance against the rounded operands.
         assertClose(fast, ref, atol: GEMMTests.tolerance(k: k), rtol: 1e-5, what, file: file, line: line)
-        // And the rounding itself: each operand within 2⁻⁹ relative, so |error| ≤ 2⁻⁸·Σ|a||b| ≤ 2⁻⁸·k.
+        // And the rounding itself: each operand within 2⁻⁹ relative, so |error| ≤ 2⁻⁸·Σ|a||b| ≤ k/256.
         var far = 0
         for i in 0..<m * ldc where abs(ref[i] - fp32[i]) > Float(k) / 256 * abs(alpha) { far += 1 }
         XCTAssertEqual(far, 0, "\(what): the bf16 reference is further from FP32 than rounding allows")
