@@ -254,34 +254,41 @@ extension Bench {
     /// Time per kernel category in one training step (forward, loss, backward, AdamW), as a table.
     func profileSuite() {
         let batch = 32
-        for (name, config) in profileConfigs {
+        let precisions: [GEMM.Precision] = options.bf16 ? [.fp32, .bf16] : [.fp32]
+        for (model, config) in profileConfigs {
             let images = randomImages(config, count: batch)
             for th in options.threads {
-                ThreadPool.shared.threads = th
-                let trainer = benchTrainer(ViT(config: config, seed: 1), images, .full)
-                for _ in 0..<2 { _ = trainer.step() }
-                let steps = config.imageHeight > 100 ? 3 : 20
-                Profiler.reset()
-                Profiler.enabled = true
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                for _ in 0..<steps { _ = trainer.step() }
-                let total = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9 / Double(steps)
-                Profiler.enabled = false
-                print(
-                    String(
-                        format: "\nprofile: %@, batch %d, %d thread(s): %.2f ms per training step", name, batch, th,
-                        total * 1e3))
-                var accounted = 0.0
-                for c in ProfileCategory.allCases {
-                    let sec = Profiler.seconds[c.rawValue] / Double(steps)
-                    accounted += sec
-                    printProfileLine(c.name, sec, total, Profiler.calls[c.rawValue] / steps)
-                    record("profile", "\(name) \(c.name)", [batch], threads: th, value: sec * 1e3, unit: "ms/step")
-                    records[records.count - 1].percent_of_peak = nil
+                for precision in precisions {
+                    GEMM.precision = precision
+                    defer { GEMM.precision = .fp32 }
+                    let name = model + (precision == .bf16 ? " bf16" : "")
+                    ThreadPool.shared.threads = th
+                    let trainer = benchTrainer(ViT(config: config, seed: 1), images, .full)
+                    for _ in 0..<2 { _ = trainer.step() }
+                    let steps = config.imageHeight > 100 ? 3 : 20
+                    Profiler.reset()
+                    Profiler.enabled = true
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    for _ in 0..<steps { _ = trainer.step() }
+                    let total = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9 / Double(steps)
+                    Profiler.enabled = false
+                    print(
+                        String(
+                            format: "\nprofile: %@, batch %d, %d thread(s): %.2f ms per training step", name, batch, th,
+                            total * 1e3))
+                    var accounted = 0.0
+                    for c in ProfileCategory.allCases {
+                        let sec = Profiler.seconds[c.rawValue] / Double(steps)
+                        accounted += sec
+                        printProfileLine(c.name, sec, total, Profiler.calls[c.rawValue] / steps)
+                        record("profile", "\(name) \(c.name)", [batch], threads: th, value: sec * 1e3, unit: "ms/step")
+                        records[records.count - 1].percent_of_peak = nil
+                    }
+                    printProfileLine("other (embedding, residual adds, pooling, copies)", total - accounted, total, nil)
+                    record(
+                        "profile", "\(name) other", [batch], threads: th, value: (total - accounted) * 1e3,
+                        unit: "ms/step")
                 }
-                printProfileLine("other (embedding, residual adds, pooling, copies)", total - accounted, total, nil)
-                record(
-                    "profile", "\(name) other", [batch], threads: th, value: (total - accounted) * 1e3, unit: "ms/step")
             }
         }
         ThreadPool.shared.threads = ThreadPool.shared.capacity
@@ -294,9 +301,13 @@ extension Bench {
                 + (calls.map { "  \($0) calls" } ?? ""))
     }
 
-    /// The profile and fusion suites' models: the 28×28 demo model, and ViT-Ti/16 at 224 unless --quick.
+    /// The profile and fusion suites' models: those of `--vit-models` when given, else the 28×28
+    /// demo model and ViT-Ti/16 at 224 unless --quick.
     var profileConfigs: [(String, ViTConfig)] {
-        [("vit_mini_patch4_28", .mini28())] + (options.quick ? [] : [("vit_tiny_patch16_224", .vitTiny())])
+        if options.vitModelList != nil {
+            return options.vitModels.map(\.name).uniqued().map { ($0, ViTConfig.presets[$0]!) }
+        }
+        return [("vit_mini_patch4_28", .mini28())] + (options.quick ? [] : [("vit_tiny_patch16_224", .vitTiny())])
     }
 
     /// A trainer whose batch is all of `images` (batch 32), run for as many steps as timed.

@@ -192,7 +192,8 @@ struct BenchOptions: ParsableArguments {
         name: [.customLong("vit-models")],
         help: ArgumentHelp(
             "Comma-separated vit suite models, each `name` (ViT-B: batches 32 and 64, the others 32) or "
-                + "`name@batch` (default: all of them; vit_mini_patch4_28 with --quick).", valueName: "models"))
+                + "`name@batch` (default: all of them; vit_mini_patch4_28 with --quick); when given, also the "
+                + "profile and fusion suites' models (at batch 32).", valueName: "models"))
     var vitModelList: ViTModelList?
 
     /// JSON written by scripts/bench_images.py: Pillow + timm img/s to compare the images suite with.
