@@ -155,8 +155,10 @@ struct GEMMProblem {
     /// Products in bfloat16 with FP32 sums (GEMM+BF16.swift): panels hold words of two bfloat16.
     var bf16 = false
 
-    /// Depth of one packed panel: `GEMM.kc` floats, or as many bytes of bfloat16 pairs.
-    var depthBlock: Int { bf16 ? GEMM.kcBF16 : GEMM.kc }
+    /// Depth of one packed panel: `GEMM.kc` floats, or as many bytes of bfloat16 pairs. With transA
+    /// the bf16 panels keep `GEMM.kc`: packing reads one cache line per depth and row panel, and
+    /// `kcBF16` lines (48 KB) would not stay in L1 for the next panel's rows.
+    var depthBlock: Int { bf16 && !transA ? GEMM.kcBF16 : GEMM.kc }
     /// Elements per depth step of a packed panel for a depth block of kc: kc floats or ⌈kc/2⌉ words.
     @inline(__always) func panelDepth(_ kc: Int) -> Int { bf16 ? (kc + 1) / 2 : kc }
 
