@@ -65,7 +65,8 @@ let package = Package(
         .target(
             name: "ViTMergeExperiment",
             dependencies: [
-                "ViTMergeCore", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining", "ViTMergeMerging", "ViTMergeReport",
+                "ViTMergeCore", "ViTMergeKernels", "ViTMergeModel", "ViTMergeIO", "ViTMergeTraining", "ViTMergeMerging",
+                "ViTMergeReport",
             ],
             swiftSettings: simdSettings),
         // Image decoding (ImageFolder): libjpeg-turbo and libpng through a small C target, since

@@ -1,6 +1,7 @@
 import Foundation
 import ViTMergeCore
 import ViTMergeIO
+import ViTMergeKernels
 import ViTMergeMerging
 import ViTMergeModel
 import ViTMergeReport
@@ -121,7 +122,7 @@ public final class ExperimentPipeline {
         }
         results.environment = Environment(
             cpu: Machine.cpuModel, threads: ThreadPool.shared.threads, isa: Machine.buildISA,
-            seconds: Int(Date().timeIntervalSince(start)))
+            seconds: Int(Date().timeIntervalSince(start)), precision: GEMM.precision.rawValue)
         try AtomicFile.write(outcomes.json(tasks: names), to: "\(s.out)/test_outcomes.json")
         try AtomicFile.write(results.json(), to: "\(s.out)/results.json")
         try write(ReportWriter(results: results, settings: s.report).markdown(), "report.md")

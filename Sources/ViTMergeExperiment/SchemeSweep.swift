@@ -1,6 +1,7 @@
 import Foundation
 import ViTMergeCore
 import ViTMergeIO
+import ViTMergeKernels
 import ViTMergeModel
 import ViTMergeReport
 import ViTMergeTraining
@@ -112,7 +113,8 @@ public final class SchemeSweep {
                 cpu: runs.first?.results.environment.cpu ?? Machine.cpuModel,
                 threads: runs.map(\.results.environment.threads).max() ?? ThreadPool.shared.threads,
                 isa: runs.first?.results.environment.isa ?? Machine.buildISA,
-                seconds: runs.map(\.results.environment.seconds).reduce(0, +)))
+                seconds: runs.map(\.results.environment.seconds).reduce(0, +),
+                precision: runs.first?.results.environment.precision ?? GEMM.precision.rawValue))
         comparison.findings = comparison.decideFindings()
         try write(comparison)
         return comparison

@@ -392,11 +392,24 @@ public struct Environment: Codable, Sendable {
     public var threads: Int
     public var isa: String
     public var seconds: Int
+    /// The matrix products' precision (`--precision`): "fp32", or "bf16"; files from before it are fp32.
+    public var precision: String
 
-    public init(cpu: String, threads: Int, isa: String, seconds: Int) {
+    public init(cpu: String, threads: Int, isa: String, seconds: Int, precision: String = "fp32") {
         self.cpu = cpu
         self.threads = threads
         self.isa = isa
         self.seconds = seconds
+        self.precision = precision
+    }
+
+    enum CodingKeys: String, CodingKey { case cpu, threads, isa, seconds, precision }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            cpu: try c.decode(String.self, forKey: .cpu), threads: try c.decode(Int.self, forKey: .threads),
+            isa: try c.decode(String.self, forKey: .isa), seconds: try c.decode(Int.self, forKey: .seconds),
+            precision: try c.decodeIfPresent(String.self, forKey: .precision) ?? "fp32")
     }
 }

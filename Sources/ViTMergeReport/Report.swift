@@ -55,7 +55,8 @@ public struct ReportWriter {
         s += "Pre-training: \(r.pretraining) (`\(o.pretrained)`); tasks: \(tasks.joined(separator: ", ")); "
         s += "seed \(o.seed); probe \(o.probeSteps) steps, fine-tuning \(o.finetuneSteps) steps × batch "
         s += "\(o.batchSize), lr \(o.lr).\n"
-        s += "Machine: \(r.environment.cpu), \(r.environment.threads) threads.\n"
+        s += "Machine: \(r.environment.cpu), \(r.environment.threads) threads"
+        s += r.environment.precision == "fp32" ? ".\n" : ", \(r.environment.precision) matrix products.\n"
         s += accuracySection() + additionSection() + countSection() + negationSection()
         s += disentanglementSection() + mergeSection() + differencesSection() + seedsSection()
         s += "\n## The papers' findings on our data\n\n"

@@ -28,6 +28,21 @@ final class ExperimentResultsTests: XCTestCase {
         return r
     }
 
+    /// The environment records the matrix products' precision; files from before it read as fp32.
+    func testEnvironmentPrecisionRoundTripsAndDefaultsToFP32() throws {
+        let old = Data(#"{"cpu": "c", "threads": 2, "isa": "AVX-512", "seconds": 5}"#.utf8)
+        XCTAssertEqual(try JSONDecoder().decode(Environment.self, from: old).precision, "fp32")
+        let bf16 = Environment(cpu: "c", threads: 2, isa: "AVX-512", seconds: 5, precision: "bf16")
+        let back = try JSONDecoder().decode(Environment.self, from: JSONEncoder().encode(bf16))
+        XCTAssertEqual(back.precision, "bf16")
+        var r = Self.sample()
+        r.environment = bf16
+        let settings = ReportSettings(
+            pretrained: "data/p.safetensors", seed: 7, probeSteps: 30, finetuneSteps: 12, batchSize: 64, lr: 3e-4)
+        XCTAssertTrue(ReportWriter(results: r, settings: settings).markdown().contains("bf16 matrix products"))
+        XCTAssertFalse(ReportWriter(results: Self.sample(), settings: settings).markdown().contains("matrix products"))
+    }
+
     func testJSONKeysFollowFormatsAndOmitModesNotRun() throws {
         let data = try Self.sample().json()
         let o = try JSONSerialization.jsonObject(with: data) as! [String: Any]
