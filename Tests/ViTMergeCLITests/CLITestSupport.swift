@@ -33,6 +33,10 @@ enum CLI {
         return candidate
     }
 
+    /// True when this test process, and so the `vitmerge` built with it, runs under ThreadSanitizer
+    /// (its runtime exports `__tsan_init`).
+    static var underThreadSanitizer: Bool { dlsym(dlopen(nil, RTLD_NOW), "__tsan_init") != nil }
+
     /// A tool on PATH, or nil.
     static func which(_ tool: String) -> String? {
         let dirs = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
