@@ -51,15 +51,10 @@ func bf16High(_ x: SIMD16<Float>) -> SIMD16<UInt32> {
     return ((bits | (nan &<< 22)) &+ increment) & 0xFFFF_0000
 }
 
-/// `bf16High` on 8 lanes.
+/// `bf16High` on 8 lanes (the 16-lane one on a zero-padded vector).
 @inline(__always)
 func bf16High(_ x: SIMD8<Float>) -> SIMD8<UInt32> {
-    let bits = unsafeBitCast(x, to: SIMD8<UInt32>.self)
-    // Integer arithmetic only (a lane comparison compiled to a scalar loop): nan is 1 in NaN lanes,
-    // which get their quiet bit and no rounding increment.
-    let nan = ((bits & 0x7FFF_FFFF) &+ 0x007F_FFFF) &>> 31
-    let increment = (0x7FFF &+ ((bits &>> 16) & 1)) & (nan &- 1)
-    return ((bits | (nan &<< 22)) &+ increment) & 0xFFFF_0000
+    bf16High(SIMD16(lowHalf: x, highHalf: .zero)).lowHalf
 }
 
 /// 16 consecutive depths, rounded (`bf16High`), as 8 words of two bfloat16 each (even depth low).
