@@ -37,6 +37,17 @@ enum CLI {
     /// (its runtime exports `__tsan_init`).
     static var underThreadSanitizer: Bool { dlsym(dlopen(nil, RTLD_NOW), "__tsan_init") != nil }
 
+    /// Writes the end-to-end tests' model, a one-block, 16-wide ViT for 28×28 grey images in 10
+    /// classes, as timm's config.json to `dir`/cfg.json, and returns that path.
+    static func writeTinyConfig(in dir: String) throws -> String {
+        let path = (dir as NSString).appendingPathComponent("cfg.json")
+        let json =
+            #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 10, "embed_dim": 16, "depth": 1, "#
+            + #""num_heads": 2}"#
+        try json.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     /// A tool on PATH, or nil.
     static func which(_ tool: String) -> String? {
         let dirs = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")

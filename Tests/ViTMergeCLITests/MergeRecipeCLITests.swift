@@ -31,9 +31,7 @@ final class MergeRecipeCLITests: XCTestCase {
     func setUpFixture() throws -> Fixture {
         if let f = Self.fixture { return f }
         let dir = try CLI.temporaryDirectory("vitmerge-recipe").path
-        let config = dir + "/cfg.json", pre = dir + "/pre.safetensors"
-        try #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 10, "embed_dim": 16, "depth": 1, "#
-            .appending(#""num_heads": 2}"#).write(toFile: config, atomically: true, encoding: .utf8)
+        let config = try CLI.writeTinyConfig(in: dir), pre = dir + "/pre.safetensors"
         _ = try succeed(["init", "--config", config, "--seed", "1", "--output", pre])
         var tasks: [String] = [], finetuned: [String] = []
         for (source, name) in [("mnist", "digits"), ("fashion", "clothes")] {

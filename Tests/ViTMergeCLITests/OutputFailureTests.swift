@@ -25,9 +25,7 @@ final class OutputFailureTests: XCTestCase {
         if let f = Self.fixture { return f }
         let exe = try CLI.binary()
         let dir = try CLI.temporaryDirectory("vitmerge-outputs").path
-        let config = dir + "/cfg.json", pre = dir + "/pre.safetensors"
-        try #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 10, "embed_dim": 16, "depth": 1, "#
-            .appending(#""num_heads": 2}"#).write(toFile: config, atomically: true, encoding: .utf8)
+        let config = try CLI.writeTinyConfig(in: dir), pre = dir + "/pre.safetensors"
         try succeed(exe, ["init", "--config", config, "--seed", "1", "--output", pre])
         var tasks: [String] = [], finetuned: [String] = []
         for (source, name) in [("mnist", "digits"), ("fashion", "clothes")] {

@@ -8,11 +8,7 @@ final class PrecisionCLITests: XCTestCase {
         let exe = try CLI.binary()
         let dir = try CLI.temporaryDirectory("precision")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let config = dir.appendingPathComponent("cfg.json").path
-        let json =
-            #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 10, "embed_dim": 16, "depth": 1, "#
-            + #""num_heads": 2}"#
-        try json.write(toFile: config, atomically: true, encoding: .utf8)
+        let config = try CLI.writeTinyConfig(in: dir.path)
         let start = dir.appendingPathComponent("start.safetensors").path
         XCTAssertEqual(try CLI.run(exe, ["init", "--config", config, "--seed", "3", "--output", start]).status, 0)
         func finetune(_ precision: String) throws -> (status: Int32, output: String, file: String) {

@@ -14,11 +14,7 @@ final class PretrainCLIPCLITests: XCTestCase {
         let dir = try CLI.temporaryDirectory("vitmerge-clip")
         defer { try? FileManager.default.removeItem(at: dir) }
         func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
-        let config = path("cfg.json")
-        let json =
-            #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 10, "embed_dim": 16, "depth": 1, "#
-            + #""num_heads": 2}"#
-        try json.write(toFile: config, atomically: true, encoding: .utf8)
+        let config = try CLI.writeTinyConfig(in: dir.path)
         let task = path("digits.safetensors")
         try CLI.smallTask("data/tasks/mnist.safetensors", task, train: 60, test: 20)
         let digits = try TaskDataset.load(path: task)

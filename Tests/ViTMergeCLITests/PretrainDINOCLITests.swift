@@ -13,11 +13,7 @@ final class PretrainDINOCLITests: XCTestCase {
         let exe = try CLI.binary()
         let dir = try CLI.temporaryDirectory("vitmerge-dino")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let config = dir.appendingPathComponent("cfg.json").path
-        let json =
-            #"{"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 10, "embed_dim": 16, "depth": 1, "#
-            + #""num_heads": 2}"#
-        try json.write(toFile: config, atomically: true, encoding: .utf8)
+        let config = try CLI.writeTinyConfig(in: dir.path)
         let help = try CLI.run(exe, ["pretrain", "--help"])
         let helpText = help.output.split(whereSeparator: \.isWhitespace).joined(separator: " ")
         for option in [
