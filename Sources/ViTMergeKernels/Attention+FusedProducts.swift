@@ -101,30 +101,6 @@ final class AttentionWorkspace: @unchecked Sendable {
 
 // MARK: Micro-kernels reading A in place
 
-/// dst[p·6 + r] = a[p·lda + r] for p in 0..<k, r in 0..<rows (≤ 6); rows ≥ `rows` are zero.
-@inline(__always)
-func packTransposedPanel(
-    _ a: UnsafePointer<Float>, lda: Int, rows: Int, k: Int, into dst: UnsafeMutablePointer<Float>
-) {
-    if rows == 6 {
-        var src = UnsafeRawPointer(a), d = UnsafeMutableRawPointer(dst)
-        let srcStride = lda &* 4
-        for _ in 0..<k {
-            d.storeBytes(of: src.loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self)
-            d.storeBytes(
-                of: src.loadUnaligned(fromByteOffset: 16, as: SIMD2<Float>.self), toByteOffset: 16,
-                as: SIMD2<Float>.self)
-            src += srcStride; d += 24
-        }
-    } else {
-        for p in 0..<k {
-            let src = a + p &* lda, d = dst + p &* 6
-            for r in 0..<rows { d[r] = src[r] }
-            for r in rows..<6 { d[r] = 0 }
-        }
-    }
-}
-
 /// The attention products on the calling thread: C[m, n] = alpha·A·B + beta·C (beta == 0: C is
 /// not read), A's element (i, p) at a[i·rs + p·ps] (A or Aᵀ read in place, no packing), B packed
 /// by `GEMMProblem.packAllB` in 64-column panels. Each element is the same FMA chain over p as

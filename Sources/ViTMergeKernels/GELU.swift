@@ -27,13 +27,6 @@ func erf16(_ x0: V16) -> V16 {
     return p / q
 }
 
-@inline(__always)
-func exp16(_ x: V16) -> V16 {
-    var v = x
-    withUnsafeMutablePointer(to: &v) { p in p.withMemoryRebound(to: Float.self, capacity: 16) { vm_expf16($0, $0) } }
-    return v
-}
-
 /// Applies a 16-lane function to count elements, with a padded tail (a polynomial or exp per
 /// element: 4 cost units each).
 @inline(__always)

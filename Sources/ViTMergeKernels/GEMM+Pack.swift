@@ -89,11 +89,22 @@ extension GEMMProblem {
                 while j < nr { d[j] = 0; j &+= 1 }
             }
         } else {
-            // op(B)[p, j] = b[j·ldb + p]: read each source row contiguously, write a column.
+            // op(B)[p, j] = b[j·ldb + p]: 16 × 16 blocks transposed in registers, the edges one
+            // element at a time (a source row read contiguously, a column written).
+            let vecCols = cols & ~15, vecDepth = kc & ~15
+            var j = 0
+            while j < vecCols {
+                var p = 0
+                while p < vecDepth {
+                    transpose16x16(b + (j0 + j) * ldb + p0 + p, lds: ldb, dst + p * nr + j, ldd: nr)
+                    p &+= 16
+                }
+                j &+= 16
+            }
             for j in 0..<cols {
                 let src = b + (j0 + j) * ldb + p0
-                var d = dst + j
-                for p in 0..<kc { d[0] = src[p]; d += nr }
+                var d = dst + (j < vecCols ? vecDepth * nr : 0) + j
+                for p in (j < vecCols ? vecDepth : 0)..<kc { d[0] = src[p]; d += nr }
             }
             if cols < nr {
                 for p in 0..<kc { (dst + p * nr + cols).update(repeating: 0, count: nr - cols) }

@@ -61,7 +61,7 @@ public enum Softmax {
         }
     }
 
-    /// x[n] ← softmax(x), in place: SIMD max, SLEEF exp, one reciprocal.
+    /// x[n] ← softmax(x), in place: SIMD max, SLEEF's exp inline (`exp16`), one reciprocal.
     @inline(__always)
     public static func row(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
         var vm = V16(repeating: -.infinity)
@@ -74,10 +74,7 @@ public enum Softmax {
         var tail = V16()
         i = 0
         while i &+ 16 <= n {
-            var v = vload(x + i) - vmaxRow
-            withUnsafeMutablePointer(to: &v) { p in
-                p.withMemoryRebound(to: Float.self, capacity: 16) { vm_expf16($0, $0) }
-            }
+            let v = exp16(vload(x + i) - vmaxRow)
             vstore(v, x + i)
             vsum += v
             i &+= 16
@@ -90,9 +87,9 @@ public enum Softmax {
                 let b = buf.baseAddress!
                 b.update(repeating: -.infinity, count: 16)
                 for j in 0..<rem { b[j] = x[i &+ j] - m }
-                vm_expf16(b, b)
+                tail = exp16(vload(b))
+                vstore(tail, b)
                 for j in 0..<rem { x[i &+ j] = b[j] }
-                tail = vload(b)
             }
             vsum += tail
         }

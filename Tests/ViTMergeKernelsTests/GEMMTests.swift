@@ -212,4 +212,33 @@ final class GEMMTests: XCTestCase {
         withThreads(1) { batched(&s3, pool: $0) }
         XCTAssertEqual(s1, s3)
     }
+
+    /// The transposed B pack (16 × 16 register transposes, scalar edges) against its definition,
+    /// dst[p·nr + j] = B[j0 + j, p0 + p], zero beyond `cols`, on odd panel widths, depths and offsets.
+    func testTransposedPackMatchesDefinition() {
+        let nr = GEMM.nr, ldb = 211
+        let b = randomArray(300 * ldb, seed: 41)
+        for (j0, cols, p0, kc) in [
+            (0, nr, 0, 64), (3, nr, 5, 37), (17, 15, 16, 16), (1, nr - 1, 0, 193), (40, 1, 2, 17),
+        ] {
+            var dst = [Float](repeating: .nan, count: kc * nr)
+            b.withUnsafeBufferPointer { bp in
+                dst.withUnsafeMutableBufferPointer { dp in
+                    GEMMProblem(
+                        transA: false, transB: true, m: 1, n: 300, k: ldb, alpha: 1, a: bp.baseAddress!, lda: 1,
+                        b: bp.baseAddress!, ldb: ldb, beta: 0, c: dp.baseAddress!, ldc: 1
+                    ).packB(j0, cols, p0, kc, dp.baseAddress!)
+                }
+            }
+            for p in 0..<kc {
+                for j in 0..<nr {
+                    let want = j < cols ? b[(j0 + j) * ldb + p0 + p] : 0
+                    guard dst[p * nr + j] == want else {
+                        return XCTFail(
+                            "pack j0 \(j0) cols \(cols) p0 \(p0) kc \(kc): [\(p), \(j)] \(dst[p * nr + j]) ≠ \(want)")
+                    }
+                }
+            }
+        }
+    }
 }
