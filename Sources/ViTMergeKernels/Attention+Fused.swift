@@ -58,10 +58,14 @@ extension Attention {
         }
     }
 
-    /// The offset of (batch, head) pair `item`'s slices in a [B, T, width·D]-strided tensor (qkv: width 3).
+    /// The offset of the slices of the (batch, head) pair after `item` in a tensor of rows
+    /// `rowStride` apart (qkv: 3·D, out: D), or nil when `item` is the last of this thread's `range`.
     @inline(__always)
-    static func headOffset(_ item: Int, heads: Int, tokens t: Int, rowStride: Int, headDim hd: Int) -> Int {
-        (item / heads) &* t &* rowStride &+ (item % heads) &* hd
+    static func nextHeadOffset(
+        after item: Int, in range: Range<Int>, heads: Int, tokens t: Int, rowStride: Int, headDim hd: Int
+    ) -> Int? {
+        let next = item &+ 1
+        return next < range.upperBound ? (next / heads) &* t &* rowStride &+ (next % heads) &* hd : nil
     }
 
     // out[B,T,D] = concat_h softmax(q_h·k_hᵀ / √hd)·v_h; att[B,H,T,T] = the probabilities when att
@@ -90,9 +94,10 @@ extension Attention {
                     packOperand(transposed: true, n: t, k: hd, b: k, ldb: d3, into: w.packT)
                     packOperand(transposed: false, n: hd, k: t, b: v, ldb: d3, into: w.packD)
                     let probs = att.map { $0 + item &* t &* t }
-                    let next =
-                        item &+ 1 < range.upperBound
-                        ? qkv + headOffset(item &+ 1, heads: heads, tokens: t, rowStride: d3, headDim: hd) : nil
+                    let next = nextHeadOffset(
+                        after: item, in: range, heads: heads, tokens: t, rowStride: d3, headDim: hd
+                    )
+                    .map { qkv + $0 }
                     var i0 = 0
                     while i0 < t {
                         let rows = min(qb, t - i0)
@@ -141,13 +146,13 @@ extension Attention {
                     let dq = dqkv + base, dk = dq + dim, dv = dq + 2 * dim
                     let go = dout + (b &* t &* dim &+ h &* hd)
                     // The next pair's q, k, v, dO and P to read, and its dQ, dK, dV to accumulate into.
-                    let hasNext = item &+ 1 < range.upperBound
-                    let nextBase = headOffset(item &+ 1, heads: heads, tokens: t, rowStride: d3, headDim: hd)
-                    let next = hasNext ? qkv + nextBase : nil, nextGrad = hasNext ? UnsafePointer(dqkv + nextBase) : nil
-                    let nextOut =
-                        hasNext
-                        ? dout + headOffset(item &+ 1, heads: heads, tokens: t, rowStride: dim, headDim: hd) : nil
-                    let nextP = hasNext ? att.map { UnsafePointer($0 + (item &+ 1) &* t &* t) } : nil
+                    let nextBase = nextHeadOffset(
+                        after: item, in: range, heads: heads, tokens: t, rowStride: d3, headDim: hd)
+                    let next = nextBase.map { qkv + $0 }, nextGrad = nextBase.map { UnsafePointer(dqkv + $0) }
+                    let nextOut = nextHeadOffset(
+                        after: item, in: range, heads: heads, tokens: t, rowStride: dim, headDim: hd
+                    ).map { dout + $0 }
+                    let nextP = nextBase == nil ? nil : att.map { UnsafePointer($0 + (item &+ 1) &* t &* t) }
                     let p = att.map { $0 + item &* t &* t }
                     // Vᵀ as the B operand of dP (n = T, depth hd); K as the B operand of dQ (n = hd, depth T).
                     packOperand(transposed: true, n: t, k: hd, b: v, ldb: d3, into: w.packT)
@@ -225,9 +230,9 @@ extension Attention {
                     let tq = tqkv + base, tk = tq + dim, tv = tq + 2 * dim
                     let to = tout + (b &* t &* dim &+ h &* hd)
                     // The next pair's q, k, v and their tangents.
-                    let hasNext = item &+ 1 < range.upperBound
-                    let nextBase = headOffset(item &+ 1, heads: heads, tokens: t, rowStride: d3, headDim: hd)
-                    let next = hasNext ? qkv + nextBase : nil, nextTangent = hasNext ? tqkv + nextBase : nil
+                    let nextBase = nextHeadOffset(
+                        after: item, in: range, heads: heads, tokens: t, rowStride: d3, headDim: hd)
+                    let next = nextBase.map { qkv + $0 }, nextTangent = nextBase.map { tqkv + $0 }
                     let p = att + item &* t &* t
                     packOperand(transposed: true, n: t, k: hd, b: k, ldb: d3, into: w.packT)
                     packOperand(transposed: true, n: t, k: hd, b: tk, ldb: d3, into: w.packT2)

@@ -1,4 +1,3 @@
-import CSleef
 import Foundation
 import ViTMergeCore
 

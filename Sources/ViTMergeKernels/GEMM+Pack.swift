@@ -103,8 +103,9 @@ extension GEMMProblem {
             }
             for j in 0..<cols {
                 let src = b + (j0 + j) * ldb + p0
-                var d = dst + (j < vecCols ? vecDepth * nr : 0) + j
-                for p in (j < vecCols ? vecDepth : 0)..<kc { d[0] = src[p]; d += nr }
+                let first = j < vecCols ? vecDepth : 0  // the depths the tiles did not cover
+                var d = dst + first * nr + j
+                for p in first..<kc { d[0] = src[p]; d += nr }
             }
             if cols < nr {
                 for p in 0..<kc { (dst + p * nr + cols).update(repeating: 0, count: nr - cols) }
