@@ -109,7 +109,9 @@ extension Bench {
         var input = [Float](repeating: 0, count: batch * images.imageSize)
         input.withUnsafeMutableBufferPointer { images.fill(0..<batch, input: $0.baseAddress!, labels: nil) }
         return {
-            input.withUnsafeBufferPointer { model.forward(input: $0.baseAddress!, batch: batch, acts: acts) }
+            input.withUnsafeBufferPointer {
+                model.forward(input: $0.baseAddress!, batch: batch, acts: acts, forBackward: false)
+            }
         }
     }
 

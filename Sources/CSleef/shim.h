@@ -120,3 +120,38 @@ static inline vm_f32x16 vm_dpbf16(vm_f32x16 acc, vm_u32x16 a, vm_u32x16 b) {
 /// Asks for the cache line holding `p` ahead of a read (a hint only: no fault on any address). Locality 2 keeps it
 /// in L2 and below.
 static inline void vm_prefetch_read_l2(const void *p) { __builtin_prefetch(p, 0, 2); }
+/// Lanes 0..<n of the result are p[0..<n], the others `fill` (n in 0...16); reads nothing at or past p + n
+/// (AVX-512 and AVX2 masked loads do not fault on masked-off lanes).
+static inline vm_f32x16 vm_load_partial16(const float *p, int n, float fill) {
+#if defined(__AVX512F__)
+    __mmask16 m = (__mmask16)((1u << n) - 1u);
+    return (vm_f32x16)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), m, p);
+#elif defined(__AVX2__)
+    __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+    __m256i hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), lane);
+    __m256 f = _mm256_set1_ps(fill);
+    __m256 a = _mm256_blendv_ps(f, _mm256_maskload_ps(p, lo), _mm256_castsi256_ps(lo));
+    __m256 b = _mm256_blendv_ps(f, _mm256_maskload_ps(p + 8, hi), _mm256_castsi256_ps(hi));
+    vm_f32x16 v;
+    _mm256_storeu_ps((float *)&v, a);
+    _mm256_storeu_ps((float *)&v + 8, b);
+    return v;
+#else
+    vm_f32x16 v;
+    for (int j = 0; j < 16; j++) v[j] = j < n ? p[j] : fill;
+    return v;
+#endif
+}
+/// p[0..<n] = lanes 0..<n of v (n in 0...16); writes nothing at or past p + n.
+static inline void vm_store_partial16(float *p, vm_f32x16 v, int n) {
+#if defined(__AVX512F__)
+    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), (__m512)v);
+#elif defined(__AVX2__)
+    __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane), _mm256_loadu_ps((const float *)&v));
+    _mm256_maskstore_ps(p + 8, _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), lane), _mm256_loadu_ps((const float *)&v + 8));
+#else
+    for (int j = 0; j < n; j++) p[j] = v[j];
+#endif
+}

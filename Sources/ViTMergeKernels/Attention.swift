@@ -13,13 +13,17 @@ public enum Attention {
     /// at ViT shapes); the benchmark turns it off to time the unfused path in the same run.
     nonisolated(unsafe) public static var fused = true
 
-    // out[B,T,D] = concat_h softmax(q_h·k_hᵀ / √hd)·v_h ; att[B,H,T,T] = the softmax probabilities (saved)
+    // out[B,T,D] = concat_h softmax(q_h·k_hᵀ / √hd)·v_h ; att[B,H,T,T] = the softmax probabilities,
+    // saved for the backward and the JVP when `saveProbabilities` (else the fused path leaves att
+    // untouched and the unfused one uses it as scratch: the same `out` either way)
     public static func forward(
         out: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>,
-        batch: Int, tokens: Int, dim: Int, heads: Int, pool: ThreadPool = .shared
+        batch: Int, tokens: Int, dim: Int, heads: Int, saveProbabilities: Bool = true, pool: ThreadPool = .shared
     ) {
         if fused {
-            forwardFused(out: out, att: att, qkv: qkv, batch: batch, tokens: tokens, dim: dim, heads: heads, pool: pool)
+            forwardFused(
+                out: out, att: saveProbabilities ? att : nil, qkv: qkv, batch: batch, tokens: tokens, dim: dim,
+                heads: heads, pool: pool)
         } else {
             forwardUnfused(
                 out: out, att: att, qkv: qkv, batch: batch, tokens: tokens, dim: dim, heads: heads, pool: pool)

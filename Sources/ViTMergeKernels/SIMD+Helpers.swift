@@ -1,3 +1,5 @@
+import CSleef
+
 /// The one home of the SIMD load/store and lane helpers every kernel uses. Concrete types only:
 /// SIMDn<Float> operations are vector instructions only when called on the concrete type (generic
 /// code gets the protocol's lane-by-lane default, a scalar loop).
@@ -26,17 +28,16 @@ typealias D8 = SIMD8<Double>
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: D8.self)
 }
 
-/// The first n (≤ 16) floats at p, the other lanes 0.
-@inline(__always) func loadPartial(_ p: UnsafePointer<Float>, _ n: Int) -> V16 {
+/// The first n (0...16) floats at p, the other lanes `fill`; reads nothing past p + n (a masked
+/// load from the shim: inserting lanes one by one in Swift is a loop of scalar moves).
+@inline(__always) func loadPartial(_ p: UnsafePointer<Float>, _ n: Int, fill: Float = 0) -> V16 {
     if n == 16 { return vload(p) }
-    var v = V16()
-    for j in 0..<n { v[j] = p[j] }
-    return v
+    return vm_load_partial16(p, Int32(truncatingIfNeeded: n), fill)
 }
-/// Stores the first n (≤ 16) lanes of v at p.
+/// Stores the first n (0...16) lanes of v at p; writes nothing past p + n (a masked store).
 @inline(__always) func storePartial(_ v: V16, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
     if n == 16 { vstore(v, p); return }
-    for j in 0..<n { p[j] = v[j] }
+    vm_store_partial16(p, v, Int32(truncatingIfNeeded: n))
 }
 
 /// Lane-wise maximum / minimum as compare + blend (vcmpps, vblendmps). The standard library's

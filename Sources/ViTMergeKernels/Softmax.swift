@@ -60,43 +60,34 @@ public enum Softmax {
         }
     }
 
-    /// x[n] ← softmax(x), in place: SIMD max, SLEEF's exp inline (`exp16`), one reciprocal.
+    /// x[n] ← softmax(x), in place: SIMD max, SLEEF's exp inline (`exp16`), one reciprocal. The
+    /// last n mod 16 floats go through masked loads and stores, padded with −∞ (exp(−∞) = 0 in
+    /// the padded lanes; the row maximum and the sum are those of the real lanes).
     @inline(__always)
     public static func row(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+        let full = n & ~15, rem = n &- full
         var vm = V16(repeating: -.infinity)
         var i = 0
-        while i &+ 16 <= n { vm = vmax(vm, vload(x + i)); i &+= 16 }
-        var m = hmax(vm)
-        while i < n { m = max(m, x[i]); i &+= 1 }
-        let vmaxRow = V16(repeating: m)
+        while i < full { vm = vmax(vm, vload(x + i)); i &+= 16 }
+        if rem > 0 { vm = vmax(vm, loadPartial(x + full, rem, fill: -.infinity)) }
+        let vmaxRow = V16(repeating: hmax(vm))
         var vsum = V16()
-        var tail = V16()
         i = 0
-        while i &+ 16 <= n {
+        while i < full {
             let v = exp16(vload(x + i) - vmaxRow)
             vstore(v, x + i)
             vsum += v
             i &+= 16
         }
-        if i < n {
-            // Tail through a 16-float buffer padded with −∞ (exp(−∞) = 0 in the padded lanes);
-            // inserting lanes into a SIMD value one by one is much slower.
-            let rem = n &- i
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: 16) { buf in
-                let b = buf.baseAddress!
-                b.update(repeating: -.infinity, count: 16)
-                for j in 0..<rem { b[j] = x[i &+ j] - m }
-                tail = exp16(vload(b))
-                vstore(tail, b)
-                for j in 0..<rem { x[i &+ j] = b[j] }
-            }
-            vsum += tail
+        if rem > 0 {
+            let v = exp16(loadPartial(x + full, rem, fill: -.infinity) - vmaxRow)
+            storePartial(v, x + full, rem)
+            vsum += v
         }
-        let inv = 1 / vsum.sum()
+        let vinv = V16(repeating: 1 / vsum.sum())
         i = 0
-        let vinv = V16(repeating: inv)
-        while i &+ 16 <= n { vstore(vload(x + i) * vinv, x + i); i &+= 16 }
-        while i < n { x[i] *= inv; i &+= 1 }
+        while i < full { vstore(vload(x + i) * vinv, x + i); i &+= 16 }
+        if rem > 0 { storePartial(loadPartial(x + full, rem) * vinv, x + full, rem) }
     }
 
     /// d[n] ← p ⊙ (d − Σ d ⊙ p) for one row (two SIMD accumulators for the dot product).
@@ -115,7 +106,10 @@ public enum Softmax {
         let vdot = V16(repeating: dot)
         i = 0
         while i &+ 16 <= n { vstore(vload(p + i) * (vload(d + i) - vdot), d + i); i &+= 16 }
-        while i < n { d[i] = p[i] * (d[i] - dot); i &+= 1 }
+        if i < n {
+            let rem = n &- i
+            storePartial(loadPartial(p + i, rem) * (loadPartial(UnsafePointer(d + i), rem) - vdot), d + i, rem)
+        }
     }
 
     /// p[n] = softmax(x[n]) in scalar order with libm's expf; returns the row maximum m and

@@ -52,8 +52,8 @@ extension MergeEvaluator {
         let label = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
         defer { label.deallocate() }
         for j in 0..<data.count {
-            l.evaluator.forEachBatch(data, range: j..<(j + 1), tangent: l.tangent.map { UnsafePointer($0.base) }) {
-                _, _, _ in
+            let tangent = l.tangent.map { UnsafePointer($0.base) }
+            l.evaluator.forEachBatch(data, range: j..<(j + 1), tangent: tangent, forBackward: true) { _, _, _ in
                 label.pointee = Int32(sampleCategorical(acts.output, count: k, rng: &rng))
                 _ = l.model.crossEntropy(labels: label, batch: 1, acts: acts)
                 g.zero()

@@ -125,11 +125,12 @@ public struct BlockStack: Sendable {
         self.params = params
     }
 
-    /// Runs x[B,T,D] through every block, saving what the backward needs; returns the stack's
-    /// output (the last block's `out`, or `x` itself for an empty stack).
+    /// Runs x[B,T,D] through every block, saving what the backward needs (the attention
+    /// probabilities only when `saveProbabilities`); returns the stack's output (the last block's
+    /// `out`, or `x` itself for an empty stack).
     func forward(
         x input: UnsafePointer<Float>, batch: Int, params p: UnsafePointer<Float>, acts: [BlockActivations],
-        in a: UnsafeMutablePointer<Float>, pool: ThreadPool
+        in a: UnsafeMutablePointer<Float>, saveProbabilities: Bool = true, pool: ThreadPool
     ) -> UnsafePointer<Float> {
         let s = shape
         let (t, d, f) = (s.tokens, s.dim, s.hidden)
@@ -147,7 +148,7 @@ public struct BlockStack: Sendable {
                 inFeatures: d, outFeatures: 3 * d, pool: pool)
             Attention.forward(
                 out: a + b.attnOut, att: a + b.att, qkv: a + b.qkv, batch: batch, tokens: t, dim: d, heads: s.heads,
-                pool: pool)
+                saveProbabilities: saveProbabilities, pool: pool)
             // res1[B,T,D] = x + (attnOut · W_projᵀ + b_proj), the branch scaled by γ1 with LayerScale
             if let ls1 = o.ls1, let projOut = b.projOut {
                 Linear.forward(

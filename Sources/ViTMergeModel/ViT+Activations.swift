@@ -15,6 +15,9 @@ public final class ViTActivations: @unchecked Sendable {
     let pooled: Int
     let fcOut: Int?, fcMean: Int?, fcRstd: Int?
     let logits: Int?, probs: Int?, losses: Int?
+    /// Whether the last `forward` saved everything `backward` and `jvp` read (false after an
+    /// inference forward, which skips the attention probabilities).
+    public internal(set) var forBackward = true
     // backward scratch
     let dres, dln, dpatches, dpooled, dfc, doutput: Int
     let blockScratch: BlockScratch

@@ -47,6 +47,9 @@ extension ViT {
         let prefix = c.numPrefixTokens
         let n = batch * t
         let needEncoder = options.encoder || gradInput != nil
+        precondition(
+            acts.forBackward || !needEncoder,
+            "backward: the last forward ran with forBackward false and saved no attention probabilities")
 
         let dres = acts.ptr(acts.dres), dln = acts.ptr(acts.dln)
         let dtop = acts.norm == nil ? dres : dln

@@ -5,13 +5,20 @@ extension ViT {
     /// Runs the model on `input` [batch, C, H, W] and saves every activation the backward pass
     /// needs in `acts`; the output (logits, or features without a head) is `acts.output`.
     /// With `throughHead` false the pass stops at the features (`acts.featuresPointer`), for
-    /// linear probing on a frozen encoder.
-    public func forward(input: UnsafePointer<Float>, batch: Int, acts: ViTActivations, throughHead: Bool = true) {
+    /// linear probing on a frozen encoder. With `forBackward` false (inference) the [B,H,T,T]
+    /// attention probabilities, which only `backward` and `jvp` read, are not written (the same
+    /// outputs, bit for bit; a forward + backward would not run faster the other way, since the
+    /// backward would have to recompute them); `backward` and `jvp` then refuse to run.
+    public func forward(
+        input: UnsafePointer<Float>, batch: Int, acts: ViTActivations, throughHead: Bool = true,
+        forBackward: Bool = true
+    ) {
         let c = config
         precondition(acts.config == c, "forward: activations were made for another config")
         precondition(
             batch >= 1 && batch <= acts.capacity, "forward: batch \(batch) exceeds activation capacity \(acts.capacity)"
         )
+        acts.forBackward = forBackward
         let p = parameters.base, tab = table
         let (t, d) = (c.tokens, c.embedDim)
         let prefix = c.numPrefixTokens
@@ -34,7 +41,9 @@ extension ViT {
         }
 
         // x[B,T,D] = blocks(x): x += attn(ln1(x)); x += mlp(ln2(x)), per block
-        x = tab.stack.forward(x: x, batch: batch, params: p, acts: acts.blocks, in: acts.arena.base, pool: pool)
+        x = tab.stack.forward(
+            x: x, batch: batch, params: p, acts: acts.blocks, in: acts.arena.base, saveProbabilities: forBackward,
+            pool: pool)
 
         if let norm = acts.norm, let w = tab.normW, let bias = tab.normB {
             LayerNorm.forward(

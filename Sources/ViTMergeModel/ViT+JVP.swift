@@ -40,6 +40,8 @@ extension ViT {
         let c = config
         precondition(tg.config == c && acts.config == c, "jvp: activations or tangents were made for another config")
         precondition(batch >= 1 && batch <= min(acts.capacity, tg.capacity), "jvp: batch \(batch) exceeds a capacity")
+        precondition(
+            acts.forBackward, "jvp: the last forward ran with forBackward false and saved no attention probabilities")
         let p = UnsafePointer(parameters.base), tab = table
         let (t, d) = (c.tokens, c.embedDim)
         let prefix = c.numPrefixTokens

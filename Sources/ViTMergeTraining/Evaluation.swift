@@ -14,13 +14,16 @@ public func argmax(_ row: UnsafePointer<Float>, count: Int) -> Int {
 
 extension ViT {
     /// The primal forward, then, with `tangent` (laid out like the parameters), the JVP added to
-    /// the outputs: acts.output = f(x; θ) + J(θ)·tangent (the linearized model f_lin).
+    /// the outputs: acts.output = f(x; θ) + J(θ)·tangent (the linearized model f_lin). With
+    /// `forBackward` false and no tangent, an inference forward (`forward(…forBackward:)`).
     @inline(__always)
     public func forward(
         input: UnsafePointer<Float>, batch: Int, acts: ViTActivations, tangent: UnsafePointer<Float>?,
-        tangents: ViTTangents?, throughHead: Bool = true
+        tangents: ViTTangents?, throughHead: Bool = true, forBackward: Bool = true
     ) {
-        forward(input: input, batch: batch, acts: acts, throughHead: throughHead)
+        forward(
+            input: input, batch: batch, acts: acts, throughHead: throughHead, forBackward: forBackward || tangent != nil
+        )
         if let tangent {
             precondition(throughHead, "the linearized model is evaluated through the head")
             addJVP(tangent: tangent, batch: batch, acts: acts, tangents: tangents!)
@@ -70,10 +73,11 @@ public final class Evaluator {
     /// For each batch of examples `range` of `data`, in order: fill, forward (through the head
     /// unless `throughHead` is false; plus J·tangent when `tangent` is given), then
     /// `body(first, count, labels)`, with the outputs in `acts.output` (features in
-    /// `acts.featuresPointer`) for examples first..<first + count.
+    /// `acts.featuresPointer`) for examples first..<first + count. The forwards are inference
+    /// forwards unless `forBackward` (for a `body` that runs the backward).
     public func forEachBatch(
         _ data: LabeledImages, range: Range<Int>, tangent: UnsafePointer<Float>? = nil, throughHead: Bool = true,
-        _ body: (_ first: Int, _ count: Int, _ labels: UnsafePointer<Int32>) -> Void
+        forBackward: Bool = false, _ body: (_ first: Int, _ count: Int, _ labels: UnsafePointer<Int32>) -> Void
     ) {
         precondition(
             data.imageSize == imageSize, "Evaluator: images of \(data.imageSize) floats, model wants \(imageSize)")
@@ -83,7 +87,8 @@ public final class Evaluator {
             let b = min(capacity, range.upperBound - start)
             data.fill(start..<(start + b), input: input, labels: labels)
             model.forward(
-                input: input, batch: b, acts: acts, tangent: tangent, tangents: tangents, throughHead: throughHead)
+                input: input, batch: b, acts: acts, tangent: tangent, tangents: tangents, throughHead: throughHead,
+                forBackward: forBackward)
             body(start, b, labels)
             start += b
         }

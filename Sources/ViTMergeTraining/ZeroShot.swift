@@ -84,7 +84,7 @@ public struct CLIPModel {
             let n = min(cap, data.count - start)
             input.withUnsafeMutableBufferPointer { x in
                 data.fill(start..<(start + n), input: x.baseAddress!, labels: nil)
-                encoder.forward(input: x.baseAddress!, batch: n, acts: acts)
+                encoder.forward(input: x.baseAddress!, batch: n, acts: acts, forBackward: false)
             }
             towers.forwardImage(out: &raw, features: acts.output, rows: n, params: parameters.base, pool: encoder.pool)
             out.withUnsafeMutableBufferPointer {

@@ -99,7 +99,7 @@ struct Forward: ParsableCommand {
                 normalization: normalization)
             try pixels.withUnsafeMutableBufferPointer { x in
                 batch.fill(0..<b, input: x.baseAddress!, labels: nil)
-                model.forward(input: x.baseAddress!, batch: b, acts: acts)
+                model.forward(input: x.baseAddress!, batch: b, acts: acts, forBackward: false)
                 if k > 0 { try writer.write("logits", floats: .init(start: acts.output, count: b * k), at: start * k) }
                 if writeFeatures {
                     try writer.write(
@@ -142,7 +142,9 @@ struct Forward: ParsableCommand {
         var start = 0
         while start < n {
             let b = min(acts.capacity, n - start)
-            images.withUnsafeBufferPointer { model.forward(input: $0.baseAddress! + start * per, batch: b, acts: acts) }
+            images.withUnsafeBufferPointer {
+                model.forward(input: $0.baseAddress! + start * per, batch: b, acts: acts, forBackward: false)
+            }
             if k > 0 { logits += UnsafeBufferPointer(start: acts.output, count: b * k) }
             if features || k == 0 { feats += UnsafeBufferPointer(start: acts.featuresPointer, count: b * d) }
             start += b

@@ -136,3 +136,39 @@ final class SoftmaxTests: XCTestCase {
         XCTAssertEqual(mismatches, 0, first)
     }
 }
+
+/// The masked tail loads and stores (`loadPartial`, `storePartial`, the softmax rows' tails): lanes
+/// below n hold the data, the rest the fill, and nothing at or past p + n is touched. The data ends
+/// at a page followed by an inaccessible one, so a read or write past it is a crash, not a pass.
+final class PartialLaneTests: XCTestCase {
+    func testPartialLoadsAndStoresTouchOnlyTheirLanesUpToAGuardPage() throws {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let raw = try XCTUnwrap(mmap(nil, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+        XCTAssertNotEqual(raw, MAP_FAILED)
+        defer { munmap(raw, 2 * page) }
+        XCTAssertEqual(mprotect(raw + page, page, PROT_NONE), 0)
+        let end = (raw + page).assumingMemoryBound(to: Float.self)
+        for n in 0...16 {
+            let p = end - n
+            for j in 0..<n { p[j] = Float(j + 1) }
+            let v = loadPartial(p, n, fill: -.infinity)
+            for j in 0..<16 { XCTAssertEqual(v[j], j < n ? Float(j + 1) : -.infinity, "n \(n), lane \(j)") }
+            XCTAssertEqual(loadPartial(p, n)[15], n == 16 ? 16 : 0)
+            storePartial(V16(repeating: -7), p, n)
+            for j in 0..<n { XCTAssertEqual(p[j], -7) }
+            // the softmax row of n ≤ 16 floats runs entirely on the tail
+            guard n > 0 else { continue }
+            for j in 0..<n { p[j] = Float(j) / 4 }
+            Softmax.row(p, n)
+            var expected = [Float](repeating: 0, count: n)
+            Softmax.forwardReference(out: &expected, inp: (0..<n).map { Float($0) / 4 }, rows: 1, cols: n)
+            for j in 0..<n { XCTAssertEqual(p[j], expected[j], accuracy: 1e-6, "softmax of \(n), lane \(j)") }
+        }
+        // a store of n lanes leaves the floats after them as they were
+        let q = end - 16
+        for j in 0..<16 { q[j] = 100 + Float(j) }
+        storePartial(V16(repeating: 1), q, 5)
+        XCTAssertEqual(
+            Array(UnsafeBufferPointer(start: q, count: 16)), [1, 1, 1, 1, 1] + (5..<16).map { 100 + Float($0) })
+    }
+}

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import ViTMergeCore
+import ViTMergeKernels
 @testable import ViTMergeModel
 
 /// The model's forward and backward give the same bits with 1 and 2 threads (explicit pools, so
@@ -68,6 +69,40 @@ final class GradientReadyTests: XCTestCase {
             }
             XCTAssertEqual(next, 0, "the ranges must cover the whole arena")
             XCTAssertEqual(reported.count, config.depth + 2)
+        }
+    }
+}
+
+final class InferenceForwardTests: XCTestCase {
+    /// A forward with `forBackward` false gives the training forward's outputs bit for bit, fused
+    /// and unfused, at 1 and 2 threads, and the fused path leaves the probabilities unwritten.
+    func testInferenceForwardMatchesTheTrainingForwardAndWritesNoProbabilities() {
+        let c = ViTConfig(
+            imageSize: 32, patchSize: 4, inChannels: 3, numClasses: 10, embedDim: 48, depth: 2, numHeads: 3)
+        let batch = 5, count = batch * 3 * 32 * 32
+        let input: [Float] = (0..<count).map { (i: Int) -> Float in Float((i * 7919) % 255) / 255 }
+        defer { Attention.fused = true }
+        for fused in [true, false] {
+            Attention.fused = fused
+            for threads in [1, 2] {
+                let model = ViT(config: c, seed: 3, pool: ThreadPool(threads: threads))
+                let acts = model.makeActivations(capacity: batch)
+                model.forward(input: input, batch: batch, acts: acts)
+                let trained = Array(UnsafeBufferPointer(start: acts.output, count: batch * 10)).map(\.bitPattern)
+                XCTAssertTrue(acts.forBackward)
+                let t = c.tokens, probs = acts.ptr(acts.blocks[1].att)
+                let marker = Float.nan.bitPattern | 0x5A5A
+                for i in 0..<(batch * c.numHeads * t * t) { probs[i] = Float(bitPattern: marker) }
+                Array(repeating: Float(0), count: batch * 10).withUnsafeBufferPointer {
+                    acts.output.update(from: $0.baseAddress!, count: batch * 10)
+                }
+                model.forward(input: input, batch: batch, acts: acts, forBackward: false)
+                XCTAssertFalse(acts.forBackward)
+                let inferred = Array(UnsafeBufferPointer(start: acts.output, count: batch * 10)).map(\.bitPattern)
+                XCTAssertEqual(inferred, trained, "fused \(fused), \(threads) threads")
+                let untouched = (0..<(batch * c.numHeads * t * t)).allSatisfy { probs[$0].bitPattern == marker }
+                XCTAssertEqual(untouched, fused, "the fused inference forward writes no probabilities")
+            }
         }
     }
 }
