@@ -149,8 +149,10 @@ static inline void vm_store_partial16(float *p, vm_f32x16 v, int n) {
     _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), (__m512)v);
 #elif defined(__AVX2__)
     __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane), _mm256_loadu_ps((const float *)&v));
-    _mm256_maskstore_ps(p + 8, _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), lane), _mm256_loadu_ps((const float *)&v + 8));
+    __m256i lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+    __m256i hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), lane);
+    _mm256_maskstore_ps(p, lo, _mm256_loadu_ps((const float *)&v));
+    _mm256_maskstore_ps(p + 8, hi, _mm256_loadu_ps((const float *)&v + 8));
 #else
     for (int j = 0; j < n; j++) p[j] = v[j];
 #endif

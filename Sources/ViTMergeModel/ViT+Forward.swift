@@ -6,9 +6,8 @@ extension ViT {
     /// needs in `acts`; the output (logits, or features without a head) is `acts.output`.
     /// With `throughHead` false the pass stops at the features (`acts.featuresPointer`), for
     /// linear probing on a frozen encoder. With `forBackward` false (inference) the [B,H,T,T]
-    /// attention probabilities, which only `backward` and `jvp` read, are not written (the same
-    /// outputs, bit for bit; a forward + backward would not run faster the other way, since the
-    /// backward would have to recompute them); `backward` and `jvp` then refuse to run.
+    /// attention probabilities, which only `backward` and `jvp` read, are not written; the outputs
+    /// are the same bits. `jvp`, and a `backward` that reaches the encoder, then refuse to run.
     public func forward(
         input: UnsafePointer<Float>, batch: Int, acts: ViTActivations, throughHead: Bool = true,
         forBackward: Bool = true
