@@ -93,9 +93,7 @@ final class InferenceForwardTests: XCTestCase {
                 let t = c.tokens, probs = acts.ptr(acts.blocks[1].att)
                 let marker = Float.nan.bitPattern | 0x5A5A
                 for i in 0..<(batch * c.numHeads * t * t) { probs[i] = Float(bitPattern: marker) }
-                Array(repeating: Float(0), count: batch * 10).withUnsafeBufferPointer {
-                    acts.output.update(from: $0.baseAddress!, count: batch * 10)
-                }
+                acts.output.update(repeating: 0, count: batch * 10)
                 model.forward(input: input, batch: batch, acts: acts, forBackward: false)
                 XCTAssertFalse(acts.forBackward)
                 let inferred = Array(UnsafeBufferPointer(start: acts.output, count: batch * 10)).map(\.bitPattern)
