@@ -42,6 +42,12 @@ struct VitMerge: ParsableCommand {
                     code: exitCode(for: error).rawValue,
                     message: "vitmerge (rank \(World.group.rank)): \(fullMessage(for: error))")
             }
+            if let n = World.launchedSize, n > 1, exitCode(for: error) != .success {
+                // The ranks share mpirun's stderr: the message goes out in one write(2), atomic on a
+                // pipe below PIPE_BUF, so two ranks' copies cannot interleave mid-line.
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(exitCode(for: error).rawValue)
+            }
             exit(withError: error)
         }
     }

@@ -203,6 +203,11 @@ final class MPITests: XCTestCase {
         let eval = try run(mpirun, np(2) + [exe, "eval", "--checkpoint", one, "--task", Self.task], timeout: 120)
         XCTAssertNotEqual(eval.status, 0)
         XCTAssertTrue(eval.output.contains("only `finetune` and `pretrain` are data-parallel"), eval.output)
+        // Each rank's message is one write: no line holds a piece of another rank's copy.
+        for line in eval.output.split(separator: "\n") where line.contains("MPI ranks") || line.contains("parallel") {
+            XCTAssertTrue(line.hasPrefix("Error: started as one of 2 MPI ranks,"), "interleaved: \(eval.output)")
+            XCTAssertTrue(line.hasSuffix("(without mpirun)"), "interleaved: \(eval.output)")
+        }
         // A global batch smaller than the rank count is refused with a message.
         let tiny = try run(
             mpirun, np(2) + [exe] + finetune(dir.appendingPathComponent("t.safetensors").path) + ["--batch-size", "1"],
